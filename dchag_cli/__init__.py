@@ -1,0 +1,1 @@
+"""The `dchag` command line: a thin Typer/Rich skin over `pipelines`."""

@@ -1,0 +1,3 @@
+from dchag_cli.app import main
+
+main()

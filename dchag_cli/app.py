@@ -1,0 +1,46 @@
+"""`dchag`: the root command and its stages."""
+
+from __future__ import annotations
+
+import typer
+
+from dchag_cli import bench, info, prep, sample
+from pipelines import __version__
+
+app = typer.Typer(
+    name="dchag",
+    help=(
+        "Train many-channel vision-transformer foundation models with D-CHAG "
+        "(Distributed Cross-Channel Hierarchical Aggregation).\n\n"
+        "Every stage reads and writes zarr artifacts: "
+        "[bold]prep[/] (ERA5 netCDF → era5.zarr), "
+        "[bold]sample[/] (synthetic inputs in real formats), "
+        "[bold]bench[/] (speed and memory), [bold]channels[/] (channel presets)."
+    ),
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(prep.app, name="prep")
+app.add_typer(sample.app, name="sample")
+app.add_typer(bench.app, name="bench")
+app.command("channels")(info.channels)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dchag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Root options shared by every stage."""
+
+
+def main() -> None:
+    app()

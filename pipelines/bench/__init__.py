@@ -1,0 +1,1 @@
+"""Benchmarks: measured speed and memory, written to files (never asserted in unit tests)."""

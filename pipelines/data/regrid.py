@@ -1,0 +1,168 @@
+"""Regridding regular lat-lon fields to a target grid with separable sparse weights.
+
+On regular lat-lon grids both bilinear interpolation and first-order conservative
+remapping factor into a latitude matrix and a longitude matrix, so a field is regridded
+as `W_lat @ field @ W_lon.T`. Both matrices are tiny and sparse; the latitude step only
+touches the source rows it needs. That is what makes this hundreds of times faster than
+general-purpose interpolation while staying exact and easy to test (CDO agrees to 1e-13).
+
+Weights are built on sorted coordinates and their columns mapped back to the source's own
+order, so data stored north-to-south (ERA5) or on -180..180 longitudes is never copied or
+flipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from pipelines.data.grid import LatLonGrid, lat_bounds, lon_bounds
+from pipelines.errors import DchagError
+
+Method = Literal["bilinear", "conservative"]
+METHODS: tuple[str, ...] = ("bilinear", "conservative")
+
+
+def _to_original_columns(w: sp.csr_matrix, order: np.ndarray) -> sp.csr_matrix:
+    """Columns of `w` refer to sorted coordinates; renumber them to the source's order."""
+    coo = w.tocoo()
+    return sp.csr_matrix((coo.data, (coo.row, order[coo.col])), shape=w.shape)
+
+
+def _bilinear_lat(src: np.ndarray, tgt: np.ndarray) -> sp.csr_matrix:
+    """Linear in latitude; targets beyond the source's outermost rows take that row (clamp)."""
+    n = src.size
+    i = np.clip(np.searchsorted(src, tgt, side="right") - 1, 0, n - 2)
+    w1 = np.clip((tgt - src[i]) / (src[i + 1] - src[i]), 0.0, 1.0)
+    rows = np.repeat(np.arange(tgt.size), 2)
+    cols = np.stack([i, i + 1], axis=1).ravel()
+    vals = np.stack([1 - w1, w1], axis=1).ravel()
+    return sp.csr_matrix((vals, (rows, cols)), shape=(tgt.size, n))
+
+
+def _bilinear_lon(src: np.ndarray, tgt: np.ndarray) -> sp.csr_matrix:
+    """Linear in longitude, periodic: the seam between the last and first column is bridged."""
+    n = src.size
+    ext = np.concatenate([src, [src[0] + 360.0]])
+    t = np.mod(tgt - src[0], 360.0) + src[0]
+    i = np.clip(np.searchsorted(ext, t, side="right") - 1, 0, n - 1)
+    w1 = (t - ext[i]) / (ext[i + 1] - ext[i])
+    rows = np.repeat(np.arange(tgt.size), 2)
+    cols = np.stack([i, (i + 1) % n], axis=1).ravel()
+    vals = np.stack([1 - w1, w1], axis=1).ravel()
+    return sp.csr_matrix((vals, (rows, cols)), shape=(tgt.size, n))
+
+
+def _overlap_matrix(src_lo: np.ndarray, src_hi: np.ndarray,
+                    tgt_lo: np.ndarray, tgt_hi: np.ndarray) -> np.ndarray:
+    """Length of the overlap of every target interval with every source interval."""
+    lo = np.maximum(tgt_lo[:, None], src_lo[None, :])
+    hi = np.minimum(tgt_hi[:, None], src_hi[None, :])
+    return np.maximum(hi - lo, 0.0)
+
+
+def _normalise_rows(w: np.ndarray, what: str) -> sp.csr_matrix:
+    total = w.sum(axis=1, keepdims=True)
+    if np.any(total <= 0):
+        raise DchagError(f"the source grid does not cover every target cell in {what}",
+                         fix="use a global source grid")
+    out = sp.csr_matrix(w / total)
+    out.eliminate_zeros()
+    return out
+
+
+def _conservative_lat(src: np.ndarray, tgt: np.ndarray) -> sp.csr_matrix:
+    """Area-weighted: on the sphere a latitude band's area is proportional to Δ sin(lat)."""
+    sb = np.sin(np.deg2rad(lat_bounds(src)))
+    tb = np.sin(np.deg2rad(lat_bounds(tgt)))
+    return _normalise_rows(_overlap_matrix(sb[:-1], sb[1:], tb[:-1], tb[1:]), "latitude")
+
+
+def _conservative_lon(src: np.ndarray, tgt: np.ndarray) -> sp.csr_matrix:
+    sb = lon_bounds(src)
+    tb = lon_bounds(tgt)
+    w = np.zeros((tgt.size, src.size))
+    for shift in (-360.0, 0.0, 360.0):  # intervals on a circle: try every wrap
+        w += _overlap_matrix(sb[:-1] + shift, sb[1:] + shift, tb[:-1], tb[1:])
+    return _normalise_rows(w, "longitude")
+
+
+@dataclass(frozen=True)
+class SeparableRegridder:
+    """`W_lat` (n_tlat × n_slat) and `W_lon` (n_tlon × n_slon), columns in source order."""
+
+    w_lat: sp.csr_matrix
+    w_lon: sp.csr_matrix
+    method: str
+
+    @property
+    def source_shape(self) -> tuple[int, int]:
+        return (self.w_lat.shape[1], self.w_lon.shape[1])
+
+    @property
+    def target_shape(self) -> tuple[int, int]:
+        return (self.w_lat.shape[0], self.w_lon.shape[0])
+
+    def apply(self, fields: np.ndarray) -> np.ndarray:
+        """Regrid `(..., nlat, nlon)` → `(..., n_tlat, n_tlon)`, float32 out."""
+        lead = fields.shape[:-2]
+        if fields.shape[-2:] != self.source_shape:
+            raise ValueError(f"fields have grid {fields.shape[-2:]}, regridder expects "
+                             f"{self.source_shape}")
+        flat = fields.reshape(-1, *self.source_shape)
+        w_lat = self.w_lat.astype(np.float64 if flat.dtype == np.float64 else np.float32)
+        # Latitude first: a sparse row gather that reads only the rows each target needs.
+        tmp = np.stack([w_lat @ f for f in flat])  # (N, n_tlat, nlon)
+        w_lon_t = self.w_lon.T.tocsr().astype(tmp.dtype)
+        out = (tmp.reshape(-1, tmp.shape[-1]) @ w_lon_t)  # dense @ sparse
+        return np.asarray(out, dtype=np.float32).reshape(*lead, *self.target_shape)
+
+
+def build_regridder(source: LatLonGrid, target: LatLonGrid, method: str) -> SeparableRegridder:
+    """Separable weights from `source` (any orientation) to `target` (ascending lat, lon)."""
+    if method not in METHODS:
+        raise DchagError(f"unknown regrid method {method!r}", fix=f"choose one of {METHODS}")
+    lat_order = np.argsort(source.lat)
+    lon_wrapped = np.mod(source.lon, 360.0)
+    lon_order = np.argsort(lon_wrapped)
+    s_lat = source.lat[lat_order]
+    s_lon = lon_wrapped[lon_order]
+    t_lat, t_lon = np.asarray(target.lat, float), np.mod(np.asarray(target.lon, float), 360.0)
+    if method == "bilinear":
+        w_lat, w_lon = _bilinear_lat(s_lat, t_lat), _bilinear_lon(s_lon, t_lon)
+    else:
+        w_lat, w_lon = _conservative_lat(s_lat, t_lat), _conservative_lon(s_lon, t_lon)
+    return SeparableRegridder(
+        w_lat=_to_original_columns(w_lat, lat_order),
+        w_lon=_to_original_columns(w_lon, lon_order),
+        method=method,
+    )
+
+
+@dataclass(frozen=True)
+class SparseRegridder:
+    """A general (n_target_points × n_source_points) weight matrix, e.g. from xESMF or CDO.
+
+    Points are flattened row-major (`ilat * nlon + ilon`) in the source's own latitude
+    order, which is how xESMF and CDO number them.
+    """
+
+    weights: sp.csr_matrix
+    source_shape: tuple[int, int]
+    target_shape: tuple[int, int]
+    method: str
+
+    def apply(self, fields: np.ndarray) -> np.ndarray:
+        lead = fields.shape[:-2]
+        if fields.shape[-2:] != self.source_shape:
+            raise ValueError(f"fields have grid {fields.shape[-2:]}, weights expect "
+                             f"{self.source_shape}")
+        flat = fields.reshape(-1, self.source_shape[0] * self.source_shape[1])
+        out = (self.weights.astype(flat.dtype) @ flat.T).T
+        return np.asarray(out, dtype=np.float32).reshape(*lead, *self.target_shape)
+
+
+Regridder = SeparableRegridder | SparseRegridder

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from pipelines.data.channels import resolve_channels
+from pipelines.sample.era5 import generate_era5
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_ERA5 = REPO / "sample_data" / "era5"
+SMALL_CHANNELS = "z_500,t_850,u_850,t2m,u10"
+
+
+@pytest.fixture(scope="session")
+def era5_dir(tmp_path_factory) -> Path:
+    """Four days of 12-hourly synthetic ERA5 on a 5° grid in CDS layouts (new + old)."""
+    out = tmp_path_factory.mktemp("era5")
+    generate_era5(out, resolve_channels(None, SMALL_CHANNELS), "2018-01-01", days=4,
+                  step_hours=12, resolution=5.0, seed=1, split_days=2)
+    return out
+
+
+def write_netcdf(path: Path, variables: dict[str, tuple[tuple[str, ...], np.ndarray]],
+                 coords: dict[str, np.ndarray], fmt: str = "NETCDF4") -> Path:
+    """A hand-made netCDF file, for inputs the generator would never produce."""
+    ds = xr.Dataset({k: (dims, v) for k, (dims, v) in variables.items()},
+                    coords={k: (k, v) if np.ndim(v) else v for k, v in coords.items()})
+    for name in ("lat", "latitude"):
+        if name in ds.coords:
+            ds[name].attrs["units"] = "degrees_north"
+    for name in ("lon", "longitude"):
+        if name in ds.coords:
+            ds[name].attrs["units"] = "degrees_east"
+    ds.to_netcdf(path, format=fmt)
+    return path
+
+
+def era5_like(path: Path, lat: np.ndarray, lon: np.ndarray, times: np.ndarray,
+              fields: dict[str, np.ndarray]) -> Path:
+    """Single-level file in the new CDS naming with the given (time, lat, lon) fields."""
+    return write_netcdf(path, {k: (("valid_time", "latitude", "longitude"), v)
+                               for k, v in fields.items()},
+                        {"valid_time": times, "latitude": lat, "longitude": lon})
