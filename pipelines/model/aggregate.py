@@ -1,0 +1,151 @@
+"""Channel aggregation: many channel tokens per location → one token per location.
+
+- `baseline`: one cross-attention with a learned query over all C channels (ClimaX);
+  its memory and compute grow with C on every tensor-parallel rank.
+- D-CHAG: the channels are split into G contiguous groups. Each group is reduced to one
+  *partial* token by a `GroupAggregator` — linear (variant L) or cross-attention
+  (variant C) — optionally through a tree of sub-groups (`tree` extra levels, `fanout`
+  sub-groups per level). A shared final cross-attention over the G partials gives the
+  token. Distributed, each rank runs the groups it owns and one all-gather joins the
+  partials; here, in one process, all groups run locally.
+
+Groups and sub-groups are fixed ranges of channel ids, so a channel subset simply leaves
+some members out; a partial with no present member is masked out of the next level.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import torch
+from torch import Tensor, nn
+
+from pipelines.model.config import ModelConfig
+from pipelines.model.layers import QueryAttention
+
+
+def split_even(n: int, parts: int) -> list[int]:
+    """Boundaries of `parts` contiguous near-equal blocks of range(n) (larger blocks first)."""
+    parts = max(1, min(parts, n))
+    base, extra = divmod(n, parts)
+    bounds = [0]
+    for i in range(parts):
+        bounds.append(bounds[-1] + base + (1 if i < extra else 0))
+    return bounds
+
+
+def block_assignment(n_in: int, n_out: int) -> Tensor:
+    """Which output block each of `n_in` inputs belongs to: (n_in,) long."""
+    bounds = split_even(n_in, n_out)
+    out = torch.empty(n_in, dtype=torch.long)
+    for o in range(len(bounds) - 1):
+        out[bounds[o]:bounds[o + 1]] = o
+    return out
+
+
+class LinearLevel(nn.Module):
+    """Each output is a learned weighted sum of its members (D-CHAG-L): Linear(n, 1) per block."""
+
+    def __init__(self, n_in: int, n_out: int, dim: int):
+        super().__init__()
+        assign = block_assignment(n_in, n_out)
+        self.register_buffer("assign", assign, persistent=False)
+        sizes = torch.bincount(assign, minlength=n_out).float()
+        self.weight = nn.Parameter(1.0 / sizes[assign])  # starts as the mean of the block
+        self.bias = nn.Parameter(torch.zeros(n_out, dim))
+        self.n_out = n_out
+
+    def forward(self, x: Tensor, members: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
+        """x (N, s, D) holds inputs `members` (s,) of this level; present (s,) bool."""
+        onehot = nn.functional.one_hot(self.assign[members], self.n_out).T.to(x.dtype)
+        mix = onehot * (self.weight[members] * present.to(x.dtype))  # (n_out, s)
+        out = torch.einsum("os,nsd->nod", mix, x) + self.bias
+        return out, (onehot.bool() & present).any(dim=1)
+
+
+class AttentionLevel(nn.Module):
+    """Each output is a learned-query cross-attention over its members (D-CHAG-C)."""
+
+    def __init__(self, n_in: int, n_out: int, dim: int, heads: int):
+        super().__init__()
+        self.register_buffer("assign", block_assignment(n_in, n_out), persistent=False)
+        self.attn = QueryAttention(dim, heads, n_queries=n_out)
+        self.n_out = n_out
+
+    def forward(self, x: Tensor, members: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
+        allowed = nn.functional.one_hot(self.assign[members], self.n_out).T.bool() & present
+        return self.attn(x, allowed), allowed.any(dim=1)
+
+
+class GroupAggregator(nn.Module):
+    """One channel group → one partial token, through `tree` extra levels of sub-groups."""
+
+    def __init__(self, n_channels: int, cfg: ModelConfig):
+        super().__init__()
+        counts = [n_channels]
+        for level in range(cfg.tree, 0, -1):
+            counts.append(min(cfg.tree_fanout**level, counts[-1]))
+        counts.append(1)
+        self.counts = counts
+        make = (lambda a, b: LinearLevel(a, b, cfg.embed_dim)) if cfg.variant == "L" else (
+            lambda a, b: AttentionLevel(a, b, cfg.embed_dim, cfg.heads))
+        self.levels = nn.ModuleList(make(a, b) for a, b in pairwise(counts))
+
+    def forward(self, x: Tensor, members: Tensor) -> tuple[Tensor, Tensor]:
+        """x (N, s, D): the present channels `members` (s,) (ids relative to the group).
+        Returns the partial (N, 1, D) and whether any member was present (1,)."""
+        present = torch.ones(members.numel(), dtype=torch.bool, device=x.device)
+        for level in self.levels:
+            x, present = level(x, members, present)
+            members = torch.arange(x.shape[1], device=x.device)
+        return x, present
+
+
+class ChannelAggregator(nn.Module):
+    """Baseline (one full cross-attention) or D-CHAG (group partials + final cross-attention)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.variant = cfg.variant
+        self.bounds = split_even(cfg.channels, cfg.n_groups)
+        if cfg.variant == "baseline":
+            self.full = QueryAttention(cfg.embed_dim, cfg.heads, n_queries=1)
+        else:
+            self.groups = nn.ModuleList(GroupAggregator(hi - lo, cfg)
+                                        for lo, hi in pairwise(self.bounds))
+            self.final = QueryAttention(cfg.embed_dim, cfg.heads, n_queries=1)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.bounds) - 1
+
+    def group_channels(self, group: int) -> tuple[int, int]:
+        return self.bounds[group], self.bounds[group + 1]
+
+    def partials(self, tokens: Tensor, channel_ids: Tensor, groups: list[int]
+                 ) -> tuple[Tensor, Tensor]:
+        """tokens (B, L, c, D) of channels `channel_ids` → partials (B, L, len(groups), D) and
+        their presence (len(groups),). Every channel id must belong to one of `groups`."""
+        b, length, _, d = tokens.shape
+        flat = tokens.reshape(b * length, -1, d)
+        outs, present = [], []
+        for g in groups:
+            lo, hi = self.group_channels(g)
+            sel = torch.nonzero((channel_ids >= lo) & (channel_ids < hi)).flatten()
+            out, p = self.groups[g](flat[:, sel], channel_ids[sel] - lo)
+            outs.append(out)
+            present.append(p)
+        return torch.cat(outs, dim=1).reshape(b, length, len(groups), d), torch.cat(present)
+
+    def combine(self, partials: Tensor, present: Tensor) -> Tensor:
+        """The final cross-attention over all G partials (B, L, G, D) → (B, L, D)."""
+        b, length, g, d = partials.shape
+        out = self.final(partials.reshape(b * length, g, d), present[None, :])
+        return out.reshape(b, length, d)
+
+    def forward(self, tokens: Tensor, channel_ids: Tensor) -> Tensor:
+        b, length, c, d = tokens.shape
+        if self.variant == "baseline":
+            return self.full(tokens.reshape(b * length, c, d)).reshape(b, length, d)
+        partials, present = self.partials(tokens, channel_ids, list(range(self.n_groups)))
+        return self.combine(partials, present)

@@ -1,0 +1,113 @@
+"""Model configuration and the size presets.
+
+Channel groups `G` are a *model* hyperparameter: the channels are split into G contiguous
+groups, each aggregated into one partial token. Tensor parallelism later assigns G/tp
+whole groups to each rank, so the model computes the same function (and a checkpoint
+loads unchanged) whatever the number of ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from pipelines.errors import DchagError
+
+VARIANTS = ("baseline", "L", "C")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    channels: int  # size of the channel vocabulary the tokenizer knows
+    img_size: tuple[int, int] = (32, 64)
+    patch: int = 4
+    embed_dim: int = 32
+    depth: int = 2
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    variant: str = "L"  # "baseline" (one cross-attention over all channels), "L" or "C"
+    tree: int = 0  # extra aggregation levels inside each channel group (0, 1 or 2)
+    tree_fanout: int = 4  # sub-groups per level in a tree
+    groups: int | None = None  # channel groups G; None → largest of 8, 4, 2, 1 that fits
+    decoder_dim: int = 16
+    decoder_depth: int = 1
+    decoder_heads: int = 2
+    out_channels: int | None = None  # forecast outputs; None → all input channels
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise DchagError(f"unknown variant {self.variant!r}", fix=f"choose one of {VARIANTS}")
+        if self.tree not in (0, 1, 2):
+            raise DchagError(f"--tree must be 0, 1 or 2, not {self.tree}")
+        h, w = self.img_size
+        if h % self.patch or w % self.patch:
+            raise DchagError(f"image {h}×{w} is not divisible by patch {self.patch}",
+                             fix="choose a patch size that divides both sides")
+        for name, dim, heads in (("embed_dim", self.embed_dim, self.heads),
+                                 ("decoder_dim", self.decoder_dim, self.decoder_heads)):
+            if dim % heads:
+                raise DchagError(f"{name} {dim} is not divisible by {heads} heads")
+        if self.channels < 1:
+            raise DchagError("a model needs at least one channel")
+        if self.n_groups > self.channels:
+            raise DchagError(f"{self.n_groups} channel groups but only {self.channels} channels",
+                             fix="lower --groups")
+
+    @property
+    def n_groups(self) -> int:
+        if self.groups is not None:
+            return self.groups
+        return next(g for g in (8, 4, 2, 1) if g <= self.channels)
+
+    @property
+    def num_patches(self) -> int:
+        return (self.img_size[0] // self.patch) * (self.img_size[1] // self.patch)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return (self.img_size[0] // self.patch, self.img_size[1] // self.patch)
+
+    @property
+    def n_out(self) -> int:
+        return self.out_channels or self.channels
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["img_size"] = list(self.img_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        d = dict(d)
+        d["img_size"] = tuple(d["img_size"])
+        return cls(**d)
+
+    def with_(self, **changes) -> ModelConfig:
+        return replace(self, **changes)
+
+
+# embed, depth, heads, decoder (dim, depth, heads). The 1b…26b sizes follow the D-CHAG
+# authors' benchmark protocol (depth 32, heads 32; embed 2048/4096/6144/8192 ≈ 1.7B, 6.6B,
+# 14.8B, 26.2B parameters); `base` is their hyperspectral MAE.
+PRESETS: dict[str, dict] = {
+    "tiny": dict(embed_dim=32, depth=2, heads=4, decoder_dim=16, decoder_depth=1,
+                 decoder_heads=2),
+    "small": dict(embed_dim=128, depth=4, heads=4, decoder_dim=64, decoder_depth=2,
+                  decoder_heads=4),
+    "base": dict(embed_dim=512, depth=8, heads=16, decoder_dim=128, decoder_depth=2,
+                 decoder_heads=4),
+    "1b": dict(embed_dim=2048, depth=32, heads=32, decoder_dim=512, decoder_depth=4,
+               decoder_heads=16),
+    "7b": dict(embed_dim=4096, depth=32, heads=32, decoder_dim=512, decoder_depth=4,
+               decoder_heads=16),
+    "15b": dict(embed_dim=6144, depth=32, heads=32, decoder_dim=512, decoder_depth=4,
+                decoder_heads=16),
+    "26b": dict(embed_dim=8192, depth=32, heads=32, decoder_dim=512, decoder_depth=4,
+                decoder_heads=16),
+}
+
+
+def preset_config(name: str, channels: int, **overrides) -> ModelConfig:
+    if name not in PRESETS:
+        raise DchagError(f"unknown model preset {name!r}",
+                         fix=f"choose one of {', '.join(PRESETS)}")
+    return ModelConfig(channels=channels, **{**PRESETS[name], **overrides})

@@ -1,0 +1,85 @@
+"""Masked autoencoder on many-channel images ("mask prediction").
+
+Vocabulary as in the MAE paper: `random_masking` returns the visible patch ids, the
+binary `mask` (1 = masked) and `ids_restore`; the loss is the MSE on masked patches only,
+optionally against per-patch normalised targets (`norm_pix_loss`). One mask is shared by
+all channels of a patch, and the decoder reconstructs *every* band of the masked patches.
+Only visible patches are tokenized, so the costly per-channel work shrinks with the ratio.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from pipelines.model.config import ModelConfig
+from pipelines.model.encoder import DCHAGEncoder
+from pipelines.model.layers import Block, sincos_2d
+from pipelines.model.tokenizer import patchify
+
+
+def random_masking(batch: int, length: int, mask_ratio: float, device: torch.device,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-sample random masking by shuffling: (ids_keep (B, L_keep), mask (B, L), ids_restore)."""
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+    keep = max(1, round(length * (1 - mask_ratio)))
+    noise = torch.rand(batch, length, device=device, generator=generator)
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    ids_keep = ids_shuffle[:, :keep]
+    mask = torch.ones(batch, length, device=device)
+    mask[:, :keep] = 0
+    return ids_keep, torch.gather(mask, 1, ids_restore), ids_restore
+
+
+class MAE(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = DCHAGEncoder(cfg)
+        dd = cfg.decoder_dim
+        self.decoder_embed = nn.Linear(cfg.embed_dim, dd)
+        self.mask_token = nn.Parameter(torch.randn(1, 1, dd) * 0.02)
+        self.register_buffer("decoder_pos", sincos_2d(dd, cfg.grid), persistent=False)
+        self.decoder_blocks = nn.ModuleList(Block(dd, cfg.decoder_heads, cfg.mlp_ratio)
+                                            for _ in range(cfg.decoder_depth))
+        self.decoder_norm = nn.LayerNorm(dd)
+        self.decoder_pred = nn.Linear(dd, cfg.channels * cfg.patch**2)
+
+    def decode(self, latent: Tensor, ids_restore: Tensor, channel_ids: Tensor) -> Tensor:
+        """Visible latents (B, L_keep, D) → predictions for every patch (B, L, c, p·p)."""
+        x = self.decoder_embed(latent)
+        b, keep, dd = x.shape
+        length = ids_restore.shape[1]
+        x = torch.cat([x, self.mask_token.expand(b, length - keep, dd)], dim=1)
+        x = torch.gather(x, 1, ids_restore[:, :, None].expand(-1, -1, dd))
+        x = x + self.decoder_pos.to(x.dtype)
+        for block in self.decoder_blocks:
+            x = block(x)
+        pred = self.decoder_pred(self.decoder_norm(x))
+        pred = pred.view(b, length, self.cfg.channels, self.cfg.patch**2)
+        return pred[:, :, channel_ids]
+
+    def forward(self, x: Tensor, channel_ids: Tensor | None = None, mask_ratio: float = 0.75,
+                norm_pix_loss: bool = False, generator: torch.Generator | None = None
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, c, H, W) → (loss, pred (B, L, c, p·p), mask (B, L))."""
+        if channel_ids is None:
+            channel_ids = self.encoder.all_channel_ids(x.device)
+        ids_keep, mask, ids_restore = random_masking(x.shape[0], self.cfg.num_patches,
+                                                     mask_ratio, x.device, generator)
+        latent = self.encoder(x, channel_ids, patch_ids=ids_keep)
+        pred = self.decode(latent, ids_restore, channel_ids)
+        return mae_loss(x, pred, mask, self.cfg.patch, norm_pix_loss), pred, mask
+
+
+def mae_loss(x: Tensor, pred: Tensor, mask: Tensor, patch: int, norm_pix_loss: bool) -> Tensor:
+    """Mean squared error over masked patches only (all channels and pixels of a patch)."""
+    target = patchify(x, patch)
+    if norm_pix_loss:
+        mean = target.mean(dim=(-2, -1), keepdim=True)
+        var = target.var(dim=(-2, -1), keepdim=True)
+        target = (target - mean) / (var + 1e-6) ** 0.5
+    per_patch = ((pred.float() - target.float()) ** 2).mean(dim=(-2, -1))  # (B, L)
+    return (per_patch * mask).sum() / mask.sum().clamp(min=1)
