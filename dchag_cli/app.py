@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dchag_cli import bench, info, prep, sample
+from dchag_cli import bench, info, model, prep, sample
 from pipelines import __version__
 
 app = typer.Typer(
@@ -15,6 +15,7 @@ app = typer.Typer(
         "Every stage reads and writes zarr artifacts: "
         "[bold]prep[/] (ERA5 netCDF → era5.zarr), "
         "[bold]sample[/] (synthetic inputs in real formats), "
+        "[bold]model[/] (parameters and memory of a preset), "
         "[bold]bench[/] (speed and memory), [bold]channels[/] (channel presets)."
     ),
     rich_markup_mode="rich",
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.add_typer(prep.app, name="prep")
 app.add_typer(sample.app, name="sample")
 app.add_typer(bench.app, name="bench")
+app.add_typer(model.app, name="model")
 app.command("channels")(info.channels)
 
 

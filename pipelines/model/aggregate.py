@@ -34,13 +34,10 @@ def split_even(n: int, parts: int) -> list[int]:
     return bounds
 
 
-def block_assignment(n_in: int, n_out: int) -> Tensor:
-    """Which output block each of `n_in` inputs belongs to: (n_in,) long."""
+def block_assignment(n_in: int, n_out: int) -> list[int]:
+    """Which output block each of `n_in` inputs belongs to."""
     bounds = split_even(n_in, n_out)
-    out = torch.empty(n_in, dtype=torch.long)
-    for o in range(len(bounds) - 1):
-        out[bounds[o]:bounds[o + 1]] = o
-    return out
+    return [o for o, (lo, hi) in enumerate(pairwise(bounds)) for _ in range(lo, hi)]
 
 
 class LinearLevel(nn.Module):
@@ -49,9 +46,9 @@ class LinearLevel(nn.Module):
     def __init__(self, n_in: int, n_out: int, dim: int):
         super().__init__()
         assign = block_assignment(n_in, n_out)
-        self.register_buffer("assign", assign, persistent=False)
-        sizes = torch.bincount(assign, minlength=n_out).float()
-        self.weight = nn.Parameter(1.0 / sizes[assign])  # starts as the mean of the block
+        self.register_buffer("assign", torch.tensor(assign), persistent=False)
+        # Starts as the mean of each block.
+        self.weight = nn.Parameter(torch.tensor([1.0 / assign.count(o) for o in assign]))
         self.bias = nn.Parameter(torch.zeros(n_out, dim))
         self.n_out = n_out
 
@@ -68,7 +65,8 @@ class AttentionLevel(nn.Module):
 
     def __init__(self, n_in: int, n_out: int, dim: int, heads: int):
         super().__init__()
-        self.register_buffer("assign", block_assignment(n_in, n_out), persistent=False)
+        self.register_buffer("assign", torch.tensor(block_assignment(n_in, n_out)),
+                             persistent=False)
         self.attn = QueryAttention(dim, heads, n_queries=n_out)
         self.n_out = n_out
 
