@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dchag_cli import bench, info, model, prep, sample
+from dchag_cli import bench, info, model, prep, sample, show
 from pipelines import __version__
 
 app = typer.Typer(
@@ -13,7 +13,8 @@ app = typer.Typer(
         "Train many-channel vision-transformer foundation models with D-CHAG "
         "(Distributed Cross-Channel Hierarchical Aggregation).\n\n"
         "Every stage reads and writes zarr artifacts: "
-        "[bold]prep[/] (ERA5 netCDF → era5.zarr), "
+        "[bold]prep[/] (ERA5 netCDF → era5.zarr, ENVI cubes → appl.zarr), "
+        "[bold]show[/] (a PNG of an artifact), "
         "[bold]sample[/] (synthetic inputs in real formats), "
         "[bold]model[/] (parameters and memory of a preset), "
         "[bold]bench[/] (speed and memory), [bold]channels[/] (channel presets)."
@@ -28,6 +29,7 @@ app.add_typer(sample.app, name="sample")
 app.add_typer(bench.app, name="bench")
 app.add_typer(model.app, name="model")
 app.command("channels")(info.channels)
+app.command("show")(show.show)
 
 
 def _version(value: bool) -> None:

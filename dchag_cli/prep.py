@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from dchag_cli.console import RichProgress, human_bytes, key_value_table, out, user_errors
+from pipelines.data.appl_prep import ApplPrepConfig, prep_appl
 from pipelines.data.channels import DEFAULT_PRESET
 from pipelines.data.era5_prep import Era5PrepConfig, parse_years, prep_era5
 from pipelines.data.regrid import METHODS
@@ -69,3 +70,65 @@ def era5(
     if s.nan_values:
         rows.append(("NaN values kept", ", ".join(f"{k}: {v}" for k, v in s.nan_values.items())))
     out.print(key_value_table("prep era5", rows))
+
+
+def _parse_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError as exc:
+        raise DchagError(f"--range {text!r} is not FIRST:LAST in nm, e.g. 400:900") from exc
+    return lo, hi
+
+
+@app.command("appl")
+@user_errors
+def appl(
+    sources: list[Path] = typer.Argument(
+        ..., help="ENVI headers (or their binaries), folders of them, or a CSV manifest "
+        "(path, plant_id, date, label).", show_default=False),
+    out_path: Path = typer.Option(Path("appl.zarr"), "--out", "-o",
+                                  help="The zarr store to write."),
+    bands: int = typer.Option(500, help="Bands of the common spectral grid."),
+    range_nm: str = typer.Option("400:900", "--range", help="Wavelength range in nm."),
+    size: int = typer.Option(256, help="Output height and width in pixels."),
+    spatial: str = typer.Option("resize", help="resize: centre square, anti-aliased resize; "
+                                "crop: centre size×size window."),
+    dtype: str = typer.Option("float16", help="float16 or float32."),
+    ndvi: float = typer.Option(0.4, help="NDVI threshold of the plant mask."),
+    min_plant_pixels: int = typer.Option(16, help="Smaller mask specks/holes are removed."),
+    wavelengths: Path = typer.Option(None, help="Wavelengths (nm, one per line) for cubes "
+                                     "whose header has none."),
+    scale: float = typer.Option(None, help="Divide stored values by this (overrides the "
+                                "header's reflectance scale factor)."),
+    dark: Path = typer.Option(None, help="Dark reference cube (with --white)."),
+    white: Path = typer.Option(None, help="White reference cube (with --dark)."),
+    compress: bool = typer.Option(False, help="LZ4-compress the cubes (smaller, slower to "
+                                  "load)."),
+    append: bool = typer.Option(False, help="Add samples to an existing store."),
+    overwrite: bool = typer.Option(False, help="Replace an existing store."),
+) -> None:
+    """Resample hyperspectral ENVI cubes to a common band grid and size; write [bold]appl.zarr[/].
+
+    Reads bsq/bil/bip, either byte order, uint16 or float32, memory-mapped; applies the
+    header's reflectance scale factor (or dark/white calibration); adds an NDVI plant mask.
+
+    Example: [cyan]dchag prep appl sample_data/appl/manifest.csv --size 64 --out appl.zarr[/]
+    """
+    if append and overwrite:
+        raise DchagError("--append and --overwrite exclude each other")
+    cfg = ApplPrepConfig(sources=sources, out=out_path, bands=bands,
+                         range_nm=_parse_range(range_nm), size=size, spatial=spatial,
+                         dtype=dtype, ndvi=ndvi, min_plant_pixels=min_plant_pixels,
+                         wavelengths=wavelengths, scale=scale, dark=dark, white=white,
+                         compress=compress, append=append, overwrite=overwrite)
+    with RichProgress() as progress:
+        s = prep_appl(cfg, progress)
+    out.print(key_value_table("prep appl", [
+        ("store", str(s.out)),
+        ("samples", f"{s.samples}" + (f" (+{s.new_samples} appended)" if append else "")),
+        ("cube", f"{s.bands} bands × {s.size}×{s.size}, {dtype}"),
+        ("read", human_bytes(s.bytes_in)),
+        ("size on disk", human_bytes(s.bytes_out)),
+        ("seconds", f"{s.seconds:.2f}"),
+        ("rate", f"{s.cubes_per_s:.2f} cubes/s, {s.mb_per_s:.1f} MB/s"),
+    ]))

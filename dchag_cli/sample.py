@@ -8,6 +8,7 @@ import typer
 
 from dchag_cli.console import human_bytes, out, user_errors
 from pipelines.data.channels import resolve_channels
+from pipelines.sample.appl import generate_appl
 from pipelines.sample.era5 import generate_era5
 
 app = typer.Typer(help="Write synthetic sample inputs in real formats.", no_args_is_help=True)
@@ -40,3 +41,23 @@ def era5(
     paths = generate_era5(out_dir, chans, start, days, step_hours, resolution, seed, split_days)
     size = sum(p.stat().st_size for p in paths)
     out.print(f"wrote {len(paths)} files ({human_bytes(size)}) to {out_dir}")
+
+
+@app.command("appl")
+@user_errors
+def appl(
+    out_dir: Path = typer.Option(Path("appl_sample"), "--out", "-o", help="Folder to write."),
+    n: int = typer.Option(16, help="Number of plant cubes."),
+    size: int = typer.Option(128, help="Height and width in pixels."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Synthetic potted plants as ENVI cubes (252 bands, 398–902 nm) with PROSPECT-D leaf
+    spectra, prosail soil spectra, shading and sensor noise, plus manifest.csv.
+
+    Layouts cycle through bsq/bil/bip, little/big endian, uint16 (×10000) and float32.
+
+    Example: [cyan]dchag sample appl --out appl_raw --n 16 --size 128[/]
+    """
+    paths = generate_appl(out_dir, n, size, seed)
+    total = sum(p.with_suffix(".raw").stat().st_size for p in paths)
+    out.print(f"wrote {len(paths)} cubes ({human_bytes(total)}) and manifest.csv to {out_dir}")

@@ -32,8 +32,9 @@ def _to_original_columns(w: sp.csr_matrix, order: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix((coo.data, (coo.row, order[coo.col])), shape=w.shape)
 
 
-def _bilinear_lat(src: np.ndarray, tgt: np.ndarray) -> sp.csr_matrix:
-    """Linear in latitude; targets beyond the source's outermost rows take that row (clamp)."""
+def linear_interp_matrix(src: np.ndarray, tgt: np.ndarray) -> sp.csr_matrix:
+    """Sparse (n_tgt × n_src) linear interpolation on ascending `src`; targets beyond the
+    ends take the end value (clamp). Used for latitudes and for spectral bands."""
     n = src.size
     i = np.clip(np.searchsorted(src, tgt, side="right") - 1, 0, n - 2)
     w1 = np.clip((tgt - src[i]) / (src[i + 1] - src[i]), 0.0, 1.0)
@@ -132,7 +133,7 @@ def build_regridder(source: LatLonGrid, target: LatLonGrid, method: str) -> Sepa
     s_lon = lon_wrapped[lon_order]
     t_lat, t_lon = np.asarray(target.lat, float), np.mod(np.asarray(target.lon, float), 360.0)
     if method == "bilinear":
-        w_lat, w_lon = _bilinear_lat(s_lat, t_lat), _bilinear_lon(s_lon, t_lon)
+        w_lat, w_lon = linear_interp_matrix(s_lat, t_lat), _bilinear_lon(s_lon, t_lon)
     else:
         w_lat, w_lon = _conservative_lat(s_lat, t_lat), _conservative_lon(s_lon, t_lon)
     return SeparableRegridder(

@@ -1,0 +1,266 @@
+"""`prep appl`: ENVI hyperspectral plant cubes → `appl.zarr`.
+
+Layout of the artifact (zarr format 2):
+    cube(sample, band, y, x)    float16 or float32 reflectance, one chunk per sample
+    wavelength(band)            nm, the common band grid
+    mask(sample, y, x)          uint8, 1 = plant (NDVI threshold + morphology)
+    mean(band), std(band)       over all pixels of all samples (running sums kept)
+    sample, plant_id, date, label, source, native_bands (sample)
+    attrs: dchag_artifact="appl", bands, range_nm, size, spatial, dtype, ndvi, provenance
+"""
+
+from __future__ import annotations
+
+import time as _time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numcodecs
+import numpy as np
+import zarr
+
+from pipelines.data.appl_transform import band_matrix, fit_spatial, ndvi_mask
+from pipelines.data.envi_read import (
+    CubeSource,
+    EnviCube,
+    find_sources,
+    open_cube,
+    read_wavelength_file,
+)
+from pipelines.data.zarr_store import atomic_store, check_writable_target, dims_array, open_artifact
+from pipelines.errors import DchagError
+from pipelines.progress import NoProgress, Progress
+from pipelines.provenance import provenance
+
+META_FIELDS = ("sample", "plant_id", "date", "label", "source")
+NEGATIVE_TOLERANCE = -0.01  # dark-current noise; anything below is a calibration problem
+BAND_CHUNK = 64
+
+
+@dataclass
+class ApplPrepConfig:
+    sources: list[Path]
+    out: Path
+    bands: int = 500
+    range_nm: tuple[float, float] = (400.0, 900.0)
+    size: int = 256
+    spatial: str = "resize"
+    dtype: str = "float16"
+    ndvi: float = 0.4
+    min_plant_pixels: int = 16
+    wavelengths: Path | None = None
+    scale: float | None = None
+    dark: Path | None = None
+    white: Path | None = None
+    compress: bool = False
+    append: bool = False
+    overwrite: bool = False
+
+    def to_attrs(self) -> dict:
+        d = asdict(self)
+        for k in ("out", "wavelengths", "dark", "white"):
+            d[k] = str(d[k]) if d[k] else None
+        d["sources"] = [str(p) for p in self.sources]
+        return d
+
+    @property
+    def target_nm(self) -> np.ndarray:
+        return np.linspace(self.range_nm[0], self.range_nm[1], self.bands)
+
+
+@dataclass
+class ApplSummary:
+    out: Path
+    samples: int
+    new_samples: int
+    bands: int
+    size: int
+    bytes_in: int
+    bytes_out: int
+    seconds: float
+
+    @property
+    def cubes_per_s(self) -> float:
+        return self.new_samples / max(self.seconds, 1e-9)
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes_in / 1e6 / max(self.seconds, 1e-9)
+
+
+class _Reference:
+    """Mean dark or white reference per (column, band), or per band when widths differ."""
+
+    def __init__(self, path: Path):
+        cube = open_cube(CubeSource(header=path, sample_id=path.stem), scale=1.0)
+        self.per_column = np.asarray(cube.memmap, dtype=np.float64).mean(axis=0)  # (cols, bands)
+        self.path = path
+
+    def values(self, cols: int, band_idx: np.ndarray) -> np.ndarray:
+        if self.per_column.shape[0] == cols:
+            return self.per_column[:, band_idx][None]
+        return self.per_column[:, band_idx].mean(axis=0)[None, None]
+
+
+def _read_cube(cube: EnviCube, cfg: ApplPrepConfig, dark: _Reference | None,
+               white: _Reference | None) -> np.ndarray:
+    """Resample one cube to (bands, size, size) reflectance, band chunk by band chunk."""
+    target = cfg.target_nm
+    w = band_matrix(cube.wavelengths, target, cube.source.header)
+    cols = cube.shape[1]
+    out = np.empty((target.size, cfg.size, cfg.size), np.float32)
+    for b0 in range(0, target.size, BAND_CHUNK):
+        wc = w[b0:b0 + BAND_CHUNK]
+        needed = np.unique(wc.indices)
+        raw = np.asarray(cube.memmap[:, :, needed], dtype=np.float32)  # (rows, cols, k)
+        if dark is not None and white is not None:
+            d, wh = dark.values(cols, needed), white.values(cols, needed)
+            raw = ((raw - d) / np.maximum(wh - d, 1e-6)).astype(np.float32)
+        else:
+            raw /= cube.scale
+        _check_values(raw, cube)
+        resampled = raw @ wc[:, needed].T.toarray().astype(np.float32)  # (rows, cols, chunk)
+        out[b0:b0 + wc.shape[0]] = np.moveaxis(fit_spatial(resampled, cfg.size, cfg.spatial),
+                                               -1, 0)
+    return out
+
+
+def _check_values(raw: np.ndarray, cube: EnviCube) -> None:
+    where = cube.source.header
+    nan = np.isnan(raw)
+    if nan.any():
+        raise DchagError(f"{int(nan.sum())} NaN values", path=where,
+                         fix="replace invalid pixels (e.g. with 0) before preparing")
+    low = float(raw.min())
+    if low < NEGATIVE_TOLERANCE:
+        raise DchagError(f"negative reflectance (min {low:.3f}, {int((raw < 0).sum())} values)",
+                         path=where, fix="calibrate with --dark/--white or check the data")
+    np.clip(raw, 0.0, None, out=raw)
+    high = float(raw.max())
+    if high > 5.0:
+        raise DchagError(f"reflectance up to {high:.0f}: these look like unscaled counts",
+                         path=where, fix="set `reflectance scale factor` in the header or pass "
+                         "--scale (e.g. 10000), or calibrate with --dark/--white")
+
+
+def _create(g: zarr.Group, cfg: ApplPrepConfig) -> None:
+    s = cfg.size
+    comp = [numcodecs.Blosc(cname="lz4", clevel=3, shuffle=numcodecs.Blosc.SHUFFLE)] \
+        if cfg.compress else None
+    dims_array(g, "cube", ["sample", "band", "y", "x"], shape=(0, cfg.bands, s, s),
+               chunks=(1, cfg.bands, s, s), dtype=cfg.dtype, fill_value=None,
+               compressors=comp)
+    # No fill values anywhere: xarray would read real zeros as missing.
+    dims_array(g, "mask", ["sample", "y", "x"], shape=(0, s, s), chunks=(1, s, s), dtype="u1",
+               fill_value=None)
+    dims_array(g, "wavelength", ["band"], shape=(cfg.bands,), dtype="f8",
+               fill_value=None)[:] = cfg.target_nm
+    for name in META_FIELDS:
+        dims_array(g, name, ["sample"], shape=(0,), chunks=(4096,), dtype="<U256",
+                   fill_value=None)
+    dims_array(g, "native_bands", ["sample"], shape=(0,), chunks=(4096,), dtype="i4",
+               fill_value=None)
+    for name in ("stats_sum", "stats_sumsq", "mean", "std"):
+        dims_array(g, name, ["band"], shape=(cfg.bands,), dtype="f8", fill_value=None)[:] = 0
+    g.attrs["stats_count"] = 0
+
+
+def _check_append(g: zarr.Group, cfg: ApplPrepConfig) -> None:
+    want = {"bands": cfg.bands, "range_nm": list(cfg.range_nm), "size": cfg.size,
+            "dtype": cfg.dtype}
+    have = {k: g.attrs.get(k) for k in want}
+    if have != want:
+        raise DchagError(f"store was made with {have}, this run asks for {want}", path=cfg.out,
+                         fix="append with the same --bands/--range/--size/--dtype")
+
+
+def prep_appl(cfg: ApplPrepConfig, progress: Progress | None = None) -> ApplSummary:
+    progress = progress or NoProgress()
+    started = _time.perf_counter()
+    if cfg.range_nm[0] >= cfg.range_nm[1] or cfg.bands < 2:
+        raise DchagError(f"--range {cfg.range_nm} and --bands {cfg.bands} do not make a band grid")
+    if cfg.dtype not in ("float16", "float32"):
+        raise DchagError(f"--dtype {cfg.dtype!r}: choose float16 or float32")
+    if (cfg.dark is None) != (cfg.white is None):
+        raise DchagError("calibration needs both --dark and --white")
+    if cfg.append:
+        g = open_artifact(cfg.out, "appl", mode="r+")
+        _check_append(g, cfg)
+    else:
+        check_writable_target(cfg.out, overwrite=cfg.overwrite)
+    sources = find_sources(cfg.sources)
+    wl = read_wavelength_file(cfg.wavelengths) if cfg.wavelengths else None
+    cubes = [open_cube(s, wl, cfg.scale) for s in sources]  # validate all before writing
+    if cfg.append:
+        existing = set(g["source"][:].tolist())
+        for c in cubes:
+            if str(c.source.header.resolve()) in existing:
+                raise DchagError("already in the store", path=c.source.header)
+    dark = _Reference(cfg.dark) if cfg.dark else None
+    white = _Reference(cfg.white) if cfg.white else None
+    bytes_in = sum(c.binary.stat().st_size for c in cubes)
+    if cfg.append:
+        _write(g, cubes, cfg, dark, white, progress)
+        history = list(g.attrs.get("history", []))
+        history.append(provenance("prep appl --append", cfg.to_attrs(),
+                                  [c.binary for c in cubes]))
+        g.attrs["history"] = history
+        zarr.consolidate_metadata(str(cfg.out))
+    else:
+        with atomic_store(cfg.out) as g:
+            _create(g, cfg)
+            g.attrs.update({"dchag_artifact": "appl", "bands": cfg.bands,
+                            "range_nm": list(cfg.range_nm), "size": cfg.size,
+                            "spatial": cfg.spatial, "dtype": cfg.dtype,
+                            "ndvi": {"threshold": cfg.ndvi, "red_nm": 670, "nir_nm": 800,
+                                     "min_plant_pixels": cfg.min_plant_pixels},
+                            "history": []})
+            _write(g, cubes, cfg, dark, white, progress)
+            g.attrs["provenance"] = provenance("prep appl", cfg.to_attrs(),
+                                               [c.binary for c in cubes])
+    total = open_artifact(cfg.out, "appl")["cube"].shape[0]
+    size_out = sum(f.stat().st_size for f in Path(cfg.out).rglob("*") if f.is_file())
+    return ApplSummary(out=cfg.out, samples=total, new_samples=len(cubes), bands=cfg.bands,
+                       size=cfg.size, bytes_in=bytes_in, bytes_out=size_out,
+                       seconds=_time.perf_counter() - started)
+
+
+def _write(g: zarr.Group, cubes: list[EnviCube], cfg: ApplPrepConfig, dark: _Reference | None,
+           white: _Reference | None, progress: Progress) -> None:
+    """Append cubes one by one; on failure the store is cut back to where it was."""
+    # Keep these handles: after a resize, g[name] may still report the consolidated shape.
+    arrays = {name: g[name] for name in ("cube", "mask", "native_bands", *META_FIELDS)}
+    n_old = arrays["cube"].shape[0]
+    total, total_sq = g["stats_sum"][:], g["stats_sumsq"][:]
+    count = int(g.attrs["stats_count"])
+    progress.start(len(cubes), f"resampling {len(cubes)} cubes to {cfg.bands} bands × "
+                   f"{cfg.size}²")
+    try:
+        for a in arrays.values():
+            a.resize((n_old + len(cubes), *a.shape[1:]))
+        for i, cube in enumerate(cubes):
+            data = _read_cube(cube, cfg, dark, white)
+            stored = data.astype(cfg.dtype)
+            arrays["cube"][n_old + i] = stored
+            mask = ndvi_mask(data, cfg.target_nm, cfg.ndvi, cfg.min_plant_pixels)
+            arrays["mask"][n_old + i] = (mask if mask is not None
+                                         else np.ones(data.shape[1:], bool))
+            s = cube.source
+            for name, value in zip(META_FIELDS, (s.sample_id, s.plant_id, s.date, s.label,
+                                                 str(s.header.resolve())), strict=True):
+                arrays[name][n_old + i] = value
+            arrays["native_bands"][n_old + i] = cube.shape[2]
+            x = stored.astype(np.float64)
+            total += x.sum(axis=(1, 2))
+            total_sq += (x * x).sum(axis=(1, 2))
+            count += x.shape[1] * x.shape[2]
+            progress.advance()
+        mean = total / count
+        g["stats_sum"][:], g["stats_sumsq"][:] = total, total_sq
+        g["mean"][:] = mean
+        g["std"][:] = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+        g.attrs["stats_count"] = count
+    except BaseException:
+        for a in arrays.values():
+            a.resize((n_old, *a.shape[1:]))
+        raise

@@ -1,0 +1,67 @@
+"""Per-cube transforms: common band grid, common spatial size, plant/background mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from skimage import morphology
+from skimage.transform import resize
+
+from pipelines.data.regrid import linear_interp_matrix
+from pipelines.errors import DchagError
+
+NDVI_RED_NM = 670.0
+NDVI_NIR_NM = 800.0
+
+
+def band_matrix(source_nm: np.ndarray, target_nm: np.ndarray, path: object) -> sp.csr_matrix:
+    """(n_target × n_source) linear interpolation in wavelength; refuses extrapolation."""
+    order = np.argsort(source_nm)
+    lo, hi = source_nm[order[0]], source_nm[order[-1]]
+    if target_nm[0] < lo - 1e-6 or target_nm[-1] > hi + 1e-6:
+        raise DchagError(f"requested {target_nm[0]:g}–{target_nm[-1]:g} nm but the sensor covers "
+                         f"{lo:g}–{hi:g} nm", path=path, fix="narrow --range to the sensor's")
+    w = linear_interp_matrix(source_nm[order], target_nm).tocoo()
+    return sp.csr_matrix((w.data, (w.row, order[w.col])), shape=(target_nm.size, source_nm.size))
+
+
+def square_crop(rows: int, cols: int) -> tuple[slice, slice]:
+    """The largest centred square."""
+    side = min(rows, cols)
+    r0, c0 = (rows - side) // 2, (cols - side) // 2
+    return slice(r0, r0 + side), slice(c0, c0 + side)
+
+
+def fit_spatial(block: np.ndarray, size: int, mode: str) -> np.ndarray:
+    """(rows, cols, k) → (size, size, k): `resize` centre-crops to a square then resamples
+    with anti-aliasing; `crop` takes the centred size×size window unchanged."""
+    rows, cols = block.shape[:2]
+    if mode == "crop":
+        if rows < size or cols < size:
+            raise DchagError(f"cube is {rows}×{cols}, smaller than --size {size}",
+                             fix="use --spatial resize or a smaller --size")
+        r0, c0 = (rows - size) // 2, (cols - size) // 2
+        return block[r0:r0 + size, c0:c0 + size]
+    rs, cs = square_crop(rows, cols)
+    square = block[rs, cs]
+    if square.shape[0] == size:
+        return square
+    return resize(square, (size, size, block.shape[2]), order=1, anti_aliasing=True,
+                  preserve_range=True).astype(np.float32)
+
+
+def ndvi_mask(cube: np.ndarray, wavelengths: np.ndarray, threshold: float,
+              min_size: int) -> np.ndarray | None:
+    """Plant pixels: NDVI = (R800 − R670)/(R800 + R670) above `threshold`, then a
+    morphological opening (radius 1) to drop speckle, objects smaller than `min_size`
+    pixels removed and holes of that size filled. None when 670/800 nm are not covered.
+
+    cube is (bands, y, x) reflectance."""
+    if wavelengths.min() > NDVI_RED_NM + 5 or wavelengths.max() < NDVI_NIR_NM - 5:
+        return None
+    red = cube[int(np.argmin(np.abs(wavelengths - NDVI_RED_NM)))].astype(np.float64)
+    nir = cube[int(np.argmin(np.abs(wavelengths - NDVI_NIR_NM)))].astype(np.float64)
+    ndvi = (nir - red) / np.maximum(nir + red, 1e-6)
+    mask = morphology.opening(ndvi > threshold, morphology.disk(1))
+    mask = morphology.remove_small_objects(mask, max_size=min_size - 1)
+    return morphology.remove_small_holes(mask, max_size=min_size - 1)

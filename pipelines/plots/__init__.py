@@ -1,0 +1,1 @@
+"""PNG figures: what people would rather look at than read."""

@@ -1,0 +1,53 @@
+"""`dchag sample appl`, `prep appl`, `show` and `bench prep-appl` from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from dchag_cli.app import app
+
+runner = CliRunner()
+
+
+def test_sample_prep_and_show(tmp_path: Path):
+    r = runner.invoke(app, ["sample", "appl", "--out", str(tmp_path / "raw"), "--n", "2",
+                            "--size", "24"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "appl.zarr"
+    r = runner.invoke(app, ["prep", "appl", str(tmp_path / "raw" / "manifest.csv"),
+                            "--size", "16", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "cubes/s" in r.output
+    png = tmp_path / "s.png"
+    r = runner.invoke(app, ["show", str(out), "--sample", "1", "--out", str(png)])
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = runner.invoke(app, ["show", str(out), "--sample", "5"])
+    assert r.exit_code == 1 and "out of range" in r.output
+
+
+def test_prep_appl_errors_are_one_line(tmp_path: Path):
+    r = runner.invoke(app, ["prep", "appl", str(tmp_path / "missing.hdr"),
+                            "--out", str(tmp_path / "a.zarr")])
+    assert r.exit_code == 1
+    assert next(line for line in r.output.splitlines() if line.strip()).startswith("error:")
+    r = runner.invoke(app, ["prep", "appl", str(tmp_path), "--range", "400-900"])
+    assert r.exit_code == 1 and "FIRST:LAST" in r.output
+
+
+def test_show_refuses_other_artifacts(tmp_path: Path):
+    r = runner.invoke(app, ["show", str(tmp_path)])
+    assert r.exit_code == 1 and "not" in r.output
+
+
+def test_bench_prep_appl_writes_results(tmp_path: Path):
+    out = tmp_path / "b.json"
+    r = runner.invoke(app, ["bench", "prep-appl", "--cubes", "2", "--source-size", "16",
+                            "--size", "16", "--bands", "20", "--epochs", "1",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    result = json.loads(out.read_text())
+    assert result["loader_samples_per_s"] > 0 and result["prep_cubes_per_s"] > 0
