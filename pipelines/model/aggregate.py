@@ -120,6 +120,13 @@ class ChannelAggregator(nn.Module):
     def group_channels(self, group: int) -> tuple[int, int]:
         return self.bounds[group], self.bounds[group + 1]
 
+    def group_presence(self, channel_ids: Tensor) -> Tensor:
+        """(G,) whether each group has at least one of `channel_ids`."""
+        edges = torch.tensor(self.bounds, device=channel_ids.device)
+        group_of = torch.bucketize(channel_ids, edges[1:], right=True)
+        return torch.zeros(self.n_groups, dtype=torch.bool, device=channel_ids.device
+                           ).index_fill(0, group_of, True)
+
     def partials(self, tokens: Tensor, channel_ids: Tensor, groups: list[int]
                  ) -> tuple[Tensor, Tensor]:
         """tokens (B, L, c, D) of channels `channel_ids` → partials (B, L, len(groups), D) and

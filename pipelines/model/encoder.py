@@ -16,11 +16,11 @@ from pipelines.model.config import ModelConfig
 from pipelines.model.layers import Block, sincos_2d
 from pipelines.model.tokenizer import ChannelTokenizer
 
-GatherFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+GatherFn = Callable[[Tensor], Tensor]
 
 
-def _no_gather(partials: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
-    return partials, present
+def _no_gather(partials: Tensor) -> Tensor:
+    return partials
 
 
 class DCHAGEncoder(nn.Module):
@@ -42,13 +42,22 @@ class DCHAGEncoder(nn.Module):
 
     def embed(self, x: Tensor, channel_ids: Tensor, patch_ids: Tensor | None = None) -> Tensor:
         """x (B, c, H, W) → aggregated tokens with position embedding (B, L or L', D)."""
+        if self.cfg.variant != "baseline":
+            # Known to every rank from the channel ids: no communication needed.
+            present = self.aggregator.group_presence(channel_ids)
+        if self.cfg.variant != "baseline" and len(self.local_groups) < self.aggregator.n_groups:
+            # This rank tokenizes only the channels of the groups it owns.
+            lo = self.aggregator.group_channels(self.local_groups[0])[0]
+            hi = self.aggregator.group_channels(self.local_groups[-1])[1]
+            keep = torch.nonzero((channel_ids >= lo) & (channel_ids < hi)).flatten()
+            if keep.numel() < channel_ids.numel():
+                x, channel_ids = x[:, keep], channel_ids[keep]
         tokens = self.tokenizer(x, channel_ids, patch_ids)  # (B, L', c, D)
         if self.cfg.variant == "baseline":
             z = self.aggregator(tokens, channel_ids)
         else:
-            partials, present = self.aggregator.partials(tokens, channel_ids, self.local_groups)
-            partials, present = self.gather_partials(partials, present)
-            z = self.aggregator.combine(partials, present)
+            partials, _ = self.aggregator.partials(tokens, channel_ids, self.local_groups)
+            z = self.aggregator.combine(self.gather_partials(partials), present)
         pos = self.pos_embed.to(z.dtype)
         if patch_ids is None:
             return z + pos

@@ -1,0 +1,57 @@
+"""Applying D-CHAG's channel split and Megatron tensor parallelism to a plain model.
+
+Kept apart from the model (as torchtitan does): the model code never changes.
+- Channel groups: TP rank r owns the G/tp groups [r·G/tp, (r+1)·G/tp), tokenizes only
+  their channels and runs their partial aggregators; one all-gather joins the partials.
+  The pure-TP baseline (`variant="baseline"`) instead tokenizes and aggregates all
+  channels on every rank.
+- ViT blocks: q, k, v and fc1 column-parallel, proj and fc2 row-parallel (each rank holds
+  heads/tp heads and 1/tp of the MLP), through DTensor's `parallelize_module`.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+from pipelines.errors import DchagError
+from pipelines.model.encoder import DCHAGEncoder
+from pipelines.parallel.gather import make_gather
+
+BLOCK_PLAN = {
+    "attn.q": ColwiseParallel(), "attn.k": ColwiseParallel(), "attn.v": ColwiseParallel(),
+    "attn.proj": RowwiseParallel(), "mlp.fc1": ColwiseParallel(), "mlp.fc2": RowwiseParallel(),
+}
+
+
+def owned_groups(n_groups: int, tp: int, rank: int) -> list[int]:
+    if n_groups % tp:
+        raise DchagError(f"{n_groups} channel groups cannot be split over tp={tp} ranks",
+                         fix="choose --groups divisible by --tp (the model keeps G fixed)")
+    per = n_groups // tp
+    return list(range(rank * per, (rank + 1) * per))
+
+
+def check_tp(encoder: DCHAGEncoder, tp: int) -> None:
+    cfg = encoder.cfg
+    if cfg.heads % tp:
+        raise DchagError(f"{cfg.heads} heads cannot be split over tp={tp} ranks",
+                         fix="choose --tp dividing the number of heads")
+    if int(cfg.embed_dim * cfg.mlp_ratio) % tp:
+        raise DchagError(f"MLP width {int(cfg.embed_dim * cfg.mlp_ratio)} is not divisible "
+                         f"by tp={tp}")
+
+
+def apply_tensor_parallel(model: nn.Module, tp_mesh: DeviceMesh) -> nn.Module:
+    """Shard the encoder of `model` (an MAE or Forecaster) over `tp_mesh` in place."""
+    encoder: DCHAGEncoder = model.encoder  # type: ignore[assignment]
+    tp = tp_mesh.size()
+    check_tp(encoder, tp)
+    if encoder.cfg.variant != "baseline":
+        encoder.local_groups = owned_groups(encoder.aggregator.n_groups, tp,
+                                            tp_mesh.get_local_rank())
+        encoder.gather_partials = make_gather(tp_mesh.get_group())
+    for block in encoder.blocks:
+        parallelize_module(block, tp_mesh, BLOCK_PLAN)
+    return model
