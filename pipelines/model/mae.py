@@ -19,12 +19,16 @@ from pipelines.model.tokenizer import patchify
 
 
 def random_masking(batch: int, length: int, mask_ratio: float, device: torch.device,
-                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-sample random masking by shuffling: (ids_keep (B, L_keep), mask (B, L), ids_restore)."""
+                   generator: torch.Generator | None = None, noise: Tensor | None = None
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-sample random masking by shuffling: (ids_keep (B, L_keep), mask (B, L), ids_restore).
+
+    `noise` (B, L) fixes the shuffle, e.g. so data-parallel ranks reproduce one global batch."""
     if not 0.0 <= mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
     keep = max(1, round(length * (1 - mask_ratio)))
-    noise = torch.rand(batch, length, device=device, generator=generator)
+    if noise is None:
+        noise = torch.rand(batch, length, device=device, generator=generator)
     ids_shuffle = torch.argsort(noise, dim=1)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     ids_keep = ids_shuffle[:, :keep]
@@ -62,13 +66,13 @@ class MAE(nn.Module):
         return pred[:, :, channel_ids]
 
     def forward(self, x: Tensor, channel_ids: Tensor | None = None, mask_ratio: float = 0.75,
-                norm_pix_loss: bool = False, generator: torch.Generator | None = None
-                ) -> tuple[Tensor, Tensor, Tensor]:
+                norm_pix_loss: bool = False, generator: torch.Generator | None = None,
+                noise: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """x (B, c, H, W) → (loss, pred (B, L, c, p·p), mask (B, L))."""
         if channel_ids is None:
             channel_ids = self.encoder.all_channel_ids(x.device)
         ids_keep, mask, ids_restore = random_masking(x.shape[0], self.cfg.num_patches,
-                                                     mask_ratio, x.device, generator)
+                                                     mask_ratio, x.device, generator, noise)
         latent = self.encoder(x, channel_ids, patch_ids=ids_keep)
         pred = self.decode(latent, ids_restore, channel_ids)
         return mae_loss(x, pred, mask, self.cfg.patch, norm_pix_loss), pred, mask
