@@ -243,7 +243,6 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
             if cfg.append:
                 _check_append_compatible(existing, channels, target, cfg, plan.times)
                 _write_times(existing, plan, reader, cfg, progress, append=True)
-                out_group = existing
             else:
                 with atomic_store(cfg.out) as g:
                     _create_arrays(g, channels, target)
@@ -259,7 +258,6 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
                     _write_times(g, plan, reader, cfg, progress, append=False)
                     g.attrs["provenance"] = provenance("prep era5", cfg.to_attrs(), paths)
                     g.attrs["history"] = []
-                out_group = None
             if cfg.append:
                 hist = list(existing.attrs.get("history", []))
                 hist.append(provenance("prep era5 --append", cfg.to_attrs(), paths))
@@ -268,7 +266,6 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
         finally:
             for f in files:
                 f.ds.close()
-    del out_group
     total_times = open_artifact(cfg.out, "era5")["time"].shape[0]
     return PrepSummary(out=cfg.out, channels=len(channels), times=total_times,
                        new_times=plan.times.size, bytes=_store_bytes(cfg.out),
