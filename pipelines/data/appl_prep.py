@@ -27,7 +27,13 @@ from pipelines.data.envi_read import (
     open_cube,
     read_wavelength_file,
 )
-from pipelines.data.zarr_store import atomic_store, check_writable_target, dims_array, open_artifact
+from pipelines.data.zarr_store import (
+    atomic_store,
+    check_writable_target,
+    dims_array,
+    open_artifact,
+    store_bytes,
+)
 from pipelines.errors import DchagError
 from pipelines.progress import NoProgress, Progress
 from pipelines.provenance import provenance
@@ -219,9 +225,8 @@ def prep_appl(cfg: ApplPrepConfig, progress: Progress | None = None) -> ApplSumm
             g.attrs["provenance"] = provenance("prep appl", cfg.to_attrs(),
                                                [c.binary for c in cubes])
     total = open_artifact(cfg.out, "appl")["cube"].shape[0]
-    size_out = sum(f.stat().st_size for f in Path(cfg.out).rglob("*") if f.is_file())
     return ApplSummary(out=cfg.out, samples=total, new_samples=len(cubes), bands=cfg.bands,
-                       size=cfg.size, bytes_in=bytes_in, bytes_out=size_out,
+                       size=cfg.size, bytes_in=bytes_in, bytes_out=store_bytes(cfg.out),
                        seconds=_time.perf_counter() - started)
 
 

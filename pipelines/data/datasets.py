@@ -38,6 +38,10 @@ class ApplDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def _chunk_file(self, sample: int) -> Path:
+        """The file of one sample's single chunk (only used when `_direct` is set)."""
+        return self.path / "cube" / f"{sample}.0.0.0"
+
     def _arrays(self) -> tuple[zarr.Array, zarr.Array]:
         if self._cube is None or self._mask is None:
             group = zarr.open_group(str(self.path), mode="r")
@@ -49,7 +53,7 @@ class ApplDataset(Dataset):
         k = self.indices[i]
         if self._direct is not None and self.bands is None:
             dtype, shape = self._direct
-            data = np.fromfile(self.path / "cube" / f"{k}.0.0.0", dtype=dtype).reshape(shape)
+            data = np.fromfile(self._chunk_file(k), dtype=dtype).reshape(shape)
         elif self.bands is None:
             data = cube[k]
         else:
@@ -81,7 +85,7 @@ class ApplBatches(ApplDataset):
             view = np.empty((len(rows), *shape), dtype=dtype)
             out = torch.from_numpy(view)
         for j, k in enumerate(rows):
-            with open(self.path / "cube" / f"{k}.0.0.0", "rb") as fh:
+            with open(self._chunk_file(k), "rb") as fh:
                 fh.readinto(memoryview(view[j]).cast("B"))
         masks = torch.from_numpy(np.stack([mask[k] for k in rows]))
         return out, masks

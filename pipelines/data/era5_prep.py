@@ -27,7 +27,13 @@ from pipelines.data.era5_stats import N_DOY, RunningStats, in_years
 from pipelines.data.grid import LatLonGrid, weatherbench_grid
 from pipelines.data.regrid import Regridder
 from pipelines.data.regrid_backends import make_regridder
-from pipelines.data.zarr_store import atomic_store, check_writable_target, dims_array, open_artifact
+from pipelines.data.zarr_store import (
+    atomic_store,
+    check_writable_target,
+    dims_array,
+    open_artifact,
+    store_bytes,
+)
 from pipelines.errors import DchagError
 from pipelines.progress import NoProgress, Progress
 from pipelines.provenance import provenance
@@ -198,10 +204,6 @@ def _write_stats(g: zarr.Group, stats: RunningStats, window: int) -> None:
                    fill_value=None)[:] = np.arange(1, N_DOY + 1)
 
 
-def _store_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-
-
 def _check_append_compatible(g: zarr.Group, channels: list[Channel], target: LatLonGrid,
                              cfg: Era5PrepConfig, new_times: np.ndarray) -> None:
     names = [c.name for c in channels]
@@ -268,7 +270,7 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
                 f.ds.close()
     total_times = open_artifact(cfg.out, "era5")["time"].shape[0]
     return PrepSummary(out=cfg.out, channels=len(channels), times=total_times,
-                       new_times=plan.times.size, bytes=_store_bytes(cfg.out),
+                       new_times=plan.times.size, bytes=store_bytes(cfg.out),
                        seconds=_time.perf_counter() - started,
                        nan_values=dict(reader.nan_values))
 

@@ -65,6 +65,11 @@ def replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def store_bytes(path: Path) -> int:
+    """Size on disk of a directory store."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
 def dims_array(group: zarr.Group, name: str, dims: list[str], **kwargs) -> zarr.Array:
     """Create an array xarray understands (zarr v2 keeps dimension names in an attribute)."""
     arr = group.create_array(name, **kwargs)

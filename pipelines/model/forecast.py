@@ -60,5 +60,3 @@ def forecast_loss(model: Forecaster, x: Tensor, y: Tensor, lead_hours: Tensor,
                   lat_deg: Tensor) -> Tensor:
     return lat_weighted_mse(model(x, lead_hours), y, lat_deg)
 
-
-__all__ = ["Forecaster", "forecast_loss", "lat_weighted_mse", "latitude_weights", "torch"]

@@ -88,7 +88,6 @@ class QueryAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int, n_queries: int = 1):
         super().__init__()
-        self.heads = heads
         self.head_dim = dim // heads
         self.query = nn.Parameter(torch.randn(n_queries, dim) * 0.02)
         self.k = nn.Linear(dim, dim)
