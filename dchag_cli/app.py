@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dchag_cli import bench, info, model, prep, sample, show
+from dchag_cli import bench, info, model, prep, sample, show, train
 from pipelines import __version__
 
 app = typer.Typer(
@@ -14,6 +14,8 @@ app = typer.Typer(
         "(Distributed Cross-Channel Hierarchical Aggregation).\n\n"
         "Every stage reads and writes zarr artifacts: "
         "[bold]prep[/] (ERA5 netCDF → era5.zarr, ENVI cubes → appl.zarr), "
+        "[bold]pretrain[/] (MAE with distributed D-CHAG), "
+        "[bold]train forecast[/] (weather forecasting), "
         "[bold]show[/] (a PNG of an artifact), "
         "[bold]sample[/] (synthetic inputs in real formats), "
         "[bold]model[/] (parameters and memory of a preset), "
@@ -28,6 +30,8 @@ app.add_typer(prep.app, name="prep")
 app.add_typer(sample.app, name="sample")
 app.add_typer(bench.app, name="bench")
 app.add_typer(model.app, name="model")
+app.add_typer(train.app, name="train")
+app.command("pretrain")(train.pretrain)
 app.command("channels")(info.channels)
 app.command("show")(show.show)
 

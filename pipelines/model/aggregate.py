@@ -100,7 +100,12 @@ class GroupAggregator(nn.Module):
 
 
 class ChannelAggregator(nn.Module):
-    """Baseline (one full cross-attention) or D-CHAG (group partials + final cross-attention)."""
+    """Baseline (one full cross-attention) or D-CHAG (group partials + final cross-attention).
+
+    Group modules live in a `ModuleDict` keyed by group number, so the distributed engine
+    can drop the groups a rank does not own: each rank then holds (and checkpoints) only
+    its own groups' weights, under the same names the single-process model uses.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -109,8 +114,8 @@ class ChannelAggregator(nn.Module):
         if cfg.variant == "baseline":
             self.full = QueryAttention(cfg.embed_dim, cfg.heads, n_queries=1)
         else:
-            self.groups = nn.ModuleList(GroupAggregator(hi - lo, cfg)
-                                        for lo, hi in pairwise(self.bounds))
+            self.groups = nn.ModuleDict({str(g): GroupAggregator(hi - lo, cfg)
+                                         for g, (lo, hi) in enumerate(pairwise(self.bounds))})
             self.final = QueryAttention(cfg.embed_dim, cfg.heads, n_queries=1)
 
     @property
@@ -127,20 +132,12 @@ class ChannelAggregator(nn.Module):
         return torch.zeros(self.n_groups, dtype=torch.bool, device=channel_ids.device
                            ).index_fill(0, group_of, True)
 
-    def partials(self, tokens: Tensor, channel_ids: Tensor, groups: list[int]
-                 ) -> tuple[Tensor, Tensor]:
-        """tokens (B, L, c, D) of channels `channel_ids` → partials (B, L, len(groups), D) and
-        their presence (len(groups),). Every channel id must belong to one of `groups`."""
-        b, length, _, d = tokens.shape
-        flat = tokens.reshape(b * length, -1, d)
-        outs, present = [], []
-        for g in groups:
-            lo, hi = self.group_channels(g)
-            sel = torch.nonzero((channel_ids >= lo) & (channel_ids < hi)).flatten()
-            out, p = self.groups[g](flat[:, sel], channel_ids[sel] - lo)
-            outs.append(out)
-            present.append(p)
-        return torch.cat(outs, dim=1).reshape(b, length, len(groups), d), torch.cat(present)
+    def partial(self, group: int, tokens: Tensor, members: Tensor) -> Tensor:
+        """Tokens (B, L, s, D) of one group's present channels `members` (ids relative to
+        the group) → that group's partial token (B, L, D)."""
+        b, length, s, d = tokens.shape
+        out, _ = self.groups[str(group)](tokens.reshape(b * length, s, d), members)
+        return out.reshape(b, length, d)
 
     def combine(self, partials: Tensor, present: Tensor) -> Tensor:
         """The final cross-attention over all G partials (B, L, G, D) → (B, L, D)."""
@@ -148,9 +145,7 @@ class ChannelAggregator(nn.Module):
         out = self.final(partials.reshape(b * length, g, d), present[None, :])
         return out.reshape(b, length, d)
 
-    def forward(self, tokens: Tensor, channel_ids: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Baseline: one cross-attention over all channel tokens (B, L, C, D) → (B, L, D)."""
         b, length, c, d = tokens.shape
-        if self.variant == "baseline":
-            return self.full(tokens.reshape(b * length, c, d)).reshape(b, length, d)
-        partials, present = self.partials(tokens, channel_ids, list(range(self.n_groups)))
-        return self.combine(partials, present)
+        return self.full(tokens.reshape(b * length, c, d)).reshape(b, length, d)

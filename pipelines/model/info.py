@@ -43,7 +43,7 @@ def parameter_counts(cfg: ModelConfig, task: str = "mae") -> dict[str, int]:
     enc = model.encoder
     agg = enc.aggregator
     counts = {
-        "tokenizer": count(enc.tokenizer),
+        "tokenizer": count(enc.tokenizers),
         "partial aggregation": count(agg.groups) if cfg.variant != "baseline" else 0,
         "final aggregation": count(agg.final) if cfg.variant != "baseline" else count(agg.full),
         "vit blocks": count(enc.blocks) + count(enc.norm),

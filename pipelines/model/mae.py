@@ -51,7 +51,7 @@ class MAE(nn.Module):
         self.decoder_norm = nn.LayerNorm(dd)
         self.decoder_pred = nn.Linear(dd, cfg.channels * cfg.patch**2)
 
-    def decode(self, latent: Tensor, ids_restore: Tensor, channel_ids: Tensor) -> Tensor:
+    def decode(self, latent: Tensor, ids_restore: Tensor, channel_ids: Tensor | None) -> Tensor:
         """Visible latents (B, L_keep, D) → predictions for every patch (B, L, c, p·p)."""
         x = self.decoder_embed(latent)
         b, keep, dd = x.shape
@@ -63,14 +63,12 @@ class MAE(nn.Module):
             x = block(x)
         pred = self.decoder_pred(self.decoder_norm(x))
         pred = pred.view(b, length, self.cfg.channels, self.cfg.patch**2)
-        return pred[:, :, channel_ids]
+        return pred if channel_ids is None else pred[:, :, channel_ids]
 
     def forward(self, x: Tensor, channel_ids: Tensor | None = None, mask_ratio: float = 0.75,
                 norm_pix_loss: bool = False, generator: torch.Generator | None = None,
                 noise: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """x (B, c, H, W) → (loss, pred (B, L, c, p·p), mask (B, L))."""
-        if channel_ids is None:
-            channel_ids = self.encoder.all_channel_ids(x.device)
         ids_keep, mask, ids_restore = random_masking(x.shape[0], self.cfg.num_patches,
                                                      mask_ratio, x.device, generator, noise)
         latent = self.encoder(x, channel_ids, patch_ids=ids_keep)

@@ -26,13 +26,20 @@ class GatherPartials(torch.autograd.Function):
         front = local.permute(2, 0, 1, 3).contiguous()  # (g, B, L, D): gather along dim 0
         out = torch.empty((world * front.shape[0], *front.shape[1:]), dtype=front.dtype,
                           device=front.device)
-        dist.all_gather_into_tensor(out, front, group=group)
+        all_gather_flat(out, front, group)
         return out.permute(1, 2, 0, 3)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         lo, hi = ctx.slice
         return grad[:, :, lo:hi].contiguous(), None
+
+
+def all_gather_flat(out: Tensor, local: Tensor, group: dist.ProcessGroup | None = None) -> None:
+    """Gather equal-sized tensors along dim 0: `all_gather_single` where torch has it
+    (2.13+, where `all_gather_into_tensor` is deprecated), else `all_gather_into_tensor`."""
+    collective = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    collective(out, local, group=group)
 
 
 def make_gather(group: dist.ProcessGroup):

@@ -1,8 +1,10 @@
 """Applying D-CHAG's channel split and Megatron tensor parallelism to a plain model.
 
 Kept apart from the model (as torchtitan does): the model code never changes.
-- Channel groups: TP rank r owns the G/tp groups [r·G/tp, (r+1)·G/tp), tokenizes only
-  their channels and runs their partial aggregators; one all-gather joins the partials.
+- Channel groups: TP rank r owns the G/tp groups [r·G/tp, (r+1)·G/tp), holds only their
+  tokenizer and partial-aggregator weights, tokenizes only their channels and runs their
+  partial aggregators; one all-gather joins the partials. A sharded checkpoint then holds
+  each group once, under the single-process names, so it loads on any tp.
   The pure-TP baseline (`variant="baseline"`) instead tokenizes and aggregates all
   channels on every rank.
 - ViT blocks: q, k, v and fc1 column-parallel, proj and fc2 row-parallel (each rank holds
@@ -49,8 +51,12 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh: DeviceMesh) -> nn.Module:
     tp = tp_mesh.size()
     check_tp(encoder, tp)
     if encoder.cfg.variant != "baseline":
-        encoder.local_groups = owned_groups(encoder.aggregator.n_groups, tp,
-                                            tp_mesh.get_local_rank())
+        owned = owned_groups(encoder.aggregator.n_groups, tp, tp_mesh.get_local_rank())
+        for g in range(encoder.aggregator.n_groups):
+            if g not in owned:  # another rank's channels: never used here, never held
+                del encoder.tokenizers[str(g)]
+                del encoder.aggregator.groups[str(g)]
+        encoder.local_groups = owned
         encoder.gather_partials = make_gather(tp_mesh.get_group())
     for block in encoder.blocks:
         parallelize_module(block, tp_mesh, BLOCK_PLAN)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 import torch
 
@@ -81,23 +83,30 @@ def test_a_partial_depends_only_on_its_own_channel_group():
     agg = ChannelAggregator(cfg)
     assert agg.bounds == split_even(10, 4) == [0, 3, 6, 8, 10]
     tokens = torch.randn(1, 3, 10, 16)
-    ids = torch.arange(10)
-    before, present = agg.partials(tokens, ids, [0, 1, 2, 3])
+
+    def partials() -> list[torch.Tensor]:
+        return [agg.partial(g, tokens[:, :, lo:hi], torch.arange(hi - lo))
+                for g, (lo, hi) in enumerate(pairwise(agg.bounds))]
+
+    before = partials()
     tokens[:, :, 4] += 1.0  # a channel of group 1
-    after, _ = agg.partials(tokens, ids, [0, 1, 2, 3])
-    changed = [(after[:, :, g] - before[:, :, g]).abs().max().item() > 0 for g in range(4)]
-    assert changed == [False, True, False, False] and present.all()
+    after = partials()
+    changed = [(a - b).abs().max().item() > 0 for a, b in zip(after, before, strict=True)]
+    assert changed == [False, True, False, False]
 
 
 def test_a_channel_subset_that_empties_a_group_masks_that_partial():
     torch.manual_seed(0)
-    cfg = tiny(channels=8, variant="L", groups=4, embed_dim=16)
-    agg = ChannelAggregator(cfg)
+    encoder = DCHAGEncoder(tiny(channels=8, variant="L", groups=4, embed_dim=16))
     ids = torch.tensor([0, 1, 4, 5, 6, 7])  # group 1 (channels 2, 3) is absent
-    _, present = agg.partials(torch.randn(1, 2, 6, 16), ids, [0, 1, 2, 3])
-    assert present.tolist() == [True, False, True, True]
-    out = agg(torch.randn(1, 2, 6, 16), ids)
+    assert encoder.aggregator.group_presence(ids).tolist() == [True, False, True, True]
+    x = torch.randn(1, 6, 16, 32)
+    out = encoder.embed(x, ids)
     assert torch.isfinite(out).all()
+    # The empty group's partial is masked out: changing its (unused) bias changes nothing.
+    with torch.no_grad():
+        encoder.aggregator.groups["1"].levels[0].bias.add_(5.0)
+    torch.testing.assert_close(encoder.embed(x, ids), out)
 
 
 def test_tiny_mae_overfits_one_sample():

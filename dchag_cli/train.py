@@ -1,0 +1,225 @@
+"""`dchag pretrain` and `dchag train forecast`: the training stages.
+
+Both commands share one option set (declared once below); each flag can also come from a
+`--config` TOML/YAML file or from the run being resumed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from dchag_cli.console import err, human_bytes, key_value_table, out, user_errors
+from pipelines.model.config import PRESETS, VARIANTS
+from pipelines.model.info import estimate_memory, parameter_counts
+from pipelines.train.config import TrainConfig, format_lead, parse_leads
+from pipelines.train.distributed import launch
+from pipelines.train.loop import TrainResult, train
+from pipelines.train.resolve import create_run, prepare, resolve
+
+app = typer.Typer(help="Train models on prepared artifacts.", no_args_is_help=True)
+
+
+def _opt(kind: type, help_text: str, *flags: str) -> inspect.Parameter:
+    """A keyword parameter defaulting to None, i.e. 'not given: keep the config's value'."""
+    return (kind, typer.Option(None, *flags, help=help_text))  # type: ignore[return-value]
+
+
+COMMON: dict[str, tuple[Any, Any]] = {
+    "data": _opt(Path, "The artifact to train on: era5.zarr or appl.zarr."),
+    "out": _opt(Path, "The run folder (checkpoints, metrics.zarr, loss.png). [default: run]",
+                "--out", "-o"),
+    "config": _opt(Path, "Settings from a TOML or YAML file (keys spelled like the flags)."),
+    "resume": _opt(Path, "Continue this run from its last checkpoint (any --gpus/--tp)."),
+    "overwrite": _opt(bool, "Replace an existing run folder.", "--overwrite"),
+    "dry_run": _opt(bool, "Print the resolved config, mesh, parameters and memory; exit.",
+                    "--dry-run"),
+    "gpus": _opt(int, "Ranks to start (GPUs; gloo processes on a CPU). [default: 1]"),
+    "tp": _opt(int, "Tensor-parallel ranks per model replica. [default: --gpus]"),
+    "preset": _opt(str, f"Model size: {', '.join(PRESETS)}. [default: tiny]"),
+    "variant": _opt(str, f"Channel aggregation: {', '.join(VARIANTS)} "
+                    "(baseline = pure TP). [default: L]"),
+    "tree": _opt(int, "Extra aggregation levels per channel group: 0, 1, 2. [default: 0]"),
+    "groups": _opt(int, "Channel groups G, a multiple of --tp. [default: 8 or fewer]"),
+    "patch": _opt(int, "Patch size in pixels. [default: 4]"),
+    "channels": _opt(str, "Channel subset: names (z_500,t2m) or band ranges (450-700)."),
+    "steps": _opt(int, "Optimizer steps. [default: 1000]"),
+    "stop_at": _opt(int, "Checkpoint and exit at this step; --resume continues (for job "
+                    "time limits)."),
+    "batch_size": _opt(int, "Global batch (split over data-parallel ranks). [default: 8]"),
+    "lr": _opt(float, "Peak learning rate (AdamW). [default: 1.5e-4]"),
+    "min_lr": _opt(float, "Learning rate at the end of the cosine decay. [default: 1e-6]"),
+    "warmup": _opt(int, "Warm-up steps before cosine decay. [default: 5% of --steps]"),
+    "weight_decay": _opt(float, "AdamW weight decay. [default: 0.05]"),
+    "clip": _opt(float, "Clip the global gradient norm (0: off). [default: 1.0]"),
+    "seed": _opt(int, "Seed for weights, data order, masks and leads. [default: 0]"),
+    "ac": _opt(bool, "Activation checkpointing per transformer block.", "--ac/--no-ac"),
+    "precision": _opt(str, "auto (bf16 on GPU, fp32 on CPU), bf16 or fp32."),
+    "workers": _opt(int, "Data-loader processes per rank. [default: 2]"),
+    "log_every": _opt(int, "Steps between metric records. [default: 10]"),
+    "val_every": _opt(int, "Steps between validation losses. [default: 100]"),
+    "ckpt_every": _opt(int, "Steps between checkpoints. [default: 100]"),
+    "val_fraction": _opt(float, "Share held out for validation: the latest times (weather) "
+                         "or plants (hyperspectral). [default: 0.1]"),
+    "val_batches": _opt(int, "Batches per validation. [default: 4]"),
+    "keep": _opt(int, "Checkpoints to keep. [default: 2]"),
+    "timeout_min": _opt(float, "Collective timeout in minutes. [default: 10]"),
+}
+MAE_ONLY = {
+    "mask_ratio": _opt(float, "Fraction of patches masked. [default: 0.75]"),
+    "norm_pix_loss": _opt(bool, "Reconstruct per-patch normalised pixels.",
+                          "--norm-pix-loss/--no-norm-pix-loss"),
+    "crop": _opt(str, "Random crops HEIGHTxWIDTH (hyperspectral), e.g. 192x384."),
+}
+FORECAST_ONLY = {
+    "lead": _opt(list[str], "Lead times, e.g. --lead 6h,1d,3d,7d (a random one per "
+                 "sample). [default: 6h,1d,3d,7d]"),
+    "init": _opt(Path, "Start from this pretrained run's encoder."),
+    "out_channels": _opt(str, "Channels to predict. [default: z_500,t_850,t2m,u10,v10 "
+                         "where present]"),
+}
+
+
+def train_options(options: dict[str, tuple[Any, Any]]) -> Callable:
+    """Give a `**kwargs` command the signature Typer reads its options from."""
+
+    def decorate(fn: Callable) -> Callable:
+        fn.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                              annotation=kind)
+            for name, (kind, default) in options.items()])
+        return fn
+
+    return decorate
+
+
+def _flags(given: dict[str, Any]) -> dict[str, Any]:
+    """CLI values → TrainConfig fields (only those given)."""
+    flags = {k: v for k, v in given.items()
+             if k not in ("config", "resume", "overwrite", "dry_run", "lead", "crop")}
+    for name in ("channels", "out_channels"):
+        if flags.get(name):
+            flags[name] = [c.strip() for c in flags[name].split(",") if c.strip()]
+    for name in ("data", "out", "init"):
+        if flags.get(name) is not None:
+            flags[name] = str(flags[name])
+    if given.get("lead"):
+        flags["leads"] = parse_leads(given["lead"])
+    if given.get("crop"):
+        from dchag_cli.model import parse_size
+
+        flags["crop"] = list(parse_size(given["crop"]))
+    return flags
+
+
+@app.command("forecast")
+@user_errors
+@train_options({**COMMON, **FORECAST_ONLY})
+def forecast(**given: Any) -> None:
+    """Train a forecaster on [bold]era5.zarr[/]: state at t → output channels at t + lead.
+
+    A random lead from --lead per sample; latitude-weighted MSE on normalised fields;
+    --init starts from a pretrained encoder (`dchag pretrain --data era5.zarr`).
+
+    Example: [cyan]dchag train forecast --data era5.zarr --lead 6h,1d --gpus 2 --steps 300[/]
+    """
+    _run("forecast", given)
+
+
+@user_errors
+@train_options({**COMMON, **MAE_ONLY})
+def pretrain(**given: Any) -> None:
+    """MAE pretraining with distributed D-CHAG on [bold]appl.zarr[/] or [bold]era5.zarr[/].
+
+    --gpus N starts N workers (torch's elastic launcher); under torchrun or srun the same
+    command joins the job. The (dp, tp) mesh has tp = --tp and dp = gpus / tp; model
+    weights are sharded with FSDP over dp. Checkpoints can resume on another --gpus/--tp.
+
+    Example: [cyan]dchag pretrain --data appl.zarr --gpus 8 --variant L --tree 0 --preset base[/]
+    """
+    _run("mae", given)
+
+
+def _run(task: str, given: dict[str, Any]) -> None:
+    resume = given.get("resume")
+    cfg = resolve(task, _flags(given), given.get("config"), resume)
+    art, mcfg = prepare(cfg, resume=resume is not None, overwrite=bool(given.get("overwrite")))
+    if given.get("dry_run"):
+        _print_plan(cfg, mcfg)
+        return
+    run = create_run(cfg, art, mcfg)
+    err.print(f"training {task}: {len(art.channel_names)} channels, {cfg.preset}, D-CHAG "
+              f"{cfg.variant} tree {cfg.tree}, mesh dp {cfg.dp_size} × tp {cfg.tp_size} → {run}")
+    result: TrainResult = launch(run_rank, cfg, cfg.gpus)
+    _print_result(cfg, result)
+
+
+def run_rank(cfg: TrainConfig) -> TrainResult:
+    """What every rank runs (module level, so the launcher can start it in new processes)."""
+    if os.environ.get("RANK", "0") != "0" or not err.is_terminal:
+        return train(cfg)
+    with _RichTrainProgress() as progress:
+        return train(cfg, progress)
+
+
+class _RichTrainProgress:
+    def __init__(self) -> None:
+        self._bar = Progress(TextColumn("step"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
+                             console=err)
+        self._task: Any = None
+
+    def __enter__(self) -> _RichTrainProgress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(*exc)
+
+    def start(self, total: int, done: int) -> None:
+        self._task = self._bar.add_task("train", total=total, completed=done, status="")
+
+    def update(self, done: int, status: dict[str, float]) -> None:
+        parts = [f"loss {status['loss']:.4g}" if "loss" in status else "",
+                 f"val {status['val_loss']:.4g}" if status.get("val_loss") is not None else "",
+                 f"{status['samples_per_s']:.1f} samples/s" if "samples_per_s" in status else ""]
+        self._bar.update(self._task, completed=done, status="  ".join(p for p in parts if p))
+
+
+def _print_plan(cfg: TrainConfig, mcfg: Any) -> None:
+    counts = parameter_counts(mcfg, cfg.task)
+    est = estimate_memory(mcfg, batch=cfg.batch_size // cfg.dp_size, tp=cfg.tp_size,
+                          task=cfg.task)
+    settings = cfg.to_dict()
+    if cfg.task == "forecast":
+        settings["leads"] = ",".join(format_lead(h) for h in cfg.leads)
+    out.print(key_value_table("resolved config", [(k, json.dumps(v)) for k, v in
+                                                  settings.items()]))
+    out.print(key_value_table("plan", [
+        ("mesh", f"dp {cfg.dp_size} × tp {cfg.tp_size} ({cfg.gpus} ranks)"),
+        ("model", f"{mcfg.channels} channels, {mcfg.img_size[0]}×{mcfg.img_size[1]}, patch "
+                  f"{mcfg.patch}, D={mcfg.embed_dim}, depth {mcfg.depth}, G={mcfg.n_groups}"),
+        ("parameters", f"{counts['total']:,}"),
+        ("memory per rank (estimate)", f"{est.total_gb:.2f} GiB"),
+    ]))
+
+
+def _print_result(cfg: TrainConfig, result: TrainResult) -> None:
+    run = Path(result.run)
+    rows = [("steps", str(result.steps_done)), ("final train loss", f"{result.final_loss:.5g}")]
+    if result.final_val_loss is not None:
+        rows.append(("final validation loss", f"{result.final_val_loss:.5g}"))
+    ckpts = run / "checkpoints"
+    size = sum(f.stat().st_size for f in ckpts.rglob("*") if f.is_file()) if ckpts.exists() else 0
+    rows += [("run", str(run)), ("metrics", str(run / "metrics.zarr")),
+             ("loss curve", str(run / "loss.png")),
+             ("checkpoints", f"{ckpts} ({human_bytes(size)})")]
+    out.print(key_value_table(f"{cfg.task}: done", rows))
+

@@ -1,0 +1,243 @@
+"""Training data over zarr artifacts, addressed by step so runs resume exactly.
+
+The batch of step `s` is a pure function of (seed, s): sample order comes from a seeded
+permutation per pass over the data, and every random choice of the step (masks, leads,
+crops) from a generator seeded with (seed, s). A resumed run, or one on a different
+number of ranks, therefore sees the same global batches; each data-parallel rank takes
+its slice. Samples stay in their stored dtype; normalisation happens on the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from pipelines.data.zarr_store import open_artifact
+from pipelines.errors import DchagError
+from pipelines.train.config import TrainConfig
+
+# The forecast targets of the D-CHAG authors' ERA5 run, when present in the artifact.
+KEY_VARIABLES = ("z_500", "t_850", "t2m", "u10", "v10")
+
+
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 7 + stream)
+
+
+def stream_positions(n: int, batch: int, step: int, seed: int) -> list[int]:
+    """Indices into range(n) for the global batch of `step`: consecutive slices of a new
+    random permutation per pass, so any n and batch size work (n < batch included)."""
+    out = []
+    for p in range(step * batch, (step + 1) * batch):
+        epoch, offset = divmod(p, n)
+        perm = torch.randperm(n, generator=step_generator(seed, epoch, stream=1))
+        out.append(int(perm[offset]))
+    return out
+
+
+@dataclass
+class Artifact:
+    """What the model needs to know about a data artifact."""
+
+    kind: str  # "era5" or "appl"
+    path: Path
+    channel_names: list[str]  # the run's channels, in model order
+    channel_index: list[int]  # their positions in the artifact
+    img_size: tuple[int, int]  # what the model sees (the crop, if any)
+    full_size: tuple[int, int]  # as stored
+    mean: np.ndarray  # per run channel
+    std: np.ndarray
+    out_index: list[int]  # forecast: positions (in run channels) of the targets
+
+
+def _artifact_kind(path: Path) -> str:
+    if not Path(path).exists():
+        raise DchagError("no such artifact", path=path)
+    try:
+        kind = zarr.open_group(str(path), mode="r").attrs.get("dchag_artifact")
+    except Exception as exc:  # zarr raises several types for non-stores
+        raise DchagError(f"not a zarr store ({type(exc).__name__})", path=path) from exc
+    if kind not in ("era5", "appl"):
+        raise DchagError("not a dchag data artifact", path=path,
+                         fix="produce one with `dchag prep era5` or `dchag prep appl`")
+    return kind
+
+
+def _appl_band_names(wavelengths: np.ndarray) -> list[str]:
+    return [f"{w:.1f}nm" for w in wavelengths]
+
+
+def _select_appl(names: list[str], wavelengths: np.ndarray, spec: list[str], path: Path
+                 ) -> list[int]:
+    """Bands by name (`700.0nm`) or by wavelength range (`450-700`)."""
+    picked: list[int] = []
+    for item in spec:
+        if "-" in item:
+            lo, hi = (float(v) for v in item.removesuffix("nm").split("-"))
+            found = [i for i, w in enumerate(wavelengths) if lo <= w <= hi]
+        else:
+            found = [names.index(item)] if item in names else []
+        if not found:
+            raise DchagError(f"no band matches {item!r}", path=path,
+                             fix=f"bands span {wavelengths[0]:.0f}–{wavelengths[-1]:.0f} nm; "
+                             "give ranges like 450-700")
+        picked += [i for i in found if i not in picked]
+    return sorted(picked)
+
+
+def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
+    """Open `path`, resolve the run's channels and targets, refuse what does not fit."""
+    path = Path(path)
+    kind = _artifact_kind(path)
+    group = open_artifact(path, kind)
+    if kind == "era5":
+        names = [str(n) for n in group.attrs["channels"]]
+        wanted = cfg.channels or names
+        missing = [c for c in wanted if c not in names]
+        if missing:
+            raise DchagError(f"channels not in the artifact: {', '.join(missing)}", path=path,
+                             fix="list its channels with `dchag channels --data` or rebuild it")
+        index = [names.index(c) for c in wanted]
+        h, w = group["data"].shape[2:]
+    else:
+        wavelengths = group["wavelength"][:]
+        names = _appl_band_names(wavelengths)
+        index = (_select_appl(names, wavelengths, cfg.channels, path) if cfg.channels
+                 else list(range(len(names))))
+        wanted = [names[i] for i in index]
+        h, w = group["cube"].shape[2:]
+    if cfg.task == "forecast" and kind != "era5":
+        raise DchagError("forecasting needs an era5 artifact", path=path,
+                         fix="use `dchag pretrain` for hyperspectral cubes")
+    out_index: list[int] = []
+    if cfg.task == "forecast":
+        targets = cfg.out_channels or [c for c in KEY_VARIABLES if c in wanted] or wanted
+        missing = [c for c in targets if c not in wanted]
+        if missing:
+            raise DchagError(f"forecast targets not among the input channels: "
+                             f"{', '.join(missing)}", path=path)
+        out_index = [wanted.index(c) for c in targets]
+    img = (h, w)
+    if cfg.crop is not None:
+        if cfg.crop[0] > h or cfg.crop[1] > w:
+            raise DchagError(f"--crop {cfg.crop[0]}x{cfg.crop[1]} is larger than the "
+                             f"{h}x{w} images", path=path)
+        img = (cfg.crop[0], cfg.crop[1])
+    if img[0] % cfg.patch or img[1] % cfg.patch:
+        raise DchagError(f"images of {img[0]}x{img[1]} are not divisible by --patch {cfg.patch}",
+                         path=path, fix="choose a patch size dividing both sides (or --crop)")
+    mean = np.asarray(group["mean"][:], dtype=np.float64)[index]
+    std = np.asarray(group["std"][:], dtype=np.float64)[index]
+    return Artifact(kind, path, list(wanted), index, img, (h, w), mean, std, out_index)
+
+
+class _Source:
+    """Sample access for one split; `positions` are the samples of that split."""
+
+    def __init__(self, art: Artifact, cfg: TrainConfig, split: str):
+        self.art, self.cfg = art, cfg
+        self._array: zarr.Array | None = None
+        self.positions, self.starts_leads = self._split(split)
+        if not self.positions:
+            where = "validation" if split == "val" else "training"
+            raise DchagError(f"no {where} samples", path=art.path,
+                             fix="use more data, shorter --lead or another --val-fraction")
+
+    def _open(self) -> zarr.Array:
+        if self._array is None:  # opened lazily, once per loader worker
+            group = zarr.open_group(str(self.art.path), mode="r")
+            self._array = group["data" if self.art.kind == "era5" else "cube"]
+        return self._array
+
+    def _split(self, split: str) -> tuple[list[int], dict[int, list[tuple[int, int]]]]:
+        group = zarr.open_group(str(self.art.path), mode="r")
+        frac = self.cfg.val_fraction
+        if self.art.kind == "appl":  # by plant: no plant is seen in both splits
+            plants = [str(p) for p in group["plant_id"][:]]
+            unique = sorted(set(plants))
+            n_val = max(1, round(len(unique) * frac)) if len(unique) > 1 and frac > 0 else 0
+            val_plants = set(unique[len(unique) - n_val:]) if n_val else set()
+            keep = [i for i, p in enumerate(plants) if (p in val_plants) == (split == "val")]
+            return keep, {}
+        times = np.asarray(group["time"][:], dtype=np.int64)
+        at = {int(t): i for i, t in enumerate(times)}
+        leads = self.cfg.leads if self.cfg.task == "forecast" else [0]
+        targets = {i: [(lead, at[int(t) + lead]) for lead in leads if int(t) + lead in at]
+                   for i, t in enumerate(times)}
+        starts = [i for i in range(len(times)) if targets[i]]
+        n_val = round(len(starts) * frac)
+        chosen = starts[len(starts) - n_val:] if split == "val" else starts[:len(starts) - n_val]
+        return chosen, {i: targets[i] for i in chosen}
+
+    def read(self, k: int) -> np.ndarray:
+        return self._open().get_orthogonal_selection(
+            (k, self.art.channel_index, slice(None), slice(None)))
+
+
+class StepBatches(Dataset):
+    """Item `s` is this data-parallel rank's part of the global batch of step `s`."""
+
+    def __init__(self, art: Artifact, cfg: TrainConfig, split: str, dp_rank: int,
+                 dp_size: int, num_patches: int):
+        self.src = _Source(art, cfg, split)
+        self.cfg, self.art = cfg, art
+        self.dp_rank, self.dp_size = dp_rank, dp_size
+        self.num_patches = num_patches
+        # Validation batches are the same every time they are evaluated.
+        self.seed = cfg.seed if split == "train" else cfg.seed + 7919
+
+    def __len__(self) -> int:
+        return self.cfg.steps
+
+    def _local(self, seq: list) -> list:
+        per = len(seq) // self.dp_size
+        return seq[self.dp_rank * per:(self.dp_rank + 1) * per]
+
+    def __getitem__(self, step: int) -> dict[str, Tensor]:
+        b = self.cfg.batch_size
+        picks = [self.src.positions[i]
+                 for i in stream_positions(len(self.src.positions), b, step, self.seed)]
+        gen = step_generator(self.seed, step)
+        out: dict[str, Tensor] = {}
+        if self.cfg.task == "mae":
+            out["noise"] = self._local(list(torch.rand(b, self.num_patches, generator=gen)))
+        if self.cfg.task == "forecast":
+            choice = [int(torch.randint(len(self.src.starts_leads[k]), (1,), generator=gen))
+                      for k in picks]
+            pairs = [self.src.starts_leads[k][c] for k, c in zip(picks, choice, strict=True)]
+            out["lead"] = self._local([torch.tensor(lead) for lead, _ in pairs])
+            out["y"] = self._local([torch.from_numpy(self.src.read(j)[self.art.out_index])
+                                    for _, j in pairs])
+        crops = self._crops(gen, b)
+        fields = [torch.from_numpy(np.ascontiguousarray(self.src.read(k)))
+                  for k in self._local(picks)]
+        out["x"] = [f[:, r:r + self.art.img_size[0], c:c + self.art.img_size[1]]
+                    for f, (r, c) in zip(fields, self._local(crops), strict=True)]
+        if "y" in out:
+            out["y"] = [y[:, r:r + self.art.img_size[0], c:c + self.art.img_size[1]]
+                        for y, (r, c) in zip(out["y"], self._local(crops), strict=True)]
+        batch = {k: torch.stack(v) for k, v in out.items()}
+        batch["step"] = torch.tensor(step)
+        return batch
+
+    def _crops(self, gen: torch.Generator, b: int) -> list[tuple[int, int]]:
+        shape = self.art.full_size
+        h, w = self.art.img_size
+        if (h, w) == shape:
+            return [(0, 0)] * b
+        rows = torch.randint(shape[0] - h + 1, (b,), generator=gen).tolist()
+        cols = torch.randint(shape[1] - w + 1, (b,), generator=gen).tolist()
+        return list(zip(rows, cols, strict=True))
+
+
+def step_loader(ds: StepBatches, start: int, stop: int, workers: int, pin: bool) -> DataLoader:
+    """Batches of steps start … stop−1 in order, prepared by `workers` processes."""
+    return DataLoader(ds, sampler=range(start, stop), batch_size=None, num_workers=workers,
+                      pin_memory=pin, persistent_workers=False,
+                      prefetch_factor=2 if workers else None)

@@ -1,0 +1,160 @@
+"""Process groups, the (dp, tp) device mesh, and starting N local workers.
+
+`launch` uses torch's elastic launcher (the machinery behind `torchrun`) for N > 1 local
+workers; under `torchrun` or srun, where RANK and WORLD_SIZE are already set, the worker
+runs in the calling process. A failing worker makes the launcher stop the others and
+report the failing rank's error, rather than leaving survivors blocked in a collective;
+collectives also time out after `timeout_min`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
+
+from pipelines.errors import DchagError
+
+_RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass
+class RankContext:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+    mesh: DeviceMesh  # 2-D: ("dp", "tp")
+
+    @property
+    def dp_mesh(self) -> DeviceMesh:
+        return self.mesh["dp"]
+
+    @property
+    def tp_mesh(self) -> DeviceMesh:
+        return self.mesh["tp"]
+
+    @property
+    def dp_rank(self) -> int:
+        return self.dp_mesh.get_local_rank()
+
+    @property
+    def tp_rank(self) -> int:
+        return self.tp_mesh.get_local_rank()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def under_launcher() -> bool:
+    """True inside torchrun/srun/elastic workers (the rank variables are set)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_rank(tp: int, timeout_min: float) -> RankContext:
+    """Join the process group (NCCL on GPUs, gloo on CPU) and build the (dp, tp) mesh."""
+    world = int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if world % tp:
+        raise DchagError(f"{world} ranks cannot be split into tensor-parallel groups of {tp}",
+                         fix="choose --tp dividing the number of ranks")
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        backend, mesh_device = "nccl", "cuda"
+    else:
+        device, backend, mesh_device = torch.device("cpu"), "gloo", "cpu"
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, _local_world())))
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=dt.timedelta(minutes=timeout_min))
+    mesh = init_device_mesh(mesh_device, (world // tp, tp), mesh_dim_names=("dp", "tp"))
+    return RankContext(dist.get_rank(), world, local_rank, device, mesh)
+
+
+def _local_world() -> int:
+    return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", 1)))
+
+
+def shutdown() -> None:
+    """Leave the process group; the barrier keeps a fast rank from tearing down gloo
+    while a slow one is still in its last collective."""
+    if dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_devices(gpus: int) -> None:
+    """On a GPU machine, one worker per GPU; on CPU any number of gloo workers (testing)."""
+    if torch.cuda.is_available() and gpus > torch.cuda.device_count():
+        raise DchagError(f"--gpus {gpus} but this machine has {torch.cuda.device_count()} GPU(s)",
+                         fix="lower --gpus, or launch on more nodes with torchrun")
+
+
+def launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
+    """Run `worker(arg)` on `nprocs` ranks; returns rank 0's result.
+
+    Under a launcher the current process is one rank. With one process and no launcher
+    it runs here, in a world of one. Otherwise torch's elastic agent starts `nprocs`
+    local workers (no restarts: a failure is reported, not retried).
+    """
+    if under_launcher():
+        return worker(arg)
+    if nprocs == 1:
+        saved = {k: os.environ.get(k) for k in _RANK_VARS}
+        os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
+                           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())})
+        try:
+            return worker(arg)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    for name in ("torch.distributed.elastic", "torch.distributed.launcher"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nprocs,
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0",
+                          run_id=f"dchag-{uuid.uuid4().hex[:8]}", max_restarts=0,
+                          monitor_interval=0.2, start_method="spawn")
+    try:
+        results = elastic_launch(config, worker)(arg)
+    except ChildFailedError as exc:
+        raise DchagError(_failure_summary(exc)) from None
+    return results[0]
+
+
+def _failure_summary(exc: Any) -> str:
+    """One line naming the first failing rank and its error."""
+    rank, failure = min(exc.failures.items())
+    message = failure.message
+    if isinstance(message, dict):
+        message = message.get("message", "")
+    message = str(message).strip().splitlines()[-1] if message else ""
+    if message.startswith("DchagError: "):
+        message = message.removeprefix("DchagError: ")
+    if not message or message.startswith("To enable traceback"):
+        signal = getattr(failure, "signal_name", lambda: "")()
+        message = f"exited with code {failure.exitcode}" + (f" ({signal})" if signal else "")
+    return f"worker rank {rank} failed: {message}"

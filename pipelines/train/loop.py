@@ -1,0 +1,227 @@
+"""The training loop every rank runs: MAE pretraining or forecasting.
+
+Everything a step does is a function of (seed, step) — data, masks, leads — so a run
+resumed from a checkpoint, or moved to another (dp, tp) layout, continues the same loss
+curve. Rank 0 alone writes metrics and reports progress.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import zarr
+from torch import Tensor
+
+from pipelines.data.datasets import Normalizer
+from pipelines.errors import DchagError
+from pipelines.model.forecast import lat_weighted_mse
+from pipelines.parallel.gather import all_gather_flat
+from pipelines.provenance import provenance
+from pipelines.train.build import build_parallel_model, compute_dtype, model_config
+from pipelines.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_encoder,
+    save_checkpoint,
+)
+from pipelines.train.config import TrainConfig
+from pipelines.train.data import Artifact, StepBatches, describe_artifact, step_loader
+from pipelines.train.distributed import RankContext, init_rank, shutdown
+from pipelines.train.flops import peak_flops, step_flops
+from pipelines.train.metrics import MetricsLog
+from pipelines.train.optim import build_optimizer, clip_grads, lr_at, set_lr
+
+
+class TrainProgress(Protocol):
+    def start(self, total: int, done: int) -> None: ...
+    def update(self, done: int, status: dict[str, float]) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    steps_done: int
+    final_loss: float
+    final_val_loss: float | None
+    run: str
+
+
+def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> TrainResult:
+    """Entry point of one rank (the process group is created and torn down here)."""
+    ctx = init_rank(cfg.tp_size, cfg.timeout_min)
+    try:
+        result = _Trainer(cfg, ctx, progress if ctx.is_main else None).run()
+    except BaseException:
+        if dist.is_initialized():  # no barrier: the other ranks may be stuck mid-step
+            dist.destroy_process_group()
+        raise
+    shutdown()
+    return result
+
+
+class _Trainer:
+    def __init__(self, cfg: TrainConfig, ctx: RankContext, progress: TrainProgress | None):
+        self.cfg, self.ctx, self.progress = cfg, ctx, progress
+        self.run_dir = Path(cfg.out)
+        self.art: Artifact = describe_artifact(Path(cfg.data), cfg)
+        self.mcfg = model_config(cfg, self.art)
+        self.model = build_parallel_model(cfg, self.art, ctx)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = build_optimizer(self.model, cfg.lr, cfg.weight_decay)
+        dev = ctx.device
+        self.norm = Normalizer(torch.from_numpy(self.art.mean), torch.from_numpy(self.art.std)
+                               ).to(dev)
+        out = self.art.out_index
+        self.target_norm = Normalizer(torch.from_numpy(self.art.mean[out]),
+                                      torch.from_numpy(self.art.std[out])).to(dev)
+        self.lat = None
+        if self.art.kind == "era5":
+            lat = zarr.open_group(str(self.art.path), mode="r")["lat"][:]
+            self.lat = torch.from_numpy(np.asarray(lat, dtype=np.float32)).to(dev)
+        self.local_batch = cfg.batch_size // cfg.dp_size
+        self.train_ds = StepBatches(self.art, cfg, "train", ctx.dp_rank, cfg.dp_size,
+                                    self.mcfg.num_patches)
+        try:
+            self.val_ds: StepBatches | None = StepBatches(
+                self.art, cfg, "val", ctx.dp_rank, cfg.dp_size, self.mcfg.num_patches)
+        except DchagError:
+            self.val_ds = None  # too little data for a validation split
+        self.flops = step_flops(self.mcfg, cfg.task, self.local_batch, cfg.mask_ratio)
+        self.peak = peak_flops(dev)
+
+    # -- one step ------------------------------------------------------------------
+    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+        dev = self.ctx.device
+        x = self.norm(batch["x"].to(dev, non_blocking=True))
+        if self.cfg.task == "mae":
+            loss, _, _ = self.model(x, mask_ratio=self.cfg.mask_ratio,
+                                    norm_pix_loss=self.cfg.norm_pix_loss,
+                                    noise=batch["noise"].to(dev))
+            return loss
+        y = self.target_norm(batch["y"].to(dev, non_blocking=True))
+        pred = self.model(x, batch["lead"].to(dev))
+        return lat_weighted_mse(pred, y, self.lat)
+
+    def dp_mean(self, value: Tensor) -> float:
+        v = value.detach().float().reshape(1).clone()
+        dist.all_reduce(v, group=self.ctx.dp_mesh.get_group())
+        return float(v) / self.cfg.dp_size
+
+    def validate(self) -> float | None:
+        if self.val_ds is None:
+            return None
+        self.model.eval()
+        total = torch.zeros((), device=self.ctx.device)
+        with torch.no_grad():
+            for i in range(self.cfg.val_batches):
+                total += self.loss(self.val_ds[i]).detach().float()
+        self.model.train()
+        return self.dp_mean(total / self.cfg.val_batches)
+
+    def peak_memory(self) -> list[int]:
+        if self.ctx.device.type == "cuda":
+            mine = torch.cuda.max_memory_allocated(self.ctx.device)
+        else:  # the process's peak resident memory (Linux reports KiB)
+            mine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        local = torch.tensor([mine], dtype=torch.int64, device=self.ctx.device)
+        every = torch.zeros(self.ctx.world, dtype=torch.int64, device=self.ctx.device)
+        all_gather_flat(every, local)
+        return [int(v) for v in every.cpu()]
+
+    # -- the loop ------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg, ctx = self.cfg, self.ctx
+        start = 0
+        latest = latest_checkpoint(self.run_dir)
+        if latest is not None:
+            start = load_checkpoint(latest, self.model, self.opt)
+        elif cfg.init:
+            init = latest_checkpoint(Path(cfg.init))
+            if init is None:
+                raise DchagError("the run has no checkpoint", path=cfg.init)
+            load_encoder(init, self.model)
+        log = MetricsLog(self.run_dir, start) if ctx.is_main else None
+        if self.progress:
+            self.progress.start(cfg.steps, start)
+        loader = step_loader(self.train_ds, start, cfg.steps, cfg.workers,
+                             pin=ctx.device.type == "cuda")
+        tokens = self.mcfg.channels * self.mcfg.num_patches
+        if cfg.task == "mae":
+            tokens = self.mcfg.channels * round(self.mcfg.num_patches * (1 - cfg.mask_ratio))
+        window_loss = torch.zeros((), device=ctx.device)
+        window_steps, window_t0 = 0, time.perf_counter()
+        last_loss, last_val = math.nan, None
+        done = start
+        for batch in loader:
+            step = int(batch["step"])
+            lr = lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.steps)
+            set_lr(self.opt, lr)
+            loss = self.loss(batch)
+            loss.backward()
+            gnorm = clip_grads(self.params, cfg.clip)
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            window_loss += loss.detach().float()
+            window_steps += 1
+            done = step + 1
+            record: dict[str, Any] | None = None
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                if ctx.device.type == "cuda":
+                    torch.cuda.synchronize(ctx.device)
+                seconds = (time.perf_counter() - window_t0) / window_steps
+                last_loss = self.dp_mean(window_loss / window_steps)
+                tflops = self.flops / ctx.tp_mesh.size() / seconds / 1e12
+                record = {"step": done, "loss": last_loss, "lr": lr, "grad_norm": gnorm,
+                          "samples_per_s": cfg.batch_size / seconds,
+                          "tokens_per_s": cfg.batch_size * tokens / seconds,
+                          "tflops_per_rank": tflops,
+                          "mfu": tflops * 1e12 / self.peak if self.peak else None,
+                          "peak_mem_bytes": self.peak_memory()}
+                if not math.isfinite(last_loss):
+                    raise DchagError(f"the loss became {last_loss} at step {done}",
+                                     path=self.run_dir,
+                                     fix="lower --lr or check the data for NaNs; "
+                                     "--resume restarts from the last checkpoint")
+            if self.val_ds is not None and (done % cfg.val_every == 0 or done == cfg.steps):
+                last_val = self.validate()
+                record = record or {"step": done}
+                record["val_loss"] = last_val
+            if record is not None:
+                if log is not None:
+                    log.add(record)
+                if self.progress:
+                    self.progress.update(done, {k: v for k, v in record.items()
+                                                if k in ("loss", "val_loss", "samples_per_s")})
+                window_loss.zero_()
+                window_steps, window_t0 = 0, time.perf_counter()
+            stopping = done == cfg.stop_at
+            if done % cfg.ckpt_every == 0 or done == cfg.steps or stopping:
+                save_checkpoint(self.run_dir, done, self.model, self.opt, cfg.keep, ctx.is_main)
+                if log is not None:
+                    self.write_outputs(log)
+            if stopping:
+                break
+        if log is not None and done == start:
+            self.write_outputs(log)
+        return TrainResult(done, last_loss, last_val, str(self.run_dir))
+
+    def write_outputs(self, log: MetricsLog) -> None:
+        attrs = {"dchag_artifact": "metrics", "run": str(self.run_dir.resolve()),
+                 "model": self.mcfg.to_dict(), "channels": self.art.channel_names,
+                 "mesh": {"dp": self.cfg.dp_size, "tp": self.cfg.tp_size},
+                 "dtype": str(compute_dtype(self.cfg, self.ctx.device)),
+                 "flops_per_step_per_dp_rank": self.flops,
+                 "provenance": provenance(f"train {self.cfg.task}", self.cfg.to_dict(),
+                                          [Path(self.cfg.data)], seed=self.cfg.seed)}
+        log.write_zarr(self.run_dir / "metrics.zarr", attrs)
+        what = "MAE reconstruction" if self.cfg.task == "mae" else "lat-weighted MSE"
+        log.plot(self.run_dir / "loss.png", f"{what}: {self.cfg.preset}, D-CHAG "
+                 f"{self.cfg.variant}, tree {self.cfg.tree}, dp {self.cfg.dp_size} × "
+                 f"tp {self.cfg.tp_size}")

@@ -1,0 +1,218 @@
+"""`dchag pretrain` / `dchag train forecast` on one rank in this process: outputs, resume,
+fine-tuning, and the errors a user can act on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+import zarr
+
+from pipelines.train import checkpoint as checkpoint_module
+from tests.train.conftest import app, runner
+
+FAST = ["--workers", "0", "--batch-size", "2", "--log-every", "2", "--val-every", "4",
+        "--ckpt-every", "4"]
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_pretrain_on_hyperspectral_cubes_writes_a_complete_run(tmp_path, sample_appl_zarr):
+    run = tmp_path / "mae"
+    r = runner.invoke(app, ["pretrain", "--data", str(sample_appl_zarr), "--out", str(run),
+                            "--steps", "8", "--patch", "4", *FAST])
+    assert r.exit_code == 0, r.output
+    assert "final train loss" in r.output and "final validation loss" in r.output
+    assert (run / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run / "checkpoints" / "latest").read_text() == "step_00000008"
+    assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == [
+        "step_00000004", "step_00000008"]
+    ds = xr.open_zarr(run / "metrics.zarr")
+    assert ds.step.values.tolist() == [2, 4, 6, 8]
+    assert np.isfinite(ds.loss.values).all() and (ds.samples_per_s.values > 0).all()
+    assert np.isfinite(ds.val_loss.sel(step=[4, 8]).values).all()
+    assert (ds.peak_mem_bytes.values > 0).all()
+    assert ds.attrs["provenance"]["stage"] == "train mae"
+    assert ds.attrs["provenance"]["config"]["steps"] == 8
+    assert ds.attrs["model"]["channels"] == 500
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["task"] == "mae" and saved["patch"] == 4
+
+
+def test_resume_continues_the_same_loss_curve(tmp_path, sample_era5_zarr):
+    args = ["train", "forecast", "--data", str(sample_era5_zarr), "--lead", "6h,1d",
+            "--steps", "8", *FAST]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert runner.invoke(app, [*args, "--out", str(whole)]).exit_code == 0
+    r = runner.invoke(app, [*args, "--out", str(split), "--stop-at", "4"])
+    assert r.exit_code == 0, r.output
+    assert (split / "checkpoints" / "latest").read_text() == "step_00000004"
+    r = runner.invoke(app, ["train", "forecast", "--resume", str(split)])
+    assert r.exit_code == 0, r.output
+    a, b = _metrics(whole), _metrics(split)
+    assert [m["step"] for m in a] == [m["step"] for m in b] == [2, 4, 6, 8]
+    for x, y in zip(a, b, strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-6)
+        assert (x.get("val_loss") is None) == (y.get("val_loss") is None)
+        if x.get("val_loss") is not None:
+            assert x["val_loss"] == pytest.approx(y["val_loss"], rel=1e-6)
+
+
+def test_forecast_fine_tunes_a_pretrained_encoder(tmp_path, sample_era5_zarr):
+    pre = tmp_path / "pre"
+    r = runner.invoke(app, ["pretrain", "--data", str(sample_era5_zarr), "--out", str(pre),
+                            "--steps", "4", *FAST])
+    assert r.exit_code == 0, r.output
+    ft = tmp_path / "ft"
+    r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr), "--init",
+                            str(pre), "--out", str(ft), "--lead", "6h", "--steps", "2", *FAST])
+    assert r.exit_code == 0, r.output
+    # The fine-tuned encoder started from the pretrained one: its block weights moved only
+    # by two small optimizer steps, while a fresh encoder is far away.
+    def block_weight(run: Path) -> torch.Tensor:
+        from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+        flat = tmp_path / f"{run.name}.pt"
+        dcp_to_torch_save(str(run / "checkpoints" / "step_00000004" if run == pre else
+                              run / "checkpoints" / "step_00000002"), str(flat))
+        return torch.load(flat, weights_only=True)["model"]["encoder.blocks.0.attn.q.weight"]
+
+    delta = (block_weight(ft) - block_weight(pre)).abs().max()
+    assert delta < 2 * 2 * 1.5e-4 + 1e-6  # two AdamW steps of at most ~lr each, plus warm-up
+
+    r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr), "--init",
+                            str(pre), "--out", str(tmp_path / "bad"), "--variant", "C",
+                            "--lead", "6h", "--steps", "2", *FAST])
+    assert r.exit_code == 1 and "pretrained encoder differs" in r.output
+    assert "variant" in r.output and not (tmp_path / "bad").exists()
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, sample_appl_zarr):
+    run = tmp_path / "dry"
+    r = runner.invoke(app, ["pretrain", "--data", str(sample_appl_zarr), "--out", str(run),
+                            "--gpus", "4", "--tp", "2", "--preset", "small", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "dp 2 × tp 2" in r.output and "parameters" in r.output and "GiB" in r.output
+    assert not run.exists()
+
+
+def test_config_file_then_flags(tmp_path, sample_appl_zarr):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'data = "{sample_appl_zarr}"\npreset = "small"\nsteps = 3\n')
+    r = runner.invoke(app, ["pretrain", "--config", str(cfg), "--steps", "5", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert '"small"' in r.output and "│ steps " in r.output.replace("┃", "│")
+    assert any(line.split("│")[1:3] == [" steps         ", " 5                "]
+               or ("steps" in line and " 5 " in line) for line in r.output.splitlines())
+
+
+def _first_line(output: str) -> str:
+    return next(line for line in output.splitlines() if line.strip())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--gpus", "4", "--tp", "3"], "not divisible by --tp 3"),
+    (["--tp", "2", "--gpus", "2", "--groups", "3"], "3 channel groups cannot be split"),
+    (["--patch", "5"], "not divisible by --patch 5"),
+    (["--channels", "950-990"], "no band matches"),
+    (["--crop", "64x64"], "larger than"),
+    (["--precision", "fp8"], "--precision"),
+])
+def test_bad_settings_fail_before_training(tmp_path, sample_appl_zarr, args, message):
+    r = runner.invoke(app, ["pretrain", "--data", str(sample_appl_zarr), "--out",
+                            str(tmp_path / "r"), *args])
+    assert r.exit_code == 1, r.output
+    assert _first_line(r.output).startswith("error:") and message in r.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_data_that_is_not_an_artifact_or_lacks_channels(tmp_path, sample_era5_zarr,
+                                                        sample_appl_zarr):
+    junk = tmp_path / "junk.zarr"
+    zarr.open_group(str(junk), mode="w")
+    r = runner.invoke(app, ["pretrain", "--data", str(junk)])
+    assert r.exit_code == 1 and "not a dchag data artifact" in r.output
+    r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr),
+                            "--channels", "z_500,q_925"])
+    assert r.exit_code == 1 and "channels not in the artifact: q_925" in r.output
+    r = runner.invoke(app, ["train", "forecast", "--data", str(sample_appl_zarr)])
+    assert r.exit_code == 1 and "forecasting needs an era5 artifact" in r.output
+    r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr),
+                            "--lead", "30d", "--out", str(tmp_path / "far")])
+    assert r.exit_code == 1 and "no training samples" in r.output
+
+
+def test_existing_runs_and_other_models_are_protected(tmp_path, sample_era5_zarr):
+    run = tmp_path / "r"
+    base = ["train", "forecast", "--data", str(sample_era5_zarr), "--lead", "6h",
+            "--out", str(run), "--steps", "2", *FAST]
+    assert runner.invoke(app, base).exit_code == 0
+    r = runner.invoke(app, base)
+    assert r.exit_code == 1 and "already exists" in r.output and "--resume" in r.output
+    r = runner.invoke(app, ["train", "forecast", "--resume", str(run), "--preset", "small"])
+    assert r.exit_code == 1 and "another model" in r.output and "preset" in r.output
+    r = runner.invoke(app, ["train", "forecast", "--resume", str(tmp_path)])
+    assert r.exit_code == 1 and "not a dchag run" in r.output
+
+
+def test_more_gpus_than_present_is_refused(monkeypatch, tmp_path, sample_era5_zarr):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr),
+                            "--gpus", "8", "--lead", "6h", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 1 and "--gpus 8 but this machine has 2 GPU(s)" in r.output
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(
+        monkeypatch, tmp_path, sample_era5_zarr):
+    real_save = checkpoint_module.dcp.save
+    calls = []
+
+    def save(state, checkpoint_id):
+        calls.append(checkpoint_id)
+        if len(calls) == 2:  # the second checkpoint runs out of space half-way
+            Path(checkpoint_id).mkdir(parents=True, exist_ok=True)
+            (Path(checkpoint_id) / "__0_0.distcp").write_bytes(b"\0" * 1000)
+            raise OSError(28, "No space left on device")
+        return real_save(state, checkpoint_id=checkpoint_id)
+
+    monkeypatch.setattr(checkpoint_module.dcp, "save", save)
+    run = tmp_path / "r"
+    r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr), "--lead",
+                            "6h", "--out", str(run), "--steps", "8", *FAST])
+    assert r.exit_code == 1
+    assert "out of disk space" in r.output and "step_00000004 is intact" in r.output
+    ckpts = run / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["latest", "step_00000004"]
+    monkeypatch.setattr(checkpoint_module.dcp, "save", real_save)
+    r = runner.invoke(app, ["train", "forecast", "--resume", str(run)])
+    assert r.exit_code == 0, r.output
+    assert [m["step"] for m in _metrics(run)] == [2, 4, 6, 8]
+
+
+def test_activation_checkpointing_changes_memory_not_results(tmp_path, sample_era5_zarr):
+    args = ["train", "forecast", "--data", str(sample_era5_zarr), "--lead", "6h",
+            "--steps", "4", *FAST]
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "plain")]).exit_code == 0
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "ac"), "--ac"])
+    assert r.exit_code == 0, r.output
+    for x, y in zip(_metrics(tmp_path / "plain"), _metrics(tmp_path / "ac"), strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-6)
+
+
+def test_bf16_mixed_precision_trains_close_to_fp32(tmp_path, sample_era5_zarr):
+    args = ["train", "forecast", "--data", str(sample_era5_zarr), "--lead", "6h",
+            "--steps", "6", *FAST]
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "fp32")]).exit_code == 0
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "bf16"), "--precision", "bf16"])
+    assert r.exit_code == 0, r.output
+    assert xr.open_zarr(tmp_path / "bf16" / "metrics.zarr").attrs["dtype"] == "torch.bfloat16"
+    a, b = _metrics(tmp_path / "fp32"), _metrics(tmp_path / "bf16")
+    assert a[-1]["loss"] != b[-1]["loss"]  # really computed in another precision
+    assert b[-1]["loss"] == pytest.approx(a[-1]["loss"], rel=0.05)
