@@ -91,3 +91,22 @@ def open_artifact(path: Path, kind: str, mode: str = "r") -> zarr.Group:
         raise DchagError(f"not a dchag {kind} artifact (found {found!r})", path=path,
                          fix=f"produce one with `dchag prep {kind}`")
     return group
+
+
+def write_records(records: list[dict], out: Path, attrs: dict, dim: str = "record") -> None:
+    """A tidy table (one row per record, one array per field) as an atomic zarr store."""
+    import numpy as np
+
+    keys = list(dict.fromkeys(k for r in records for k in r))
+    with atomic_store(Path(out)) as g:
+        g.attrs.update(attrs)
+        for key in keys:
+            values = [r.get(key) for r in records]
+            if all(isinstance(v, bool) for v in values):
+                data = np.array(values, dtype=bool)
+            elif all((isinstance(v, int | float) and not isinstance(v, bool)) or v is None
+                     for v in values):
+                data = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            else:
+                data = np.array(["" if v is None else str(v) for v in values], dtype=str)
+            dims_array(g, key, [dim], data=data, fill_value=None)
