@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dchag_cli import bench, info, model, prep, sample, show, train
+from dchag_cli import bench, evaluate, info, model, prep, quickstart, sample, show, train
 from pipelines import __version__
 
 app = typer.Typer(
@@ -12,10 +12,12 @@ app = typer.Typer(
     help=(
         "Train many-channel vision-transformer foundation models with D-CHAG "
         "(Distributed Cross-Channel Hierarchical Aggregation).\n\n"
+        "New here? [bold]dchag quickstart[/] runs the whole chain on the sample data.\n\n"
         "Every stage reads and writes zarr artifacts: "
         "[bold]prep[/] (ERA5 netCDF → era5.zarr, ENVI cubes → appl.zarr), "
         "[bold]pretrain[/] (MAE with distributed D-CHAG), "
         "[bold]train forecast[/] (weather forecasting), "
+        "[bold]eval[/] / [bold]predict[/] (scores against baselines, reconstructions), "
         "[bold]show[/] (a PNG of an artifact), "
         "[bold]sample[/] (synthetic inputs in real formats), "
         "[bold]model[/] (parameters and memory of a preset), "
@@ -32,6 +34,9 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(model.app, name="model")
 app.add_typer(train.app, name="train")
 app.command("pretrain")(train.pretrain)
+app.add_typer(evaluate.eval_app, name="eval")
+app.add_typer(evaluate.predict_app, name="predict")
+app.command("quickstart")(quickstart.quickstart)
 app.command("channels")(info.channels)
 app.command("show")(show.show)
 

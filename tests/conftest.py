@@ -5,7 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from typer.testing import CliRunner
 
+from dchag_cli.app import app
 from pipelines.data.channels import resolve_channels
 from pipelines.sample.era5 import generate_era5
 
@@ -44,3 +46,24 @@ def era5_like(path: Path, lat: np.ndarray, lon: np.ndarray, times: np.ndarray,
     return write_netcdf(path, {k: (("valid_time", "latitude", "longitude"), v)
                                for k, v in fields.items()},
                         {"valid_time": times, "latitude": lat, "longitude": lon})
+
+
+@pytest.fixture(scope="session")
+def sample_era5_zarr(tmp_path_factory) -> Path:
+    """The shipped ERA5 sample (8 days, 6-hourly, 14 channels) prepared as era5.zarr."""
+    out = tmp_path_factory.mktemp("era5z") / "era5.zarr"
+    r = CliRunner().invoke(app, ["prep", "era5", str(REPO / "sample_data" / "era5"),
+                            "--preset", "sample-14", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_appl_zarr(tmp_path_factory) -> Path:
+    """The shipped hyperspectral sample (4 plants, 500 bands) at 16×16 pixels."""
+    out = tmp_path_factory.mktemp("applz") / "appl.zarr"
+    manifest = REPO / "sample_data" / "appl" / "manifest.csv"
+    r = CliRunner().invoke(app, ["prep", "appl", str(manifest),
+                            "--size", "16", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    return out

@@ -137,13 +137,42 @@ def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
     return Artifact(kind, path, list(wanted), index, img, (h, w), mean, std, out_index)
 
 
+def split_samples(art: Artifact, cfg: TrainConfig, split: str
+                  ) -> tuple[list[int], dict[int, list[tuple[int, int]]]]:
+    """The samples of a split ("train" or "val") and, for weather, each start's reachable
+    (lead, valid index) pairs. Weather splits by time (the latest starts validate);
+    hyperspectral by plant, so no plant is in both."""
+    group = zarr.open_group(str(art.path), mode="r")
+    frac = cfg.val_fraction
+    if art.kind == "appl":
+        plants = [str(p) for p in group["plant_id"][:]]
+        unique = sorted(set(plants))
+        n_val = max(1, round(len(unique) * frac)) if len(unique) > 1 and frac > 0 else 0
+        val_plants = set(unique[len(unique) - n_val:]) if n_val else set()
+        keep = [i for i, p in enumerate(plants) if (p in val_plants) == (split == "val")]
+        return keep, {}
+    times = np.asarray(group["time"][:], dtype=np.int64)
+    at = {int(t): i for i, t in enumerate(times)}
+    leads = cfg.leads if cfg.task == "forecast" else [0]
+    targets = {i: [(lead, at[int(t) + lead]) for lead in leads if int(t) + lead in at]
+               for i, t in enumerate(times)}
+    starts = [i for i in range(len(times)) if targets[i]]
+    n_val = round(len(starts) * frac)
+    chosen = starts[len(starts) - n_val:] if split == "val" else starts[:len(starts) - n_val]
+    return chosen, {i: targets[i] for i in chosen}
+
+
+def split_positions(art: Artifact, cfg: TrainConfig, split: str) -> list[int]:
+    return split_samples(art, cfg, split)[0]
+
+
 class _Source:
     """Sample access for one split; `positions` are the samples of that split."""
 
     def __init__(self, art: Artifact, cfg: TrainConfig, split: str):
         self.art, self.cfg = art, cfg
         self._array: zarr.Array | None = None
-        self.positions, self.starts_leads = self._split(split)
+        self.positions, self.starts_leads = split_samples(art, cfg, split)
         if not self.positions:
             where = "validation" if split == "val" else "training"
             raise DchagError(f"no {where} samples", path=art.path,
@@ -154,26 +183,6 @@ class _Source:
             group = zarr.open_group(str(self.art.path), mode="r")
             self._array = group["data" if self.art.kind == "era5" else "cube"]
         return self._array
-
-    def _split(self, split: str) -> tuple[list[int], dict[int, list[tuple[int, int]]]]:
-        group = zarr.open_group(str(self.art.path), mode="r")
-        frac = self.cfg.val_fraction
-        if self.art.kind == "appl":  # by plant: no plant is seen in both splits
-            plants = [str(p) for p in group["plant_id"][:]]
-            unique = sorted(set(plants))
-            n_val = max(1, round(len(unique) * frac)) if len(unique) > 1 and frac > 0 else 0
-            val_plants = set(unique[len(unique) - n_val:]) if n_val else set()
-            keep = [i for i, p in enumerate(plants) if (p in val_plants) == (split == "val")]
-            return keep, {}
-        times = np.asarray(group["time"][:], dtype=np.int64)
-        at = {int(t): i for i, t in enumerate(times)}
-        leads = self.cfg.leads if self.cfg.task == "forecast" else [0]
-        targets = {i: [(lead, at[int(t) + lead]) for lead in leads if int(t) + lead in at]
-                   for i, t in enumerate(times)}
-        starts = [i for i in range(len(times)) if targets[i]]
-        n_val = round(len(starts) * frac)
-        chosen = starts[len(starts) - n_val:] if split == "val" else starts[:len(starts) - n_val]
-        return chosen, {i: targets[i] for i in chosen}
 
     def read(self, k: int) -> np.ndarray:
         return self._open().get_orthogonal_selection(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import resource
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,6 +56,8 @@ class TrainResult:
 
 def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> TrainResult:
     """Entry point of one rank (the process group is created and torn down here)."""
+    # MAE returns its reconstruction as a view; nothing modifies it in place.
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view")
     ctx = init_rank(cfg.tp_size, cfg.timeout_min)
     try:
         result = _Trainer(cfg, ctx, progress if ctx.is_main else None).run()

@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import zarr
+
 from pipelines.errors import DchagError
 from pipelines.model.config import ModelConfig
 from pipelines.train.build import model_config
@@ -100,7 +102,11 @@ def create_run(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig) -> Path:
     run = Path(cfg.out)
     run.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run)
+    # What inference needs besides the weights: the training normalisation and grid.
     model = {"model": mcfg.to_dict(), "channel_names": art.channel_names,
-             "out_channels": [art.channel_names[i] for i in art.out_index], "kind": art.kind}
+             "out_channels": [art.channel_names[i] for i in art.out_index], "kind": art.kind,
+             "mean": art.mean.tolist(), "std": art.std.tolist(),
+             "data": str(Path(cfg.data).resolve()),
+             "grid": zarr.open_group(str(art.path), mode="r").attrs.get("grid")}
     (run / "model.json").write_text(json.dumps(model, indent=2))
     return run

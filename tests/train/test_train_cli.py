@@ -13,7 +13,7 @@ import xarray as xr
 import zarr
 
 from pipelines.train import checkpoint as checkpoint_module
-from tests.train.conftest import app, runner
+from tests.runner import app, runner
 
 FAST = ["--workers", "0", "--batch-size", "2", "--log-every", "2", "--val-every", "4",
         "--ckpt-every", "4"]

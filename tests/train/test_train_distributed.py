@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.train.conftest import app, runner
+from tests.runner import app, runner
 
 ARGS = ["train", "forecast", "--lead", "6h,1d", "--workers", "0", "--batch-size", "4",
         "--log-every", "2", "--val-every", "4", "--ckpt-every", "4"]

@@ -1,0 +1,192 @@
+"""`dchag eval forecast`, `dchag predict masks` and `dchag eval masks`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+from rich.table import Table
+
+from dchag_cli.console import RichProgress, err, out, user_errors
+from pipelines.data.zarr_store import check_writable_target, open_artifact
+from pipelines.errors import DchagError
+from pipelines.eval.forecast import (
+    METHODS,
+    ForecastScores,
+    evaluate_forecast,
+    write_predictions,
+    write_scores,
+)
+from pipelines.eval.runs import load_run
+from pipelines.metrics.weather import CONVENTIONS
+from pipelines.plots.forecast import plot_maps, plot_scores_vs_lead
+from pipelines.provenance import provenance
+from pipelines.train.config import format_lead, parse_leads
+
+eval_app = typer.Typer(help="Score trained runs against baselines.", no_args_is_help=True)
+predict_app = typer.Typer(help="Run trained models on data.", no_args_is_help=True)
+
+
+def device() -> torch.device:
+    return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+
+
+@eval_app.command("forecast")
+@user_errors
+def forecast(
+    run: Path = typer.Option(..., help="A run of `dchag train forecast`."),
+    data: Path = typer.Option(..., help="era5.zarr to evaluate on (same channels and grid)."),
+    lead: list[str] = typer.Option(None, help="Lead times (6h, 3d, 2w); repeat or comma-"
+                                   "separate. [default: the run's trained leads]"),
+    period: str = typer.Option(None, help="Init times to use: 2018, 2017:2018 or "
+                               "2018-01-01:2018-03-31. [default: all]"),
+    rollout: bool = typer.Option(False, help="Reach untrained leads by applying a trained "
+                                 "lead repeatedly (models predicting their full input)."),
+    convention: str = typer.Option("weatherbench2", help=f"Score definitions: "
+                                   f"{', '.join(CONVENTIONS)} (see README)."),
+    map_channel: str = typer.Option(None, help="Channel for the map PNG. [default: first]"),
+    batch: int = typer.Option(16, help="Init times per forward pass."),
+    out_dir: Path = typer.Option(None, "--out", "-o", help="Folder for predictions.zarr, "
+                                 "scores.zarr and PNGs. [default: RUN/eval]"),
+    overwrite: bool = typer.Option(False, help="Replace earlier results in --out."),
+) -> None:
+    """Forecast every init time of --period at each --lead and score the model side by side
+    with persistence and climatology: RMSE, MSE and latitude-weighted ACC, in physical units.
+
+    Example: [cyan]dchag eval forecast --run runs/fc --data era5.zarr --lead 1d,3d --period 2018[/]
+    """
+    if convention not in CONVENTIONS:
+        raise DchagError(f"--convention {convention!r}", fix=f"choose {', '.join(CONVENTIONS)}")
+    trained = load_run(run, "forecast", device())
+    leads = parse_leads(lead) if lead else sorted(trained.cfg.leads)
+    out_dir = out_dir or run / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("predictions.zarr", "scores.zarr"):
+        check_writable_target(out_dir / name, overwrite=overwrite)
+    with RichProgress() as progress:
+        res = evaluate_forecast(trained, data, leads, period, rollout, convention, batch,
+                                device(), progress)
+    attrs = {"run": str(run.resolve()), "checkpoint_step": trained.step,
+             "provenance": provenance("eval forecast", {
+                 "leads": leads, "period": period, "rollout": rollout,
+                 "convention": convention}, [data], seed=None)}
+    write_predictions(res, out_dir / "predictions.zarr", attrs)
+    write_scores(res, out_dir / "scores.zarr", attrs)
+    channel = map_channel or res.channels[0]
+    if channel not in res.channels:
+        raise DchagError(f"--map-channel {channel} is not a forecast channel",
+                         fix=f"choose from {', '.join(res.channels)}")
+    truth = _truth(data, res, channel)
+    pngs = [plot_maps(res, truth, channel, 0, 0, out_dir / f"map_{channel}.png"),
+            plot_scores_vs_lead(res, out_dir / "scores_vs_lead.png")]
+    print_forecast_tables(res)
+    for note in res.notes:
+        err.print(f"[yellow]note:[/] {note}")
+    out.print(f"written: {out_dir / 'predictions.zarr'}, {out_dir / 'scores.zarr'}, "
+              f"{pngs[0]}, {pngs[1]}")
+
+
+def _truth(data: Path, res: ForecastScores, channel: str) -> np.ndarray:
+    group = open_artifact(data, "era5")
+    names = [str(n) for n in group.attrs["channels"]]
+    plan = res.plans[0]
+    first = int(np.flatnonzero(res.init_hours == group["time"][plan.inits[0]])[0])
+    assert first == 0  # the map shows the first init of the first lead
+    return group["data"][plan.valid[0], names.index(channel)]
+
+
+def print_forecast_tables(res: ForecastScores) -> None:
+    for li, plan in enumerate(res.plans):
+        how = f", rolled out in {plan.lead // plan.step} steps of " \
+              f"{format_lead(plan.step)}" if plan.rollout else ""
+        table = Table(title=f"lead {format_lead(plan.lead)}{how}: {len(plan.inits)} init "
+                      f"times, {res.convention} convention (lower RMSE, higher wACC is "
+                      "better)", title_justify="left")
+        table.add_column("channel")
+        for m in METHODS:
+            table.add_column(f"RMSE {m}", justify="right")
+        for m in METHODS[:2]:
+            table.add_column(f"wACC {m}", justify="right")
+        table.add_column("MSE model", justify="right")
+        for c, name in enumerate(res.channels):
+            rmse = res.scores["rmse"][:, li, c]
+            best = int(np.nanargmin(rmse)) if np.isfinite(rmse).any() else -1
+            cells = [(f"[bold]{v:.4g}[/]" if m == best else f"{v:.4g}") if np.isfinite(v)
+                     else "—" for m, v in enumerate(rmse)]
+            accs = [f"{v:.3f}" if np.isfinite(v) else "—" for v in res.scores["wacc"][:2, li, c]]
+            table.add_row(name, *cells, *accs, f"{res.scores['mse'][0, li, c]:.4g}")
+        out.print(table)
+
+
+@predict_app.command("masks")
+@user_errors
+def predict_masks_cmd(
+    run: Path = typer.Option(..., help="A run of `dchag pretrain` on appl.zarr."),
+    data: Path = typer.Option(..., help="appl.zarr with the run's bands."),
+    mask_ratio: float = typer.Option(0.75, help="Share of patches hidden from the model."),
+    samples: str = typer.Option("val", help="val (the run's held-out plants) or all."),
+    seed: int = typer.Option(0, help="Seed of the masks."),
+    batch: int = typer.Option(8, help="Cubes per forward pass."),
+    out_path: Path = typer.Option(None, "--out", "-o",
+                                  help="[default: RUN/reconstruction.zarr]"),
+    overwrite: bool = typer.Option(False, help="Replace an existing reconstruction."),
+) -> None:
+    """Hide a random share of each cube's patches and reconstruct every band of them.
+
+    Example: [cyan]dchag predict masks --run runs/mae --data appl.zarr --mask-ratio 0.75[/]
+    """
+    from pipelines.eval.masks import predict_masks
+
+    out_path = out_path or run / "reconstruction.zarr"
+    check_writable_target(out_path, overwrite=overwrite)
+    trained = load_run(run, "mae", device())
+    with RichProgress() as progress:
+        n = predict_masks(trained, data, out_path, mask_ratio, samples, seed, batch, device(),
+                          {"run": str(run.resolve()), "checkpoint_step": trained.step,
+                           "provenance": provenance("predict masks", {
+                               "mask_ratio": mask_ratio, "samples": samples}, [data], seed)},
+                          progress)
+    out.print(f"reconstructed {n} cubes ({mask_ratio:.0%} of patches masked) → {out_path}")
+
+
+@eval_app.command("masks")
+@user_errors
+def eval_masks_cmd(
+    recon: Path = typer.Option(..., help="reconstruction.zarr from `dchag predict masks`."),
+    data: Path = typer.Option(..., help="The appl.zarr it was predicted from."),
+    sample: int = typer.Option(0, help="Which reconstructed cube to draw."),
+    out_dir: Path = typer.Option(None, "--out", "-o", help="Folder for mask_scores.zarr and "
+                                 "the PNG. [default: next to the reconstruction]"),
+) -> None:
+    """Score reconstructions on the masked pixels: RMSE and MSE (reflectance), PSNR and SSIM
+    per band, and the spectral angle (SAM) on plant pixels.
+
+    Example: [cyan]dchag eval masks --recon runs/mae/reconstruction.zarr --data appl.zarr[/]
+    """
+    from pipelines.eval.masks import eval_masks, write_mask_scores
+    from pipelines.plots.masks import plot_reconstruction
+
+    out_dir = out_dir or recon.parent
+    with RichProgress() as progress:
+        scores = eval_masks(recon, data, progress)
+    n = len(scores.sample_mse)
+    if not 0 <= sample < n:
+        raise DchagError(f"--sample {sample} out of range ({n} reconstructed cubes)")
+    write_mask_scores(scores, out_dir / "mask_scores.zarr", {
+        "reconstruction": str(recon.resolve()),
+        "provenance": provenance("eval masks", {}, [recon, data], seed=None)})
+    png = plot_reconstruction(recon, data, sample, out_dir / "reconstruction.png")
+    table = Table(title=f"masked-patch reconstruction: {n} cubes", title_justify="left")
+    table.add_column("score")
+    table.add_column("value", justify="right")
+    table.add_row("RMSE (reflectance, masked pixels)", f"{scores.rmse:.4g}")
+    table.add_row("MSE", f"{scores.mse:.4g}")
+    table.add_row("PSNR (dB, mean over bands)", f"{np.nanmean(scores.psnr):.2f}")
+    table.add_row("SSIM (mean over bands)", f"{np.nanmean(scores.ssim):.3f}")
+    table.add_row("SAM (degrees, masked plant pixels)", f"{np.nanmean(scores.sample_sam):.2f}")
+    for name, value in scores.region_rmse.items():
+        table.add_row(f"RMSE {name}", f"{value:.4g}")
+    out.print(table)
+    out.print(f"written: {out_dir / 'mask_scores.zarr'}, {png}")

@@ -1,0 +1,1 @@
+"""Inference and scoring of trained runs."""

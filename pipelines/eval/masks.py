@@ -1,0 +1,174 @@
+"""`dchag predict masks` and `dchag eval masks`: MAE reconstructions of hyperspectral cubes.
+
+A fixed, seeded share of each cube's patches is hidden; the model reconstructs every band
+of the hidden patches from the visible ones. The reconstruction keeps the visible patches
+as they were, so every score measures what the model had to predict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
+from pipelines.errors import DchagError
+from pipelines.eval.runs import TrainedRun
+from pipelines.metrics.images import band_psnr_ssim, masked_mse, spectral_angle
+from pipelines.model.tokenizer import unpatchify
+from pipelines.progress import NoProgress, Progress
+from pipelines.train.data import describe_artifact, split_positions
+
+REGIONS = {"visible 400–700 nm": (400, 700), "red edge 700–750 nm": (700, 750),
+           "near infrared 750–900 nm": (750, 900)}
+
+
+def _bands(run: TrainedRun, group: zarr.Group, data: Path) -> list[int]:
+    names = [f"{w:.1f}nm" for w in group["wavelength"][:]]
+    missing = [b for b in run.channels if b not in names]
+    if missing:
+        raise DchagError(f"{len(missing)} of the run's bands are not in the data "
+                         f"(e.g. {missing[0]})", path=data,
+                         fix="prepare the cubes with the run's --range and --bands")
+    return [names.index(b) for b in run.channels]
+
+
+def _crop(run: TrainedRun, shape: tuple[int, int], data: Path) -> tuple[int, int]:
+    """Top-left corner of the centred crop the model sees."""
+    h, w = run.mcfg.img_size
+    if h > shape[0] or w > shape[1]:
+        raise DchagError(f"the cubes are {shape[0]}x{shape[1]}, smaller than the run's "
+                         f"{h}x{w}", path=data)
+    return (shape[0] - h) // 2, (shape[1] - w) // 2
+
+
+def predict_masks(run: TrainedRun, data: Path, out: Path, mask_ratio: float, samples: str,
+                  seed: int, batch: int, device: torch.device, attrs: dict,
+                  progress: Progress | None = None) -> int:
+    """Write `reconstruction.zarr`; returns the number of cubes reconstructed."""
+    progress = progress or NoProgress()
+    if not 0.0 < mask_ratio < 1.0:
+        raise DchagError(f"--mask-ratio {mask_ratio} must be between 0 and 1")
+    group = open_artifact(data, "appl")
+    bands = _bands(run, group, data)
+    cube = group["cube"]
+    r0, c0 = _crop(run, cube.shape[2:], data)
+    h, w = run.mcfg.img_size
+    if samples == "all":
+        picks = list(range(cube.shape[0]))
+    elif samples == "val":
+        picks = split_positions(describe_artifact(data, run.cfg), run.cfg, "val")
+        if not picks:
+            raise DchagError("the data has no validation plants for this run", path=data,
+                             fix="pass --samples all")
+    else:
+        raise DchagError(f"--samples {samples!r}: choose val or all")
+    mean = torch.tensor(run.info["mean"], dtype=torch.float32, device=device)[:, None, None]
+    std = torch.tensor(run.info["std"], dtype=torch.float32, device=device)[:, None, None]
+    gen = torch.Generator().manual_seed(seed)
+    p = run.mcfg.patch
+    progress.start(len(picks), "reconstructing")
+    with atomic_store(out) as g:
+        g.attrs.update({"dchag_artifact": "reconstruction", "mask_ratio": mask_ratio,
+                        "seed": seed, "crop": [r0, c0, h, w], "data": str(Path(data).resolve()),
+                        **attrs})
+        rec = dims_array(g, "reconstruction", ["sample", "band", "y", "x"],
+                         shape=(len(picks), len(bands), h, w), chunks=(1, len(bands), h, w),
+                         dtype="float32", fill_value=None)
+        hidden = dims_array(g, "masked", ["sample", "y", "x"], shape=(len(picks), h, w),
+                            chunks=(1, h, w), dtype="uint8", fill_value=None)
+        dims_array(g, "sample_index", ["sample"], data=np.array(picks), fill_value=None)
+        dims_array(g, "wavelength", ["band"], data=group["wavelength"][:][bands],
+                   fill_value=None)
+        for s in range(0, len(picks), batch):
+            chunk = picks[s:s + batch]
+            x = np.stack([cube.get_orthogonal_selection(
+                (k, bands, slice(r0, r0 + h), slice(c0, c0 + w))) for k in chunk])
+            x = torch.from_numpy(x.astype(np.float32)).to(device)
+            noise = torch.rand(len(chunk), run.mcfg.num_patches, generator=gen).to(device)
+            with torch.no_grad():
+                _, pred, mask = run.model((x - mean) / std, mask_ratio=mask_ratio, noise=noise)
+            pred = unpatchify(pred.float(), p, run.mcfg.grid) * std + mean
+            pix = unpatchify(mask[:, :, None, None].expand(-1, -1, 1, p * p), p,
+                             run.mcfg.grid)[:, 0].bool()
+            full = torch.where(pix[:, None], pred, x)
+            rec[s:s + len(chunk)] = full.cpu().numpy()
+            hidden[s:s + len(chunk)] = pix.cpu().numpy().astype(np.uint8)
+            progress.advance(len(chunk))
+    return len(picks)
+
+
+@dataclass
+class MaskScores:
+    wavelength: np.ndarray
+    psnr: np.ndarray  # (band,), mean over samples
+    ssim: np.ndarray
+    sample_mse: np.ndarray  # (sample,)
+    sample_sam: np.ndarray  # (sample,) degrees, masked plant pixels
+    region_rmse: dict[str, float]
+
+    @property
+    def mse(self) -> float:
+        return float(np.nanmean(self.sample_mse))
+
+    @property
+    def rmse(self) -> float:
+        return float(np.sqrt(self.mse))
+
+
+def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> MaskScores:
+    progress = progress or NoProgress()
+    rg = open_artifact(recon, "reconstruction")
+    group = open_artifact(data, "appl")
+    wl = rg["wavelength"][:]
+    stored = group["wavelength"][:]
+    try:
+        bands = [int(np.flatnonzero(np.isclose(stored, v))[0]) for v in wl]
+    except IndexError as exc:
+        raise DchagError("the reconstruction's bands are not in this data", path=data,
+                         fix="score against the appl.zarr it was predicted from") from exc
+    r0, c0, h, w = rg.attrs["crop"]
+    picks = rg["sample_index"][:]
+    if picks.max() >= group["cube"].shape[0]:
+        raise DchagError("the reconstruction refers to samples this data lacks", path=data)
+    psnr, ssim, mses, sams = [], [], [], []
+    sq = {name: [] for name in REGIONS}
+    progress.start(len(picks), "scoring")
+    for i, k in enumerate(picks):
+        orig = group["cube"].get_orthogonal_selection(
+            (int(k), bands, slice(r0, r0 + h), slice(c0, c0 + w))).astype(np.float64)
+        rec = rg["reconstruction"][i].astype(np.float64)
+        hidden = rg["masked"][i].astype(bool)
+        plant = group["mask"][int(k), r0:r0 + h, c0:c0 + w].astype(bool)
+        a, b = band_psnr_ssim(orig, rec)
+        psnr.append(a)
+        ssim.append(b)
+        mses.append(masked_mse(orig, rec, hidden))
+        sams.append(spectral_angle(orig, rec, hidden & plant))
+        for name, (lo, hi) in REGIONS.items():
+            sel = (wl >= lo) & (wl <= hi)
+            if sel.any():
+                sq[name].append(masked_mse(orig[sel], rec[sel], hidden))
+        progress.advance()
+    with np.errstate(invalid="ignore"):
+        finite_psnr = np.where(np.isinf(psnr), np.nan, psnr)
+        region = {n: float(np.sqrt(np.nanmean(v))) for n, v in sq.items() if v}
+        return MaskScores(wl, np.nanmean(finite_psnr, axis=0), np.mean(ssim, axis=0),
+                          np.array(mses), np.array(sams), region)
+
+
+def write_mask_scores(s: MaskScores, out: Path, attrs: dict) -> None:
+    with atomic_store(out) as g:
+        g.attrs.update({"dchag_artifact": "mask_scores", "rmse": s.rmse, "mse": s.mse,
+                        "psnr_mean": float(np.nanmean(s.psnr)),
+                        "ssim_mean": float(np.nanmean(s.ssim)),
+                        "sam_deg_mean": float(np.nanmean(s.sample_sam)),
+                        "region_rmse": s.region_rmse, **attrs})
+        dims_array(g, "wavelength", ["band"], data=s.wavelength, fill_value=None)
+        dims_array(g, "psnr", ["band"], data=s.psnr, fill_value=None)
+        dims_array(g, "ssim", ["band"], data=s.ssim, fill_value=None)
+        dims_array(g, "mse", ["sample"], data=s.sample_mse, fill_value=None)
+        dims_array(g, "sam_deg", ["sample"], data=s.sample_sam, fill_value=None)

@@ -1,0 +1,1 @@
+"""Scores in the fields' own terms: weather (RMSE, MSE, wACC) and images (PSNR, SSIM, SAM)."""
