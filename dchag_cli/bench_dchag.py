@@ -144,9 +144,12 @@ def print_table(records: list[dict], title: str, out_path: Path) -> list[Path]:
 
 
 def _largest_fitting(records: list[dict]) -> list[str]:
-    """For 512 channels: the largest preset that fit, per variant (where 512 was swept)."""
+    """For 512 channels: the largest preset that fit, per variant (where 512 was swept on a
+    GPU; a CPU has no memory limit worth reporting)."""
     order = list(PRESETS)
-    lines = []
+    lines: list[str] = []
+    if all(r["device"] == "cpu" for r in records):
+        return lines
     for variant in sorted({r["variant"] for r in records if r["channels"] == 512}):
         fit = [r["preset"] for r in records
                if r["channels"] == 512 and r["variant"] == variant and r.get("fits", True)]

@@ -78,8 +78,8 @@ def forecast(
     if channel not in res.channels:
         raise DchagError(f"--map-channel {channel} is not a forecast channel",
                          fix=f"choose from {', '.join(res.channels)}")
-    truth = _truth(data, res, channel)
-    pngs = [plot_maps(res, truth, channel, 0, 0, out_dir / f"map_{channel}.png"),
+    truth, init_pos = _first_truth(data, res, channel)
+    pngs = [plot_maps(res, truth, channel, init_pos, 0, out_dir / f"map_{channel}.png"),
             plot_scores_vs_lead(res, out_dir / "scores_vs_lead.png")]
     print_forecast_tables(res)
     for note in res.notes:
@@ -88,13 +88,14 @@ def forecast(
               f"{pngs[0]}, {pngs[1]}")
 
 
-def _truth(data: Path, res: ForecastScores, channel: str) -> np.ndarray:
+def _first_truth(data: Path, res: ForecastScores, channel: str) -> tuple[np.ndarray, int]:
+    """The observed field for the map (first init of the first lead) and that init's
+    position among the predictions' init times."""
     group = open_artifact(data, "era5")
     names = [str(n) for n in group.attrs["channels"]]
     plan = res.plans[0]
-    first = int(np.flatnonzero(res.init_hours == group["time"][plan.inits[0]])[0])
-    assert first == 0  # the map shows the first init of the first lead
-    return group["data"][plan.valid[0], names.index(channel)]
+    pos = int(np.flatnonzero(res.init_hours == group["time"][plan.inits[0]])[0])
+    return group["data"][plan.valid[0], names.index(channel)], pos
 
 
 def print_forecast_tables(res: ForecastScores) -> None:

@@ -27,9 +27,9 @@ from pipelines.train.resolve import create_run, prepare, resolve
 app = typer.Typer(help="Train models on prepared artifacts.", no_args_is_help=True)
 
 
-def _opt(kind: type, help_text: str, *flags: str) -> inspect.Parameter:
-    """A keyword parameter defaulting to None, i.e. 'not given: keep the config's value'."""
-    return (kind, typer.Option(None, *flags, help=help_text))  # type: ignore[return-value]
+def _opt(kind: Any, help_text: str, *flags: str) -> tuple[Any, Any]:
+    """(type, default) of an option defaulting to None: 'not given, keep the config's value'."""
+    return (kind, typer.Option(None, *flags, help=help_text))
 
 
 COMMON: dict[str, tuple[Any, Any]] = {

@@ -12,12 +12,15 @@ Two ways to run a tensor-parallel group of size tp:
   measures tp = 8.
 Memory: the CUDA allocator's peak on GPUs; on CPUs torch's `MemTracker` (which follows
 every tensor the step allocates), both after a warm-up step so optimizer state counts.
+Collectives of one step are counted with `CommDebugMode`; their bytes follow the ring
+formulas of `comm_bytes`.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -62,9 +65,17 @@ def comm_bytes(cfg: ModelConfig, tp: int, batch: int, elem_bytes: int) -> dict[s
     return {"gather": gather, "tp_allreduce": allreduce}
 
 
-def measure(case: Case, device: torch.device, mode: str, warmup: int, steps: int,
-            link_gbs: float, dtype: torch.dtype) -> dict:
+def measure(*args, **kwargs) -> dict:
     """One case on this rank (the process group, real or fake, has world size tp)."""
+    with warnings.catch_warnings():
+        # Module hooks of the memory and collective trackers fire on outputs when the
+        # inputs need no gradient (synthetic data): expected, and harmless.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        return _measure(*args, **kwargs)
+
+
+def _measure(case: Case, device: torch.device, mode: str, warmup: int, steps: int,
+            link_gbs: float, dtype: torch.dtype) -> dict:
     cfg = case.model_config()
     torch.manual_seed(0)
     record = {**asdict(case), "img": f"{case.img[0]}x{case.img[1]}", "mode": mode,
@@ -99,7 +110,7 @@ def measure(case: Case, device: torch.device, mode: str, warmup: int, steps: int
             step()
             _sync(device)
             times.append(time.perf_counter() - t0)
-        record["fits"] = True
+        record.update(_count_collectives(step), fits=True)
     except torch.OutOfMemoryError:
         record.update(fits=False, peak_mem_bytes=float("nan"), step_s=float("nan"))
         _free(device)
@@ -137,6 +148,19 @@ def _peak_memory(step, model, opt, device: torch.device, warmup: int) -> float:
         step()
     snapshot = tracker.get_tracker_snapshot("peak")
     return float(max(s["Total"] for s in snapshot.values()))
+
+
+def _count_collectives(step) -> dict[str, int]:
+    """Collectives one training step issues, counted as they are dispatched."""
+    from torch.distributed.tensor.debug import CommDebugMode
+
+    with CommDebugMode() as comm:
+        step()
+    counts = {str(k): n for k, n in comm.get_comm_counts().items()}
+    return {"n_all_gather": sum(n for k, n in counts.items() if "allgather" in k
+                                or "all_gather" in k),
+            "n_all_reduce": sum(n for k, n in counts.items() if "all_reduce" in k
+                                or "allreduce" in k)}
 
 
 def _sync(device: torch.device) -> None:

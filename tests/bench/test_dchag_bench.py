@@ -55,6 +55,11 @@ def test_memory_sweep_writes_records_and_figures(tmp_path: Path, mode: str):
     assert ratio[rows[("baseline", 16)]] == 1.0
     # D-CHAG-L needs less memory per rank than pure TP, and its advantage grows with C.
     assert ratio[rows[("L", 128)]] < ratio[rows[("L", 16)]] < 1.0
+    # One all-gather per step for D-CHAG, none for the baseline; 2 all-reduces per ViT
+    # block forward and 2 backward for both (tiny: depth 2).
+    assert ds.n_all_gather.values[rows[("L", 16)]] == 1
+    assert ds.n_all_gather.values[rows[("baseline", 16)]] == 0
+    assert set(ds.n_all_reduce.values) == {8}
     assert ds.attrs["provenance"]["stage"] == "bench"
     for png in ("bench_memory.png", "bench_throughput.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
