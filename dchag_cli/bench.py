@@ -14,7 +14,7 @@ from pipelines.bench.appl_bench import bench_appl
 from pipelines.bench.regrid_bench import bench_prep_rate, bench_regrid
 
 app = typer.Typer(help="Benchmarks; results are written to files. With no subcommand: a quick "
-                  "D-CHAG vs pure-TP sweep (about 2 minutes on a CPU).",
+                  "D-CHAG vs pure-TP sweep (under a minute on a 2-core CPU).",
                   invoke_without_command=True)
 
 SAMPLE_ERA5 = Path(__file__).resolve().parent.parent / "sample_data" / "era5"

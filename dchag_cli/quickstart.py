@@ -49,7 +49,7 @@ def quickstart(
     mae_steps: int = typer.Option(150, help="MAE pretraining steps."),
     overwrite: bool = typer.Option(False, help="Start again in an existing --out."),
 ) -> None:
-    """Run the whole chain on the shipped sample data (a few minutes on a 2-core CPU):
+    """Run the whole chain on the shipped sample data (about 1.5 minutes on a 2-core CPU):
     prep era5 → train forecast (tiny, D-CHAG-L, 2 ranks) → eval forecast (vs persistence
     and climatology), and prep appl → pretrain MAE → predict masks → eval masks.
 
