@@ -76,6 +76,7 @@ def measure(*args, **kwargs) -> dict:
 
 def _measure(case: Case, device: torch.device, mode: str, warmup: int, steps: int,
             link_gbs: float, dtype: torch.dtype) -> dict:
+    _free(device)  # the previous case's tensors are gone by now (after an OOM too)
     cfg = case.model_config()
     torch.manual_seed(0)
     record = {**asdict(case), "img": f"{case.img[0]}x{case.img[1]}", "mode": mode,

@@ -216,3 +216,14 @@ def test_bf16_mixed_precision_trains_close_to_fp32(tmp_path, sample_era5_zarr):
     a, b = _metrics(tmp_path / "fp32"), _metrics(tmp_path / "bf16")
     assert a[-1]["loss"] != b[-1]["loss"]  # really computed in another precision
     assert b[-1]["loss"] == pytest.approx(a[-1]["loss"], rel=0.05)
+
+
+def test_loader_worker_processes_give_the_same_batches(tmp_path, sample_era5_zarr):
+    args = ["train", "forecast", "--data", str(sample_era5_zarr), "--lead", "6h",
+            "--steps", "4", "--batch-size", "2", "--log-every", "2", "--ckpt-every", "4"]
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "w0"), "--workers", "0"]
+                         ).exit_code == 0
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "w2"), "--workers", "2"])
+    assert r.exit_code == 0, r.output
+    a, b = _metrics(tmp_path / "w0"), _metrics(tmp_path / "w2")
+    assert [m["loss"] for m in a] == [m["loss"] for m in b]
