@@ -17,6 +17,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dchag_cli.console import err, human_bytes, key_value_table, out, user_errors
+from pipelines.data.zarr_store import store_bytes
 from pipelines.model.config import PRESETS, VARIANTS
 from pipelines.model.info import estimate_memory, parameter_counts
 from pipelines.train.config import TrainConfig, format_lead, parse_leads
@@ -217,7 +218,7 @@ def _print_result(cfg: TrainConfig, result: TrainResult) -> None:
     if result.final_val_loss is not None:
         rows.append(("final validation loss", f"{result.final_val_loss:.5g}"))
     ckpts = run / "checkpoints"
-    size = sum(f.stat().st_size for f in ckpts.rglob("*") if f.is_file()) if ckpts.exists() else 0
+    size = store_bytes(ckpts) if ckpts.exists() else 0
     rows += [("run", str(run)), ("metrics", str(run / "metrics.zarr")),
              ("loss curve", str(run / "loss.png")),
              ("checkpoints", f"{ckpts} ({human_bytes(size)})")]

@@ -18,7 +18,7 @@ import torch
 import zarr
 
 from pipelines.data.era5_stats import day_of_year_index
-from pipelines.data.zarr_store import open_artifact
+from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
 from pipelines.errors import DchagError
 from pipelines.eval.runs import TrainedRun
 from pipelines.metrics.weather import mse, rmse, wacc
@@ -192,8 +192,6 @@ def evaluate_forecast(run: TrainedRun, data: Path, leads: list[int], period: str
 
 
 def write_predictions(res: ForecastScores, out: Path, attrs: dict) -> None:
-    from pipelines.data.zarr_store import atomic_store, dims_array
-
     with atomic_store(out) as g:
         g.attrs.update({"dchag_artifact": "predictions", **attrs})
         dims_array(g, "init_time", ["init_time"], data=res.init_hours, fill_value=None
@@ -209,8 +207,6 @@ def write_predictions(res: ForecastScores, out: Path, attrs: dict) -> None:
 
 
 def write_scores(res: ForecastScores, out: Path, attrs: dict) -> None:
-    from pipelines.data.zarr_store import atomic_store, dims_array
-
     with atomic_store(out) as g:
         g.attrs.update({"dchag_artifact": "scores", "convention": res.convention,
                         "rollout_leads": [p.lead for p in res.plans if p.rollout],

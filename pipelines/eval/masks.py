@@ -20,14 +20,14 @@ from pipelines.eval.runs import TrainedRun
 from pipelines.metrics.images import band_psnr_ssim, masked_mse, spectral_angle
 from pipelines.model.tokenizer import unpatchify
 from pipelines.progress import NoProgress, Progress
-from pipelines.train.data import describe_artifact, split_positions
+from pipelines.train.data import band_names, describe_artifact, split_positions
 
 REGIONS = {"visible 400–700 nm": (400, 700), "red edge 700–750 nm": (700, 750),
            "near infrared 750–900 nm": (750, 900)}
 
 
 def _bands(run: TrainedRun, group: zarr.Group, data: Path) -> list[int]:
-    names = [f"{w:.1f}nm" for w in group["wavelength"][:]]
+    names = band_names(group["wavelength"][:])
     missing = [b for b in run.channels if b not in names]
     if missing:
         raise DchagError(f"{len(missing)} of the run's bands are not in the data "
@@ -101,6 +101,15 @@ def predict_masks(run: TrainedRun, data: Path, out: Path, mask_ratio: float, sam
     return len(picks)
 
 
+def matching_bands(stored: np.ndarray, wanted: np.ndarray, data: Path) -> list[int]:
+    """Positions in `stored` of the wavelengths `wanted` (a reconstruction's bands)."""
+    try:
+        return [int(np.flatnonzero(np.isclose(stored, v))[0]) for v in wanted]
+    except IndexError as exc:
+        raise DchagError("the reconstruction's bands are not in this data", path=data,
+                         fix="score against the appl.zarr it was predicted from") from exc
+
+
 @dataclass
 class MaskScores:
     wavelength: np.ndarray
@@ -125,11 +134,7 @@ def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> Mas
     group = open_artifact(data, "appl")
     wl = rg["wavelength"][:]
     stored = group["wavelength"][:]
-    try:
-        bands = [int(np.flatnonzero(np.isclose(stored, v))[0]) for v in wl]
-    except IndexError as exc:
-        raise DchagError("the reconstruction's bands are not in this data", path=data,
-                         fix="score against the appl.zarr it was predicted from") from exc
+    bands = matching_bands(stored, wl, data)
     r0, c0, h, w = rg.attrs["crop"]
     picks = rg["sample_index"][:]
     if picks.max() >= group["cube"].shape[0]:

@@ -24,6 +24,7 @@ from torch.distributed.tensor.parallel import (
 )
 
 from pipelines.errors import DchagError
+from pipelines.model.config import ModelConfig
 from pipelines.model.encoder import DCHAGEncoder
 from pipelines.parallel.gather import make_gather
 
@@ -46,21 +47,24 @@ def owned_groups(n_groups: int, tp: int, rank: int) -> list[int]:
     return list(range(rank * per, (rank + 1) * per))
 
 
-def check_tp(encoder: DCHAGEncoder, tp: int) -> None:
-    cfg = encoder.cfg
+def check_tp(cfg: ModelConfig, tp: int) -> None:
+    """Refuse a model that cannot be split over `tp` ranks (heads, MLP, channel groups)."""
     if cfg.heads % tp:
-        raise DchagError(f"{cfg.heads} heads cannot be split over tp={tp} ranks",
-                         fix="choose --tp dividing the number of heads")
+        raise DchagError(f"{cfg.heads} heads cannot be split over --tp {tp}",
+                         fix="choose --tp dividing the preset's heads")
     if int(cfg.embed_dim * cfg.mlp_ratio) % tp:
         raise DchagError(f"MLP width {int(cfg.embed_dim * cfg.mlp_ratio)} is not divisible "
-                         f"by tp={tp}")
+                         f"by --tp {tp}")
+    if cfg.variant != "baseline" and cfg.n_groups % tp:
+        raise DchagError(f"{cfg.n_groups} channel groups cannot be split over --tp {tp}",
+                         fix="choose --groups as a multiple of --tp")
 
 
 def apply_tensor_parallel(model: nn.Module, tp_mesh: DeviceMesh) -> nn.Module:
     """Shard the encoder of `model` (an MAE or Forecaster) over `tp_mesh` in place."""
     encoder: DCHAGEncoder = model.encoder  # type: ignore[assignment]
     tp = tp_mesh.size()
-    check_tp(encoder, tp)
+    check_tp(encoder.cfg, tp)
     if encoder.cfg.variant != "baseline":
         owned = owned_groups(encoder.aggregator.n_groups, tp, tp_mesh.get_local_rank())
         for g in range(encoder.aggregator.n_groups):

@@ -12,6 +12,7 @@ import numpy as np
 
 from pipelines.data.zarr_store import open_artifact
 from pipelines.errors import DchagError
+from pipelines.plots.save import save_figure
 
 RGB_NM = (640.0, 550.0, 470.0)
 
@@ -55,7 +56,4 @@ def show_sample(store: Path, sample: int, out: Path) -> Path:
     axes[2].set_ylabel("reflectance")
     axes[2].set_title("mean spectrum ± 1 std")
     axes[2].legend(loc="center right")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110)

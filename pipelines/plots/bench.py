@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from pipelines.plots.save import save_figure
+
 
 def _label(r: dict) -> str:
     return "baseline (pure TP)" if r["variant"] == "baseline" else \
@@ -35,9 +37,4 @@ def plot_vs_channels(records: list[dict], field: str, ylabel: str, out: Path,
         ax.set_xscale("log", base=2)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return save_figure(fig, out)

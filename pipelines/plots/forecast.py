@@ -11,18 +11,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pipelines.eval.forecast import METHODS, ForecastScores, init_time_text
+from pipelines.plots.save import save_figure
 from pipelines.train.config import format_lead
 
 STYLE = {"model": "o-", "persistence": "s--", "climatology": "^:"}
-
-
-def _save(fig, out: Path) -> Path:
-    fig.tight_layout()
-    tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
 
 
 def plot_maps(res: ForecastScores, truth: np.ndarray, channel: str, init_pos: int,
@@ -44,7 +36,7 @@ def plot_maps(res: ForecastScores, truth: np.ndarray, channel: str, init_pos: in
         fig.colorbar(im, ax=ax, shrink=0.85)
     fig.suptitle(f"{channel}, init {init_time_text(res.init_hours[init_pos])}, "
                  f"lead {format_lead(res.leads[lead_pos])}")
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def plot_scores_vs_lead(res: ForecastScores, out: Path) -> Path:
@@ -64,4 +56,4 @@ def plot_scores_vs_lead(res: ForecastScores, out: Path) -> Path:
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"scores vs lead ({res.convention} convention)")
-    return _save(fig, out)
+    return save_figure(fig, out)

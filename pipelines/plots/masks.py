@@ -11,7 +11,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pipelines.data.zarr_store import open_artifact
+from pipelines.eval.masks import matching_bands
 from pipelines.plots.appl import rgb_composite
+from pipelines.plots.save import save_figure
 
 
 def plot_reconstruction(recon: Path, data: Path, index: int, out: Path) -> Path:
@@ -20,7 +22,7 @@ def plot_reconstruction(recon: Path, data: Path, index: int, out: Path) -> Path:
     r0, c0, h, w = rg.attrs["crop"]
     wl = rg["wavelength"][:]
     k = int(rg["sample_index"][index])
-    bands = [int(np.flatnonzero(np.isclose(g["wavelength"][:], v))[0]) for v in wl]
+    bands = matching_bands(g["wavelength"][:], wl, data)
     orig = g["cube"].get_orthogonal_selection(
         (k, bands, slice(r0, r0 + h), slice(c0, c0 + w))).astype(np.float32)
     rec = rg["reconstruction"][index]
@@ -48,9 +50,4 @@ def plot_reconstruction(recon: Path, data: Path, index: int, out: Path) -> Path:
                 title="spectra of masked pixels")
     axes[3].legend(fontsize=7)
     fig.suptitle(f"{g['sample'][k]}: MAE reconstruction")
-    fig.tight_layout()
-    tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return save_figure(fig, out)

@@ -190,10 +190,9 @@ def load_run_config(run: Path) -> TrainConfig:
     return TrainConfig.from_dict(json.loads(path.read_text()), source=str(path))
 
 
-def check_same_model(a: TrainConfig, b: TrainConfig, what: str, path: Path,
-                     names: tuple[str, ...] = MODEL_FIELDS) -> None:
+def check_same_model(a: TrainConfig, b: TrainConfig, what: str, path: Path) -> None:
     """Refuse a checkpoint whose model differs from the one being built."""
-    diffs = [f"{n}: {getattr(b, n)!r} ≠ {getattr(a, n)!r}" for n in names
+    diffs = [f"{n}: {getattr(b, n)!r} ≠ {getattr(a, n)!r}" for n in MODEL_FIELDS
              if getattr(a, n) != getattr(b, n)]
     if diffs:
         raise DchagError(f"{what} was made with another model ({'; '.join(diffs)})",

@@ -33,11 +33,13 @@ def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
 def stream_positions(n: int, batch: int, step: int, seed: int) -> list[int]:
     """Indices into range(n) for the global batch of `step`: consecutive slices of a new
     random permutation per pass, so any n and batch size work (n < batch included)."""
+    perms: dict[int, torch.Tensor] = {}
     out = []
     for p in range(step * batch, (step + 1) * batch):
         epoch, offset = divmod(p, n)
-        perm = torch.randperm(n, generator=step_generator(seed, epoch, stream=1))
-        out.append(int(perm[offset]))
+        if epoch not in perms:
+            perms[epoch] = torch.randperm(n, generator=step_generator(seed, epoch, stream=1))
+        out.append(int(perms[epoch][offset]))
     return out
 
 
@@ -69,7 +71,8 @@ def _artifact_kind(path: Path) -> str:
     return kind
 
 
-def _appl_band_names(wavelengths: np.ndarray) -> list[str]:
+def band_names(wavelengths: np.ndarray) -> list[str]:
+    """How runs name hyperspectral bands: `700.0nm`."""
     return [f"{w:.1f}nm" for w in wavelengths]
 
 
@@ -107,7 +110,7 @@ def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
         h, w = group["data"].shape[2:]
     else:
         wavelengths = group["wavelength"][:]
-        names = _appl_band_names(wavelengths)
+        names = band_names(wavelengths)
         index = (_select_appl(names, wavelengths, cfg.channels, path) if cfg.channels
                  else list(range(len(names))))
         wanted = [names[i] for i in index]

@@ -48,10 +48,6 @@ class RankContext:
         return self.dp_mesh.get_local_rank()
 
     @property
-    def tp_rank(self) -> int:
-        return self.tp_mesh.get_local_rank()
-
-    @property
     def is_main(self) -> bool:
         return self.rank == 0
 

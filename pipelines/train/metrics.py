@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pipelines.data.zarr_store import atomic_store, dims_array
+from pipelines.plots.save import save_figure
 
 SCALARS = ("loss", "val_loss", "lr", "grad_norm", "samples_per_s", "tokens_per_s",
            "tflops_per_rank", "mfu")
@@ -80,11 +81,7 @@ class MetricsLog:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        tmp = Path(out).with_suffix(".tmp.png")
-        fig.savefig(tmp)
-        plt.close(fig)
-        tmp.replace(out)
+        save_figure(fig, out)
 
 
 def _num(value: Any) -> float:

@@ -12,6 +12,7 @@ import zarr
 
 from pipelines.errors import DchagError
 from pipelines.model.config import ModelConfig
+from pipelines.parallel.tensor_parallel import check_tp
 from pipelines.train.build import model_config
 from pipelines.train.checkpoint import latest_checkpoint
 from pipelines.train.config import (
@@ -49,25 +50,13 @@ def resolve(task: str, flags: dict[str, Any], config_file: Path | None,
     return cfg
 
 
-def check_parallel(mcfg: ModelConfig, tp: int) -> None:
-    if mcfg.heads % tp:
-        raise DchagError(f"{mcfg.heads} heads cannot be split over --tp {tp}",
-                         fix="choose --tp dividing the preset's heads")
-    if int(mcfg.embed_dim * mcfg.mlp_ratio) % tp:
-        raise DchagError(f"MLP width {int(mcfg.embed_dim * mcfg.mlp_ratio)} is not divisible "
-                         f"by --tp {tp}")
-    if mcfg.variant != "baseline" and mcfg.n_groups % tp:
-        raise DchagError(f"{mcfg.n_groups} channel groups cannot be split over --tp {tp}",
-                         fix="choose --groups as a multiple of --tp")
-
-
 def prepare(cfg: TrainConfig, *, resume: bool, overwrite: bool
             ) -> tuple[Artifact, ModelConfig]:
     """Validate everything a worker will need; returns the artifact and model config."""
     check_devices(cfg.gpus)
     art = describe_artifact(Path(cfg.data), cfg)
     mcfg = model_config(cfg, art)
-    check_parallel(mcfg, cfg.tp_size)
+    check_tp(mcfg, cfg.tp_size)
     if cfg.init is not None:
         check_init(Path(cfg.init), mcfg, art)
     run = Path(cfg.out)
