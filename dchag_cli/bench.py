@@ -12,6 +12,7 @@ from dchag_cli.bench_dchag import build_cases, print_table, run_sweep
 from dchag_cli.console import err, key_value_table, out, user_errors
 from pipelines.bench.appl_bench import bench_appl
 from pipelines.bench.regrid_bench import bench_prep_rate, bench_regrid
+from pipelines.errors import DchagError
 
 app = typer.Typer(help="Benchmarks; results are written to files. With no subcommand: a quick "
                   "D-CHAG vs pure-TP sweep (under a minute on a 2-core CPU).",
@@ -35,6 +36,8 @@ def regrid(
 
     Also measures end-to-end `prep era5` (netCDF decoding included) on the sample files.
     """
+    if min(fields, xarray_fields, repeats) < 1:
+        raise DchagError("--fields, --xarray-fields and --repeats must be at least 1")
     err.print("benchmarking regrid of 721×1440 fields to 32×64 …")
     result = bench_regrid(fields=fields, xarray_fields=xarray_fields, repeats=repeats)
     if sample.exists():

@@ -39,6 +39,12 @@ def build_cases(presets: str, channels: str, variants: str, trees: str, tps: str
         if v not in VARIANTS:
             raise DchagError(f"unknown variant {v!r}", fix=f"choose from {', '.join(VARIANTS)}")
     size = parse_size(img)
+    for name, values in (("channels", _ints(channels, "channels")), ("tp", _ints(tps, "tp")),
+                         ("trees", _ints(trees, "trees"))):
+        if not values or min(values) < (0 if name == "trees" else 1):
+            raise DchagError(f"--{name} {','.join(map(str, values))}: give positive values")
+    if patch < 1 or batch < 1:
+        raise DchagError("--patch and --batch must be at least 1")
     for preset, c, v, t, tp in itertools.product(names, _ints(channels, "channels"), kinds,
                                                  _ints(trees, "trees"), _ints(tps, "tp")):
         if v == "baseline" and t != _ints(trees, "trees")[0]:
@@ -55,7 +61,7 @@ def build_cases(presets: str, channels: str, variants: str, trees: str, tps: str
 
 def run_sweep(cases: list[Case], mode: str, warmup: int, steps: int, link_gbs: float,
               out_path: Path, title: str) -> list[dict]:
-    check_writable_target(out_path, overwrite=True)
+    check_writable_target(out_path, overwrite=True, kinds=("bench",))
     gpu = torch.cuda.is_available()
     device = torch.device("cuda", 0) if gpu else torch.device("cpu")
     dtype = torch.bfloat16 if gpu else torch.float32

@@ -7,6 +7,7 @@ on a terminal, so logs of batch jobs are not flooded with redraws.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from pipelines.errors import DchagError
+from pipelines.notes import logger as note_logger
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
@@ -31,17 +33,38 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(fn: F) -> F:
-    """Turn `DchagError` into one red line on stderr and exit code 1."""
+    """Turn `DchagError` (and the file system's own errors) into one red line on stderr
+    and exit code 1; Ctrl-C into one line and exit code 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        show_notes()
         try:
             return fn(*args, **kwargs)
         except DchagError as exc:
             err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
             raise typer.Exit(1) from None
+        except OSError as exc:  # permissions, a vanished file, a full disk: not a bug
+            where = f"{exc.filename}: " if exc.filename else ""
+            err.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[bold red]interrupted[/] (Ctrl-C); nothing half-written was kept",
+                      soft_wrap=True)
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class _NoteHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"[yellow]note:[/] {record.getMessage()}", soft_wrap=True, markup=True)
+
+
+def show_notes() -> None:
+    """Print the library's notes (`pipelines.notes.note`) as yellow lines on stderr."""
+    if not any(isinstance(h, _NoteHandler) for h in note_logger.handlers):
+        note_logger.addHandler(_NoteHandler())
 
 
 class RichProgress:

@@ -19,7 +19,8 @@ from pipelines.eval.forecast import (
     write_predictions,
     write_scores,
 )
-from pipelines.eval.runs import load_run
+from pipelines.eval.runs import load_run, run_files
+from pipelines.guard import output_folder
 from pipelines.metrics.weather import CONVENTIONS
 from pipelines.plots.forecast import plot_maps, plot_scores_vs_lead
 from pipelines.provenance import provenance
@@ -59,33 +60,34 @@ def forecast(
     """
     if convention not in CONVENTIONS:
         raise DchagError(f"--convention {convention!r}", fix=f"choose {', '.join(CONVENTIONS)}")
+    if batch < 1:
+        raise DchagError(f"--batch {batch} must be at least 1")
     trained = load_run(run, "forecast", device())
     leads = parse_leads(lead) if lead else sorted(trained.cfg.leads)
+    if map_channel is not None and map_channel not in trained.out_channels:
+        raise DchagError(f"--map-channel {map_channel} is not a forecast channel",
+                         fix=f"choose from {', '.join(trained.out_channels)}")
+    channel = map_channel or trained.out_channels[0]
     out_dir = out_dir or run / "eval"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("predictions.zarr", "scores.zarr"):
-        check_writable_target(out_dir / name, overwrite=overwrite)
-    with RichProgress() as progress:
-        res = evaluate_forecast(trained, data, leads, period, rollout, convention, batch,
-                                device(), progress)
-    attrs = {"run": str(run.resolve()), "checkpoint_step": trained.step,
-             "provenance": provenance("eval forecast", {
-                 "leads": leads, "period": period, "rollout": rollout,
-                 "convention": convention}, [data], seed=None)}
-    write_predictions(res, out_dir / "predictions.zarr", attrs)
-    write_scores(res, out_dir / "scores.zarr", attrs)
-    channel = map_channel or res.channels[0]
-    if channel not in res.channels:
-        raise DchagError(f"--map-channel {channel} is not a forecast channel",
-                         fix=f"choose from {', '.join(res.channels)}")
-    truth, init_pos = _first_truth(data, res, channel)
-    pngs = [plot_maps(res, truth, channel, init_pos, 0, out_dir / f"map_{channel}.png"),
-            plot_scores_vs_lead(res, out_dir / "scores_vs_lead.png")]
+    items = {"predictions.zarr": "predictions", "scores.zarr": "scores",
+             f"map_{channel}.png": None, "scores_vs_lead.png": None}
+    with output_folder(out_dir, items, overwrite, [*run_files(run), data]) as stage:
+        with RichProgress() as progress:
+            res = evaluate_forecast(trained, data, leads, period, rollout, convention, batch,
+                                    device(), progress)
+        attrs = {"run": str(run.resolve()), "checkpoint_step": trained.step,
+                 "provenance": provenance("eval forecast", {
+                     "leads": leads, "period": period, "rollout": rollout,
+                     "convention": convention}, [data], seed=None)}
+        write_predictions(res, stage / "predictions.zarr", attrs)
+        write_scores(res, stage / "scores.zarr", attrs)
+        truth, init_pos = _first_truth(data, res, channel)
+        plot_maps(res, truth, channel, init_pos, 0, stage / f"map_{channel}.png")
+        plot_scores_vs_lead(res, stage / "scores_vs_lead.png")
     print_forecast_tables(res)
-    for note in res.notes:
-        err.print(f"[yellow]note:[/] {note}")
-    out.print(f"written: {out_dir / 'predictions.zarr'}, {out_dir / 'scores.zarr'}, "
-              f"{pngs[0]}, {pngs[1]}")
+    for text in res.notes:
+        err.print(f"[yellow]note:[/] {text}")
+    out.print(f"written: {', '.join(str(out_dir / name) for name in items)}")
 
 
 def _first_truth(data: Path, res: ForecastScores, channel: str) -> tuple[np.ndarray, int]:
@@ -140,8 +142,11 @@ def predict_masks_cmd(
     """
     from pipelines.eval.masks import predict_masks
 
+    if batch < 1:
+        raise DchagError(f"--batch {batch} must be at least 1")
     out_path = out_path or run / "reconstruction.zarr"
-    check_writable_target(out_path, overwrite=overwrite)
+    check_writable_target(out_path, overwrite=overwrite, kinds=("reconstruction",),
+                          inputs=[*run_files(run), data])
     trained = load_run(run, "mae", device())
     with RichProgress() as progress:
         n = predict_masks(trained, data, out_path, mask_ratio, samples, seed, batch, device(),
@@ -170,15 +175,18 @@ def eval_masks_cmd(
     from pipelines.plots.masks import plot_reconstruction
 
     out_dir = out_dir or recon.parent
-    with RichProgress() as progress:
-        scores = eval_masks(recon, data, progress)
-    n = len(scores.sample_mse)
+    n = open_artifact(recon, "reconstruction")["sample_index"].shape[0]
     if not 0 <= sample < n:
         raise DchagError(f"--sample {sample} out of range ({n} reconstructed cubes)")
-    write_mask_scores(scores, out_dir / "mask_scores.zarr", {
-        "reconstruction": str(recon.resolve()),
-        "provenance": provenance("eval masks", {}, [recon, data], seed=None)})
-    png = plot_reconstruction(recon, data, sample, out_dir / "reconstruction.png")
+    items = {"mask_scores.zarr": "mask_scores", "reconstruction.png": None}
+    with output_folder(out_dir, items, True, [recon, data]) as stage:
+        with RichProgress() as progress:
+            scores = eval_masks(recon, data, progress)
+        write_mask_scores(scores, stage / "mask_scores.zarr", {
+            "reconstruction": str(recon.resolve()),
+            "provenance": provenance("eval masks", {}, [recon, data], seed=None)})
+        plot_reconstruction(recon, data, sample, stage / "reconstruction.png")
+    png = out_dir / "reconstruction.png"
     table = Table(title=f"masked-patch reconstruction: {n} cubes", title_justify="left")
     table.add_column("score")
     table.add_column("value", justify="right")

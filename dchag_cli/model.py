@@ -18,7 +18,9 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError as exc:
-        raise DchagError(f"--img {text!r} is not HEIGHTxWIDTH, e.g. 32x64") from exc
+        raise DchagError(f"{text!r} is not HEIGHTxWIDTH, e.g. 32x64") from exc
+    if h < 1 or w < 1:
+        raise DchagError(f"{text!r}: height and width must be at least 1 pixel")
     return h, w
 
 
@@ -42,6 +44,8 @@ def info(
     """
     if task not in ("mae", "forecast"):
         raise DchagError(f"--task {task!r}: choose mae or forecast")
+    if batch < 1 or tp < 1:
+        raise DchagError("--batch and --tp must be at least 1")
     cfg = preset_config(preset, channels, variant=variant, tree=tree, groups=groups,
                         img_size=parse_size(img), patch=patch)
     if tp > cfg.n_groups and variant != "baseline":

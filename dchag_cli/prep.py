@@ -34,10 +34,17 @@ def era5(
                                  "or CDO/SCRIP instead of computing weights."),
     resolution: float = typer.Option(5.625, help="Target grid spacing in degrees "
                                      "(5.625 → WeatherBench's 32×64)."),
+    region: str = typer.Option(None, help="A regional store: SOUTH:NORTH,WEST:EAST in degrees, "
+                               "e.g. 20:60,-130:-60 (default: global; non-global inputs are "
+                               "refused without it)."),
     train_years: str = typer.Option(None, help="Years for mean/std and climatology, e.g. "
-                                    "1979:2015 (default: all)."),
-    clim_window: int = typer.Option(15, help="Climatology smoothing: ± days around each day."),
-    allow_nan: bool = typer.Option(False, help="Keep NaN values (counted) instead of refusing."),
+                                    "1979:2015 (default: all). Keep evaluation years out."),
+    clim_window: int = typer.Option(61, help="Climatology window in days (odd; triangular "
+                                    "weights, as WeatherBench 2)."),
+    clim_hour_step: int = typer.Option(6, help="Climatology hours of day: every N hours "
+                                       "(6 → 00, 06, 12, 18 UTC)."),
+    allow_nan: bool = typer.Option(False, help="Keep NaN and ±inf values (counted, stored as "
+                                   "NaN) instead of refusing."),
     append: bool = typer.Option(False, help="Add later times to an existing store."),
     overwrite: bool = typer.Option(False, help="Replace an existing store."),
 ) -> None:
@@ -53,8 +60,8 @@ def era5(
     cfg = Era5PrepConfig(
         sources=sources, out=out_path, preset=None if channels else preset, channels=channels,
         method=method, backend=backend, weights=weights, resolution=resolution,
-        train_years=parse_years(train_years), clim_window=clim_window, allow_nan=allow_nan,
-        append=append, overwrite=overwrite,
+        region=region, train_years=parse_years(train_years), clim_window=clim_window,
+        clim_hour_step=clim_hour_step, allow_nan=allow_nan, append=append, overwrite=overwrite,
     )
     with RichProgress() as progress:
         s = prep_era5(cfg, progress)
@@ -68,7 +75,8 @@ def era5(
         ("regrid", f"{method} ({'weights file' if weights else backend})"),
     ]
     if s.nan_values:
-        rows.append(("NaN values kept", ", ".join(f"{k}: {v}" for k, v in s.nan_values.items())))
+        rows.append(("missing values kept",
+                     ", ".join(f"{k}: {v}" for k, v in s.nan_values.items())))
     out.print(key_value_table("prep era5", rows))
 
 

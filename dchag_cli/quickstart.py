@@ -15,6 +15,7 @@ import typer
 
 from dchag_cli.console import err, out, user_errors
 from pipelines.errors import DchagError
+from pipelines.guard import check_replaceable, mark_folder
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 
@@ -58,12 +59,12 @@ def quickstart(
     """
     from dchag_cli.app import app
 
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise DchagError("already exists", path=out_dir,
-                             fix="pass --overwrite or another --out")
+    check_replaceable(out_dir, ("quickstart",), [SAMPLE], overwrite,
+                      "pass --overwrite to start again, or choose another --out")
+    if out_dir.exists():
         shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True)
+    mark_folder(out_dir, "quickstart")
     t0 = time.perf_counter()
     for i, args in enumerate(stages(out_dir, gpus, forecast_steps, mae_steps), 1):
         err.rule(f"[bold]{i}/7[/] dchag {shlex.join(args)}", align="left")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,14 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from dchag_cli.console import err, human_bytes, key_value_table, out, user_errors
+from dchag_cli.console import err, human_bytes, key_value_table, out, show_notes, user_errors
 from pipelines.data.zarr_store import store_bytes
+from pipelines.locks import write_lock
 from pipelines.model.config import PRESETS, VARIANTS
 from pipelines.model.info import estimate_memory, parameter_counts
+from pipelines.train.checkpoint import clean_partials, latest_checkpoint
 from pipelines.train.config import TrainConfig, format_lead, parse_leads
-from pipelines.train.distributed import launch
+from pipelines.train.distributed import is_global_rank_zero, launch
 from pipelines.train.loop import TrainResult, train
 from pipelines.train.resolve import create_run, prepare, resolve
 
@@ -150,21 +153,42 @@ def pretrain(**given: Any) -> None:
 
 def _run(task: str, given: dict[str, Any]) -> None:
     resume = given.get("resume")
-    cfg = resolve(task, _flags(given), given.get("config"), resume)
-    art, mcfg = prepare(cfg, resume=resume is not None, overwrite=bool(given.get("overwrite")))
+    config_file = given.get("config")
+    cfg = resolve(task, _flags(given), config_file, resume)
+    overwrite = bool(given.get("overwrite"))
+    art, mcfg = prepare(cfg, resume=resume is not None, overwrite=overwrite,
+                        config_file=config_file)
     if given.get("dry_run"):
         _print_plan(cfg, mcfg)
         return
-    run = create_run(cfg, art, mcfg)
-    err.print(f"training {task}: {len(art.channel_names)} channels, {cfg.preset}, D-CHAG "
-              f"{cfg.variant} tree {cfg.tree}, mesh dp {cfg.dp_size} × tp {cfg.tp_size} → {run}")
-    result: TrainResult = launch(run_rank, cfg, cfg.gpus)
+    if not is_global_rank_zero():
+        # torchrun/srun: global rank 0 prepares the run folder; this rank waits for it
+        # inside `train` (a barrier after joining the process group).
+        launch(run_rank, cfg, cfg.gpus)
+        return
+    run = Path(cfg.out)
+    with write_lock(run):
+        if resume is None:
+            create_run(cfg, art, mcfg, overwrite, config_file)
+        clean_partials(run)
+        err.print(f"training {task}: {len(art.channel_names)} channels, {cfg.preset}, D-CHAG "
+                  f"{cfg.variant} tree {cfg.tree}, mesh dp {cfg.dp_size} × tp {cfg.tp_size} "
+                  f"→ {run}")
+        try:
+            result: TrainResult = launch(run_rank, cfg, cfg.gpus)
+        except BaseException:
+            if resume is None and latest_checkpoint(run) is None:
+                shutil.rmtree(run, ignore_errors=True)  # nothing worth keeping
+            raise
     _print_result(cfg, result)
 
 
 def run_rank(cfg: TrainConfig) -> TrainResult:
     """What every rank runs (module level, so the launcher can start it in new processes)."""
-    if os.environ.get("RANK", "0") != "0" or not err.is_terminal:
+    if os.environ.get("RANK", "0") != "0":
+        return train(cfg)
+    show_notes()
+    if not err.is_terminal:
         return train(cfg)
     with _RichTrainProgress() as progress:
         return train(cfg, progress)

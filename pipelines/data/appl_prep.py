@@ -33,14 +33,20 @@ from pipelines.data.zarr_store import (
     dims_array,
     open_artifact,
     store_bytes,
+    store_transaction,
 )
 from pipelines.errors import DchagError
+from pipelines.faults import fault_point
+from pipelines.guard import check_no_overlap
+from pipelines.locks import write_lock
+from pipelines.notes import note
 from pipelines.progress import NoProgress, Progress
 from pipelines.provenance import provenance
 
 META_FIELDS = ("sample", "plant_id", "date", "label", "source")
 NEGATIVE_TOLERANCE = -0.01  # dark-current noise; anything below is a calibration problem
 BAND_CHUNK = 64
+MAX_SIZE = 8192
 
 
 @dataclass
@@ -95,17 +101,34 @@ class ApplSummary:
 
 
 class _Reference:
-    """Mean dark or white reference per (column, band), or per band when widths differ."""
+    """Mean dark or white reference per (column, band), or per band when widths differ,
+    matched to a scan by wavelength (linear interpolation between the reference's bands),
+    never by band position: a reference on another band grid is resampled, and one that
+    does not cover the scan's wavelengths is refused."""
 
     def __init__(self, path: Path):
         cube = open_cube(CubeSource(header=path, sample_id=path.stem), scale=1.0)
         self.per_column = np.asarray(cube.memmap, dtype=np.float64).mean(axis=0)  # (cols, bands)
+        self.wavelengths = cube.wavelengths
         self.path = path
 
-    def values(self, cols: int, band_idx: np.ndarray) -> np.ndarray:
-        if self.per_column.shape[0] == cols:
-            return self.per_column[:, band_idx][None]
-        return self.per_column[:, band_idx].mean(axis=0)[None, None]
+    def check_covers(self, scan: EnviCube) -> None:
+        lo, hi = self.wavelengths.min(), self.wavelengths.max()
+        if scan.wavelengths.min() < lo - 1e-6 or scan.wavelengths.max() > hi + 1e-6:
+            raise DchagError(f"reference covers {lo:g}–{hi:g} nm but the scan "
+                             f"{scan.source.header.name} has {scan.wavelengths.min():g}–"
+                             f"{scan.wavelengths.max():g} nm", path=self.path,
+                             fix="use a dark/white reference recorded with the scan's sensor")
+
+    def values(self, cols: int, scan_nm: np.ndarray) -> np.ndarray:
+        """Reference at wavelengths `scan_nm`: (1, cols, k), or (1, 1, k) across widths."""
+        if self.wavelengths.size == scan_nm.size and np.allclose(self.wavelengths, scan_nm):
+            ref = self.per_column
+        else:
+            ref = (band_matrix(self.wavelengths, scan_nm, self.path) @ self.per_column.T).T
+        if ref.shape[0] == cols:
+            return ref[None]
+        return ref.mean(axis=0)[None, None]
 
 
 def _read_cube(cube: EnviCube, cfg: ApplPrepConfig, dark: _Reference | None,
@@ -120,7 +143,8 @@ def _read_cube(cube: EnviCube, cfg: ApplPrepConfig, dark: _Reference | None,
         needed = np.unique(wc.indices)
         raw = np.asarray(cube.memmap[:, :, needed], dtype=np.float32)  # (rows, cols, k)
         if dark is not None and white is not None:
-            d, wh = dark.values(cols, needed), white.values(cols, needed)
+            nm = cube.wavelengths[needed]
+            d, wh = dark.values(cols, nm), white.values(cols, nm)
             raw = ((raw - d) / np.maximum(wh - d, 1e-6)).astype(np.float32)
         else:
             raw /= cube.scale
@@ -161,8 +185,8 @@ def _create(g: zarr.Group, cfg: ApplPrepConfig) -> None:
                fill_value=None)
     dims_array(g, "wavelength", ["band"], shape=(cfg.bands,), dtype="f8",
                fill_value=None)[:] = cfg.target_nm
-    for name in META_FIELDS:
-        dims_array(g, name, ["sample"], shape=(0,), chunks=(4096,), dtype="<U256",
+    for name in META_FIELDS:  # variable-length: no path is ever cut short
+        dims_array(g, name, ["sample"], shape=(0,), chunks=(4096,), dtype=str,
                    fill_value=None)
     dims_array(g, "native_bands", ["sample"], shape=(0,), chunks=(4096,), dtype="i4",
                fill_value=None)
@@ -180,50 +204,77 @@ def _check_append(g: zarr.Group, cfg: ApplPrepConfig) -> None:
                          fix="append with the same --bands/--range/--size/--dtype")
 
 
+def _check_config(cfg: ApplPrepConfig) -> None:
+    if cfg.range_nm[0] >= cfg.range_nm[1] or cfg.bands < 2:
+        raise DchagError(f"--range {cfg.range_nm} and --bands {cfg.bands} do not make a band grid")
+    if not 1 <= cfg.size <= MAX_SIZE:
+        raise DchagError(f"--size {cfg.size} must be between 1 and {MAX_SIZE} pixels")
+    if cfg.dtype not in ("float16", "float32"):
+        raise DchagError(f"--dtype {cfg.dtype!r}: choose float16 or float32")
+    if cfg.spatial not in ("resize", "crop"):
+        raise DchagError(f"--spatial {cfg.spatial!r}: choose resize or crop")
+    if (cfg.dark is None) != (cfg.white is None):
+        raise DchagError("calibration needs both --dark and --white")
+    if cfg.scale is not None and not (np.isfinite(cfg.scale) and cfg.scale > 0):
+        raise DchagError(f"--scale {cfg.scale} must be a positive number")
+    if not -1.0 <= cfg.ndvi <= 1.0:  # NaN fails too
+        raise DchagError(f"--ndvi {cfg.ndvi} must be a threshold between -1 and 1")
+    if cfg.min_plant_pixels < 1:
+        raise DchagError(f"--min-plant-pixels {cfg.min_plant_pixels} must be at least 1")
+
+
 def prep_appl(cfg: ApplPrepConfig, progress: Progress | None = None) -> ApplSummary:
     progress = progress or NoProgress()
     started = _time.perf_counter()
-    if cfg.range_nm[0] >= cfg.range_nm[1] or cfg.bands < 2:
-        raise DchagError(f"--range {cfg.range_nm} and --bands {cfg.bands} do not make a band grid")
-    if cfg.dtype not in ("float16", "float32"):
-        raise DchagError(f"--dtype {cfg.dtype!r}: choose float16 or float32")
-    if (cfg.dark is None) != (cfg.white is None):
-        raise DchagError("calibration needs both --dark and --white")
-    if cfg.append:
-        g = open_artifact(cfg.out, "appl", mode="r+")
-        _check_append(g, cfg)
-    else:
-        check_writable_target(cfg.out, overwrite=cfg.overwrite)
-    sources = find_sources(cfg.sources)
-    wl = read_wavelength_file(cfg.wavelengths) if cfg.wavelengths else None
-    cubes = [open_cube(s, wl, cfg.scale) for s in sources]  # validate all before writing
-    if cfg.append:
-        existing = set(g["source"][:].tolist())
-        for c in cubes:
-            if str(c.source.header.resolve()) in existing:
-                raise DchagError("already in the store", path=c.source.header)
-    dark = _Reference(cfg.dark) if cfg.dark else None
-    white = _Reference(cfg.white) if cfg.white else None
-    bytes_in = sum(c.binary.stat().st_size for c in cubes)
-    if cfg.append:
-        _write(g, cubes, cfg, dark, white, progress)
-        history = list(g.attrs.get("history", []))
-        history.append(provenance("prep appl --append", cfg.to_attrs(),
-                                  [c.binary for c in cubes]))
-        g.attrs["history"] = history
-        zarr.consolidate_metadata(str(cfg.out))
-    else:
-        with atomic_store(cfg.out) as g:
-            _create(g, cfg)
-            g.attrs.update({"dchag_artifact": "appl", "bands": cfg.bands,
-                            "range_nm": list(cfg.range_nm), "size": cfg.size,
-                            "spatial": cfg.spatial, "dtype": cfg.dtype,
-                            "ndvi": {"threshold": cfg.ndvi, "red_nm": 670, "nir_nm": 800,
-                                     "min_plant_pixels": cfg.min_plant_pixels},
-                            "history": []})
-            _write(g, cubes, cfg, dark, white, progress)
-            g.attrs["provenance"] = provenance("prep appl", cfg.to_attrs(),
-                                               [c.binary for c in cubes])
+    _check_config(cfg)
+    if not cfg.append:
+        check_writable_target(cfg.out, overwrite=cfg.overwrite, kinds=("appl",))
+    elif not cfg.out.exists():
+        raise DchagError("--append needs an existing store", path=cfg.out)
+    with write_lock(cfg.out):
+        sources = find_sources(cfg.sources)
+        wl = read_wavelength_file(cfg.wavelengths) if cfg.wavelengths else None
+        cubes = [open_cube(s, wl, cfg.scale) for s in sources]  # validate all before writing
+        refs = [p for p in (cfg.dark, cfg.white, cfg.wavelengths) if p]
+        check_no_overlap(cfg.out, [*(c.source.header for c in cubes),
+                                   *(c.binary for c in cubes), *refs, *cfg.sources])
+        dark = _Reference(cfg.dark) if cfg.dark else None
+        white = _Reference(cfg.white) if cfg.white else None
+        for ref in (dark, white):
+            for c in cubes if ref else ():
+                ref.check_covers(c)
+        small = [c for c in cubes if min(c.shape[:2]) < cfg.size]
+        if small and cfg.spatial == "resize":
+            r, c = small[0].shape[:2]
+            note(f"{len(small)} of {len(cubes)} cubes are smaller than --size {cfg.size} (e.g. "
+                 f"{r}×{c}) and are upsampled: no detail is gained")
+        bytes_in = sum(c.binary.stat().st_size for c in cubes)
+        if cfg.append:
+            with store_transaction(cfg.out) as g:
+                if g.attrs.get("dchag_artifact") != "appl":
+                    raise DchagError("not a dchag appl artifact", path=cfg.out)
+                _check_append(g, cfg)
+                existing = set(str(v) for v in g["source"][:])
+                for c in cubes:
+                    if str(c.source.header.resolve()) in existing:
+                        raise DchagError("already in the store", path=c.source.header)
+                _write(g, cubes, cfg, dark, white, progress)
+                history = list(g.attrs.get("history", []))
+                history.append(provenance("prep appl --append", cfg.to_attrs(),
+                                          [c.binary for c in cubes]))
+                g.attrs["history"] = history
+        else:
+            with atomic_store(cfg.out) as g:
+                _create(g, cfg)
+                g.attrs.update({"dchag_artifact": "appl", "bands": cfg.bands,
+                                "range_nm": list(cfg.range_nm), "size": cfg.size,
+                                "spatial": cfg.spatial, "dtype": cfg.dtype,
+                                "ndvi": {"threshold": cfg.ndvi, "red_nm": 670, "nir_nm": 800,
+                                         "min_plant_pixels": cfg.min_plant_pixels},
+                                "history": []})
+                _write(g, cubes, cfg, dark, white, progress)
+                g.attrs["provenance"] = provenance("prep appl", cfg.to_attrs(),
+                                                   [c.binary for c in cubes])
     total = open_artifact(cfg.out, "appl")["cube"].shape[0]
     return ApplSummary(out=cfg.out, samples=total, new_samples=len(cubes), bands=cfg.bands,
                        size=cfg.size, bytes_in=bytes_in, bytes_out=store_bytes(cfg.out),
@@ -232,7 +283,7 @@ def prep_appl(cfg: ApplPrepConfig, progress: Progress | None = None) -> ApplSumm
 
 def _write(g: zarr.Group, cubes: list[EnviCube], cfg: ApplPrepConfig, dark: _Reference | None,
            white: _Reference | None, progress: Progress) -> None:
-    """Append cubes one by one; on failure the store is cut back to where it was."""
+    """Append cubes one by one to a fresh store or a transaction's clone."""
     # Keep these handles: after a resize, g[name] may still report the consolidated shape.
     arrays = {name: g[name] for name in ("cube", "mask", "native_bands", *META_FIELDS)}
     n_old = arrays["cube"].shape[0]
@@ -240,32 +291,38 @@ def _write(g: zarr.Group, cubes: list[EnviCube], cfg: ApplPrepConfig, dark: _Ref
     count = int(g.attrs["stats_count"])
     progress.start(len(cubes), f"resampling {len(cubes)} cubes to {cfg.bands} bands × "
                    f"{cfg.size}²")
-    try:
-        for a in arrays.values():
-            a.resize((n_old + len(cubes), *a.shape[1:]))
-        for i, cube in enumerate(cubes):
-            data = _read_cube(cube, cfg, dark, white)
-            stored = data.astype(cfg.dtype)
-            arrays["cube"][n_old + i] = stored
-            mask = ndvi_mask(data, cfg.target_nm, cfg.ndvi, cfg.min_plant_pixels)
-            arrays["mask"][n_old + i] = (mask if mask is not None
-                                         else np.ones(data.shape[1:], bool))
-            s = cube.source
-            for name, value in zip(META_FIELDS, (s.sample_id, s.plant_id, s.date, s.label,
-                                                 str(s.header.resolve())), strict=True):
-                arrays[name][n_old + i] = value
-            arrays["native_bands"][n_old + i] = cube.shape[2]
-            x = stored.astype(np.float64)
-            total += x.sum(axis=(1, 2))
-            total_sq += (x * x).sum(axis=(1, 2))
-            count += x.shape[1] * x.shape[2]
-            progress.advance()
-        mean = total / count
-        g["stats_sum"][:], g["stats_sumsq"][:] = total, total_sq
-        g["mean"][:] = mean
-        g["std"][:] = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
-        g.attrs["stats_count"] = count
-    except BaseException:
-        for a in arrays.values():
-            a.resize((n_old, *a.shape[1:]))
-        raise
+    for a in arrays.values():
+        a.resize((n_old + len(cubes), *a.shape[1:]))
+    for i, cube in enumerate(cubes):
+        data = _read_cube(cube, cfg, dark, white)
+        stored = data.astype(cfg.dtype)
+        arrays["cube"][n_old + i] = stored
+        mask = ndvi_mask(data, cfg.target_nm, cfg.ndvi, cfg.min_plant_pixels)
+        arrays["mask"][n_old + i] = (mask if mask is not None
+                                     else np.ones(data.shape[1:], bool))
+        s = cube.source
+        for name, value in zip(META_FIELDS, (s.sample_id, s.plant_id, s.date, s.label,
+                                             str(s.header.resolve())), strict=True):
+            _set_string(arrays[name], n_old + i, value)
+        arrays["native_bands"][n_old + i] = cube.shape[2]
+        x = stored.astype(np.float64)
+        total += x.sum(axis=(1, 2))
+        total_sq += (x * x).sum(axis=(1, 2))
+        count += x.shape[1] * x.shape[2]
+        fault_point("prep:block-written")
+        progress.advance()
+    mean = total / count
+    g["stats_sum"][:], g["stats_sumsq"][:] = total, total_sq
+    g["mean"][:] = mean
+    g["std"][:] = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    g.attrs["stats_count"] = count
+
+
+def _set_string(arr: zarr.Array, i: int, value: str) -> None:
+    """Stores written before variable-length strings had fixed-width ones: refuse a value
+    that would be cut short rather than store it truncated."""
+    width = np.dtype(arr.dtype).itemsize // 4 if np.dtype(arr.dtype).kind == "U" else None
+    if width is not None and len(value) > width:
+        raise DchagError(f"{value!r} is longer than the {width} characters this older store "
+                         "keeps", fix="prepare a new store (it keeps strings of any length)")
+    arr[i:i + 1] = np.array([value], dtype=object if width is None else arr.dtype)

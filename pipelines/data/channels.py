@@ -136,6 +136,8 @@ def resolve_channels(preset: str | None, channels: str | None) -> list[Channel]:
                              fix=f"choose one of {', '.join(PRESETS)}")
         names = PRESETS[preset][1]
     parsed = [parse_channel(n) for n in names]
+    if not parsed:
+        raise DchagError("no channels given", fix="write e.g. --channels z_500,t_850,t2m")
     seen: set[str] = set()
     for ch in parsed:
         if ch.name in seen:

@@ -87,6 +87,9 @@ def open_cube(source: CubeSource, wavelengths: np.ndarray | None = None,
         raise DchagError(f"not a readable ENVI header ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})", path=header) from exc
     rows, cols, bands = img.shape
+    if min(rows, cols, bands) < 1:
+        raise DchagError(f"header gives an empty cube ({rows} lines × {cols} samples × "
+                         f"{bands} bands)", path=header, fix="check lines/samples/bands")
     expected = rows * cols * bands * np.dtype(img.dtype).itemsize + int(img.offset)
     actual = binary.stat().st_size
     if actual < expected:
@@ -117,7 +120,7 @@ def open_cube(source: CubeSource, wavelengths: np.ndarray | None = None,
 def read_manifest(path: Path) -> list[CubeSource]:
     """CSV with columns path, plant_id, date and optionally label; paths relative to it."""
     try:
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # spreadsheets write a BOM
             rows = list(csv.DictReader(fh))
     except (OSError, csv.Error, UnicodeDecodeError) as exc:
         raise DchagError(f"cannot read manifest ({exc})", path=path) from exc

@@ -1,12 +1,18 @@
 """`prep era5`: ERA5 netCDF → regridded, normalisable `era5.zarr`.
 
 Layout of the artifact (zarr format 2, readable by `xarray.open_zarr`):
-    data(time, channel, lat, lon) float32, one chunk per time step
+    data(time, channel, lat, lon) float32, one chunk per time step, ERA5's units
     time, channel, lat, lon       coordinates (lat south→north, lon 0→360)
     mean(channel), std(channel)   over the training years
-    climatology(dayofyear, channel, lat, lon)  smoothed day-of-year mean, for ACC
-    stats_*, clim_sum, clim_count running sums that make `--append` exact
+    stats_sum, stats_sumsq, stats_count (time, channel)  per-step sums: exact mean/std
+                                  over any period, and exact appends
+    climatology(dayofyear, hour, channel, lat, lon)  WeatherBench-2-style, for ACC
+    clim_sum, clim_count          its running sums
     attrs: dchag_artifact="era5", channels, grid, regrid, train_years, provenance, history
+
+Every input is checked before anything is written: units (converted where that is
+unambiguous), finite values, a grid covering the target, whole-hour times. A new store
+is written atomically; `--append` is a transaction over every array it touches.
 """
 
 from __future__ import annotations
@@ -22,9 +28,16 @@ import zarr
 
 from pipelines.data.channels import Channel, resolve_channels
 from pipelines.data.era5_plan import Era5Plan, make_plan
-from pipelines.data.era5_read import expand_sources, open_era5
-from pipelines.data.era5_stats import N_DOY, RunningStats, in_years
-from pipelines.data.grid import LatLonGrid, weatherbench_grid
+from pipelines.data.era5_read import Era5File, FileCache, expand_sources, open_era5
+from pipelines.data.era5_stats import (
+    DEFAULT_HOUR_STEP,
+    DEFAULT_WINDOW,
+    Climatology,
+    field_sums,
+    in_years,
+    mean_std,
+)
+from pipelines.data.grid import LatLonGrid, check_covers, parse_region, target_grid
 from pipelines.data.regrid import Regridder
 from pipelines.data.regrid_backends import make_regridder
 from pipelines.data.zarr_store import (
@@ -33,14 +46,20 @@ from pipelines.data.zarr_store import (
     dims_array,
     open_artifact,
     store_bytes,
+    store_transaction,
 )
 from pipelines.errors import DchagError
+from pipelines.faults import fault_point
+from pipelines.guard import check_no_overlap
+from pipelines.locks import write_lock
+from pipelines.notes import note
 from pipelines.progress import NoProgress, Progress
 from pipelines.provenance import provenance
 
 HOURS = np.timedelta64(1, "h")
 EPOCH = np.datetime64("1970-01-01T00", "h")
 COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.SHUFFLE)
+PER_STEP = ("stats_sum", "stats_sumsq", "stats_count")
 
 
 @dataclass
@@ -53,12 +72,24 @@ class Era5PrepConfig:
     backend: str = "native"
     weights: Path | None = None
     resolution: float = 5.625
+    region: str | None = None
     train_years: tuple[int, int] | None = None
-    clim_window: int = 15
+    clim_window: int = DEFAULT_WINDOW
+    clim_hour_step: int = DEFAULT_HOUR_STEP
     allow_nan: bool = False
     append: bool = False
     overwrite: bool = False
     block: int = 16
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.clim_window <= 365 or self.clim_window % 2 == 0:
+            raise DchagError(f"--clim-window {self.clim_window}: the climatology window is "
+                             "an odd number of days from 1 to 365", fix="WeatherBench 2 uses 61")
+        if self.clim_hour_step < 1 or 24 % self.clim_hour_step:
+            raise DchagError(f"--clim-hour-step {self.clim_hour_step} must divide 24",
+                             fix="use 6 (00, 06, 12, 18 UTC, as WeatherBench 2) or 1, 3, 12")
+        if self.block < 1:
+            raise DchagError(f"block size {self.block} must be at least 1")
 
     def to_attrs(self) -> dict:
         d = asdict(self)
@@ -98,10 +129,7 @@ def parse_years(text: str | None) -> tuple[int, int] | None:
 
 
 def _hours(times: np.ndarray) -> np.ndarray:
-    h = (times.astype("datetime64[s]") - EPOCH) / HOURS
-    if not np.allclose(h, np.round(h)):
-        raise DchagError("time steps are not whole hours", fix="ERA5 is hourly; check the inputs")
-    return np.round(h).astype(np.int64)
+    return ((times.astype("datetime64[s]") - EPOCH) // HOURS).astype(np.int64)
 
 
 def _read_groups(plan: Era5Plan) -> dict[tuple[int, str], list[int]]:
@@ -113,13 +141,15 @@ def _read_groups(plan: Era5Plan) -> dict[tuple[int, str], list[int]]:
 
 
 class _BlockReader:
-    """Reads and regrids blocks of time steps for all channels, grouped by file and variable."""
+    """Reads, checks, converts and regrids blocks of time steps for all channels, grouped
+    by file and variable; at most two source files are open at any time."""
 
     def __init__(self, plan: Era5Plan, target: LatLonGrid, cfg: Era5PrepConfig):
         self.plan, self.target, self.cfg = plan, target, cfg
         self.groups = _read_groups(plan)
         self.regridders: dict[bytes, Regridder] = {}
         self.nan_values: dict[str, int] = defaultdict(int)
+        self.files = FileCache(2)
 
     def _regridder(self, grid: LatLonGrid) -> Regridder:
         key = grid.lat.tobytes() + b"|" + grid.lon.tobytes()
@@ -140,30 +170,40 @@ class _BlockReader:
             levels = None
             if plan.channels[members[0]].level is not None:
                 levels = [int(plan.level_index[c, fid]) for c in members]
-            raw = f.read(var, local, levels)  # (t, [nlev,] lat, lon)
+            raw = f.read(var, local, levels, self.files)  # (t, [nlev,] lat, lon)
             if levels is None:
                 raw = raw[:, None]
-            self._check_nan(raw, members, f.path, plan.times[t0:t1][mask])
-            out[np.flatnonzero(mask)[:, None], np.array(members)[None, :]] = \
-                self._regridder(f.grid).apply(raw)
+            self._check_finite(raw, members, f.path, plan.times[t0:t1][mask])
+            regridder = self._regridder(f.grid)
+            unit = f.units[var]
+            after = regridder.preserves_constants
+            if not unit.identity and not after:
+                raw = raw * np.float32(unit.scale) + np.float32(unit.offset)
+            fields = regridder.apply(raw)
+            if not unit.identity and after:
+                fields = fields * np.float32(unit.scale) + np.float32(unit.offset)
+            out[np.flatnonzero(mask)[:, None], np.array(members)[None, :]] = fields
         return out
 
-    def _check_nan(self, raw: np.ndarray, members: list[int], path: Path,
-                   times: np.ndarray) -> None:
-        bad = np.isnan(raw)
+    def _check_finite(self, raw: np.ndarray, members: list[int], path: Path,
+                      times: np.ndarray) -> None:
+        bad = ~np.isfinite(raw)
         if not bad.any():
             return
         t, k = np.argwhere(bad.any(axis=(2, 3)))[0]
         ch = self.plan.channels[members[k]]
+        kinds = "NaN" if np.isnan(raw[bad]).all() else "non-finite (NaN or ±inf)"
         if not self.cfg.allow_nan:
             raise DchagError(f"{ch.name} at {str(times[t])[:19]} has {int(bad[t, k].sum())} "
-                             "NaN values", path=path,
+                             f"{kinds} values", path=path,
                              fix="fix the input, or pass --allow-nan to keep and count them")
+        raw[bad] = np.nan  # ±inf is counted and kept as missing, like NaN
         for j, c in enumerate(members):
             self.nan_values[self.plan.channels[c].name] += int(bad[:, j].sum())
 
 
-def _create_arrays(g: zarr.Group, channels: list[Channel], target: LatLonGrid) -> None:
+def _create_arrays(g: zarr.Group, channels: list[Channel], target: LatLonGrid,
+                   cfg: Era5PrepConfig) -> None:
     c = len(channels)
     h, w = target.shape
     dims_array(g, "data", ["time", "channel", "lat", "lon"], shape=(0, c, h, w),
@@ -172,6 +212,11 @@ def _create_arrays(g: zarr.Group, channels: list[Channel], target: LatLonGrid) -
                    fill_value=None)
     t.attrs.update({"units": "hours since 1970-01-01", "calendar": "proleptic_gregorian",
                     "standard_name": "time"})
+    for name, dtype in zip(PER_STEP, ("f8", "f8", "i8"), strict=True):
+        dims_array(g, name, ["time", "channel"], shape=(0, c), chunks=(4096, c), dtype=dtype,
+                   fill_value=None)
+    for name in ("mean", "std"):
+        dims_array(g, name, ["channel"], shape=(c,), dtype="f8", fill_value=None)
     ch = dims_array(g, "channel", ["channel"], shape=(c,), dtype="<U24", fill_value=None)
     ch[:] = np.array([x.name for x in channels])
     units = dims_array(g, "units", ["channel"], shape=(c,), dtype="<U24", fill_value=None)
@@ -181,27 +226,7 @@ def _create_arrays(g: zarr.Group, channels: list[Channel], target: LatLonGrid) -
         a = dims_array(g, name, [name], shape=values.shape, dtype="f8", fill_value=None)
         a[:] = values
         a.attrs.update(attrs)
-
-
-def _write_stats(g: zarr.Group, stats: RunningStats, window: int) -> None:
-    mean, std = stats.mean_std()
-    for name, arr, dims in (
-        ("mean", mean, ["channel"]), ("std", std, ["channel"]),
-        ("stats_sum", stats.total, ["channel"]), ("stats_sumsq", stats.total_sq, ["channel"]),
-        ("stats_count", stats.count, ["channel"]),
-        ("climatology", stats.climatology(window), ["dayofyear", "channel", "lat", "lon"]),
-        ("clim_sum", stats.clim_sum, ["dayofyear", "channel", "lat", "lon"]),
-        ("clim_count", stats.clim_count, ["dayofyear", "channel", "lat", "lon"]),
-    ):
-        chunks = (1, *arr.shape[1:]) if arr.ndim == 4 else arr.shape
-        if name in g:
-            g[name][:] = arr
-        else:
-            dims_array(g, name, dims, shape=arr.shape, chunks=chunks, dtype=arr.dtype,
-                       fill_value=None, compressors=COMPRESSOR)[:] = arr
-    if "dayofyear" not in g:
-        dims_array(g, "dayofyear", ["dayofyear"], shape=(N_DOY,), dtype="i4",
-                   fill_value=None)[:] = np.arange(1, N_DOY + 1)
+    Climatology.create(g, c, target.shape, cfg.clim_hour_step, dims_array)
 
 
 def _check_append_compatible(g: zarr.Group, channels: list[Channel], target: LatLonGrid,
@@ -213,7 +238,11 @@ def _check_append_compatible(g: zarr.Group, channels: list[Channel], target: Lat
                          fix="append with the same --channels/--preset, or write a new store")
     if g.attrs["grid"] != target.describe() or g.attrs["regrid"]["method"] != cfg.method:
         raise DchagError("grid or regrid method differs from the store's", path=cfg.out,
-                         fix="append with the same --resolution and --method")
+                         fix="append with the same --resolution, --region and --method")
+    if "stats_sum" not in g or g["stats_sum"].ndim != 2 or "hour" not in g:
+        raise DchagError("the store was written by an older dchag (daily climatology, no "
+                         "per-step statistics) and cannot be appended to", path=cfg.out,
+                         fix="prepare a new store from all the inputs")
     old = g["time"][:]
     if old.size and _hours(new_times).min() <= old.max():
         raise DchagError("new times overlap the store's (last stored "
@@ -221,53 +250,83 @@ def _check_append_compatible(g: zarr.Group, channels: list[Channel], target: Lat
                          fix="append only times after the last stored one")
 
 
+def _check_grids(files: list[Era5File], target: LatLonGrid, regional: bool) -> None:
+    for f in files:
+        check_covers(f.grid, target, f.path, regional)
+
+
+def _note_units(files: list[Era5File]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for f in files:
+        for var, conv in f.units.items():
+            key = (var, conv.found)
+            if key in seen:
+                continue
+            seen.add(key)
+            if not conv.found:
+                note(f"{f.path.name}: {var} has no units attribute; taken as ERA5's own")
+            elif not conv.identity:
+                note(f"{f.path.name}: {var} in {conv.found!r} converted "
+                     f"(× {conv.scale:g} + {conv.offset:g})")
+
+
 def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSummary:
     progress = progress or NoProgress()
     started = _time.perf_counter()
     channels = resolve_channels(cfg.preset, cfg.channels)
-    target = weatherbench_grid(cfg.resolution)
-    if cfg.append:
-        if not cfg.out.exists():
-            raise DchagError("--append needs an existing store", path=cfg.out)
-        existing = open_artifact(cfg.out, "era5", mode="r+")
-        stored_years = existing.attrs.get("train_years")
-        if cfg.train_years is not None and list(cfg.train_years) != stored_years:
-            raise DchagError(f"--train-years differs from the store's {stored_years}",
-                             path=cfg.out, fix="omit --train-years when appending")
-        cfg.train_years = tuple(stored_years) if stored_years else None
-    else:
-        check_writable_target(cfg.out, overwrite=cfg.overwrite)
-    with expand_sources(cfg.sources) as paths:
-        files = [open_era5(p) for p in paths]
+    region = parse_region(cfg.region)
+    target = target_grid(cfg.resolution, region)
+    if not cfg.append:
+        check_writable_target(cfg.out, overwrite=cfg.overwrite, kinds=("era5",))
+    elif not cfg.out.exists():
+        raise DchagError("--append needs an existing store", path=cfg.out)
+    with write_lock(cfg.out), expand_sources(cfg.sources) as paths:
+        check_no_overlap(cfg.out, paths)
+        if cfg.append:
+            existing = open_artifact(cfg.out, "era5")
+            stored_years = existing.attrs.get("train_years")
+            if cfg.train_years is not None and list(cfg.train_years) != stored_years:
+                raise DchagError(f"--train-years differs from the store's {stored_years}",
+                                 path=cfg.out, fix="omit --train-years when appending")
+            cfg.train_years = tuple(stored_years) if stored_years else None
+            cfg.clim_window = int(existing.attrs.get("clim_window_days", cfg.clim_window))
+        progress.start(len(paths), f"checking {len(paths)} input files")
+        files = []
+        for p in paths:
+            files.append(open_era5(p))
+            progress.advance()
+        plan = make_plan(files, channels)
+        _check_grids(files, target, region is not None)
+        _note_units(files)
+        reader = _BlockReader(plan, target, cfg)
         try:
-            plan = make_plan(files, channels)
-            reader = _BlockReader(plan, target, cfg)
             if cfg.append:
-                _check_append_compatible(existing, channels, target, cfg, plan.times)
-                _write_times(existing, plan, reader, cfg, progress, append=True)
+                with store_transaction(cfg.out) as g:
+                    _check_append_compatible(g, channels, target, cfg, plan.times)
+                    _write_times(g, plan, reader, cfg, progress)
+                    hist = list(g.attrs.get("history", []))
+                    hist.append(provenance("prep era5 --append", cfg.to_attrs(), paths))
+                    g.attrs["history"] = hist
             else:
                 with atomic_store(cfg.out) as g:
-                    _create_arrays(g, channels, target)
+                    _create_arrays(g, channels, target, cfg)
                     g.attrs.update({
                         "dchag_artifact": "era5",
                         "channels": [c.name for c in channels],
                         "grid": target.describe(),
+                        "region": list(region) if region else None,
                         "regrid": {"method": cfg.method, "backend": cfg.backend,
                                    "weights": str(cfg.weights) if cfg.weights else None},
                         "train_years": list(cfg.train_years) if cfg.train_years else None,
                         "clim_window_days": cfg.clim_window,
+                        "climatology": "WeatherBench 2: per day of year and hour, "
+                                       f"{cfg.clim_window}-day triangular window",
                     })
-                    _write_times(g, plan, reader, cfg, progress, append=False)
+                    _write_times(g, plan, reader, cfg, progress)
                     g.attrs["provenance"] = provenance("prep era5", cfg.to_attrs(), paths)
                     g.attrs["history"] = []
-            if cfg.append:
-                hist = list(existing.attrs.get("history", []))
-                hist.append(provenance("prep era5 --append", cfg.to_attrs(), paths))
-                existing.attrs["history"] = hist
-                zarr.consolidate_metadata(str(cfg.out))
         finally:
-            for f in files:
-                f.ds.close()
+            reader.files.close()
     total_times = open_artifact(cfg.out, "era5")["time"].shape[0]
     return PrepSummary(out=cfg.out, channels=len(channels), times=total_times,
                        new_times=plan.times.size, bytes=store_bytes(cfg.out),
@@ -276,33 +335,34 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
 
 
 def _write_times(g: zarr.Group, plan: Era5Plan, reader: _BlockReader, cfg: Era5PrepConfig,
-                 progress: Progress, append: bool) -> None:
-    """Stream blocks of time steps into the store; on failure an append is rolled back."""
+                 progress: Progress) -> None:
+    """Stream blocks of time steps into the store (a fresh one or a transaction's clone)."""
     data, time_arr = g["data"], g["time"]
     n_old = time_arr.shape[0]
     n_new = plan.times.size
-    stats = RunningStats.load(g) if append else RunningStats.zeros(len(plan.channels),
-                                                                   reader.target.shape)
+    per_step = {name: g[name] for name in PER_STEP}
+    for a in (data, time_arr, *per_step.values()):
+        a.resize((n_old + n_new, *a.shape[1:]))
+    time_arr[n_old:] = _hours(plan.times)
+    clim = Climatology(g)
     train = in_years(plan.times, cfg.train_years)
     progress.start(n_new, f"regridding {len(plan.channels)} channels × {n_new} times")
-    try:
-        data.resize((n_old + n_new, *data.shape[1:]))
-        for t0 in range(0, n_new, cfg.block):
-            t1 = min(t0 + cfg.block, n_new)
-            block = reader.read(t0, t1)
-            data[n_old + t0:n_old + t1] = block
-            keep = train[t0:t1]
-            if keep.any():
-                stats.update(plan.times[t0:t1][keep], block[keep])
-            progress.advance(t1 - t0)
-        if not append and stats.count.min() == 0:
-            raise DchagError(f"no time step falls inside --train-years {cfg.train_years}",
-                             fix="choose years the inputs cover (or omit --train-years)")
-        time_arr.resize((n_old + n_new,))
-        time_arr[n_old:] = _hours(plan.times)
-        _write_stats(g, stats, cfg.clim_window)
-    except BaseException:
-        if append:
-            data.resize((n_old, *data.shape[1:]))
-            time_arr.resize((n_old,))
-        raise
+    for t0 in range(0, n_new, cfg.block):
+        t1 = min(t0 + cfg.block, n_new)
+        block = reader.read(t0, t1)
+        data[n_old + t0:n_old + t1] = block
+        for name, values in zip(PER_STEP, field_sums(block), strict=True):
+            per_step[name][n_old + t0:n_old + t1] = values
+        keep = train[t0:t1]
+        if keep.any():
+            clim.add(plan.times[t0:t1][keep], block[keep])
+        fault_point("prep:block-written")
+        progress.advance(t1 - t0)
+    all_times = (EPOCH + time_arr[:] * HOURS).astype("datetime64[ns]")
+    in_train = in_years(all_times, cfg.train_years)
+    if not in_train.any():
+        raise DchagError(f"no time step falls inside --train-years {cfg.train_years}",
+                         fix="choose years the inputs cover (or omit --train-years)")
+    mean, std = mean_std(*(per_step[name][:][in_train] for name in PER_STEP))
+    g["mean"][:], g["std"][:] = mean, std
+    clim.smooth(cfg.clim_window)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import zipfile
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import xarray as xr
 
 from pipelines.data.channels import VARIABLES, short_name
 from pipelines.data.grid import LatLonGrid, check_regular
+from pipelines.data.units import Conversion, conversion
 from pipelines.errors import DchagError
 
 _RENAMES = {
@@ -33,6 +35,7 @@ _RENAMES = {
     "longitude": "lon",
 }
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+CHUNK_CACHE_BYTES = 16 * 2**20  # HDF5's cache per open variable
 
 
 @contextlib.contextmanager
@@ -69,11 +72,14 @@ def expand_sources(paths: list[Path]) -> Iterator[list[Path]]:
 
 @dataclass
 class Era5File:
-    """One opened source: which ERA5 variables it holds, on which levels, times and grid."""
+    """One source file: which ERA5 variables it holds, on which levels, times and grid.
+
+    Only this description is kept; the file itself is opened when a block is read and
+    closed again (`FileCache`), so memory does not grow with the number of input files."""
 
     path: Path
-    ds: xr.Dataset
     variables: dict[str, str]  # ERA5 short name → variable name in the file
+    units: dict[str, Conversion]  # ERA5 short name → conversion to the store's unit
     levels: np.ndarray | None  # hPa, in file order
     times: np.ndarray  # datetime64[ns], in file order
     grid: LatLonGrid
@@ -84,13 +90,46 @@ class Era5File:
         hits = np.flatnonzero(np.isclose(self.levels, level))
         return int(hits[0]) if hits.size else None
 
-    def read(self, short: str, time_index: np.ndarray, level_index: list[int] | None) -> np.ndarray:
-        """Decoded values `(t, [nlev,] lat, lon)` as float32."""
-        da = self.ds[self.variables[short]]
-        sel: dict[str, object] = {"time": time_index}
-        if level_index is not None:
-            sel["level"] = level_index
-        return np.asarray(da.isel(sel).values, dtype=np.float32)
+    def read(self, short: str, time_index: np.ndarray, level_index: list[int] | None,
+             cache: FileCache | None = None) -> np.ndarray:
+        """Decoded values `(t, [nlev,] lat, lon)` as float32, in the file's own units."""
+        own = cache is None
+        cache = cache or FileCache(1)
+        try:
+            da = cache.get(self)[self.variables[short]]
+            sel: dict[str, object] = {"time": time_index}
+            if level_index is not None:
+                sel["level"] = level_index
+            return np.asarray(da.isel(sel).values, dtype=np.float32)
+        finally:
+            if own:
+                cache.close()
+
+
+class FileCache:
+    """At most `size` files open at once, least recently used closed first. HDF5 keeps a
+    chunk cache per open variable, so open files, not data read, drive memory."""
+
+    def __init__(self, size: int = 2):
+        self.size = size
+        self._open: OrderedDict[Path, xr.Dataset] = OrderedDict()
+        import netCDF4
+
+        netCDF4.set_chunk_cache(CHUNK_CACHE_BYTES)
+
+    def get(self, f: Era5File) -> xr.Dataset:
+        if f.path in self._open:
+            self._open.move_to_end(f.path)
+            return self._open[f.path]
+        while len(self._open) >= self.size:
+            self._open.popitem(last=False)[1].close()
+        ds = _normalised(_open_dataset(f.path), f.path)
+        self._open[f.path] = ds
+        return ds
+
+    def close(self) -> None:
+        while self._open:
+            self._open.popitem()[1].close()
 
 
 def _merge_expver(ds: xr.Dataset) -> xr.Dataset:
@@ -103,15 +142,17 @@ def _merge_expver(ds: xr.Dataset) -> xr.Dataset:
     return merged.drop_vars("expver", errors="ignore")
 
 
-def open_era5(path: Path) -> Era5File:
-    """Open one ERA5 netCDF file lazily and normalise its layout; explain what is wrong."""
+def _open_dataset(path: Path) -> xr.Dataset:
     try:
-        ds = xr.open_dataset(path, engine="netcdf4", mask_and_scale=True, decode_times=True,
-                             cache=False)
+        return xr.open_dataset(path, engine="netcdf4", mask_and_scale=True, decode_times=True,
+                               cache=False)
     except Exception as exc:  # the netCDF library raises OSError, ValueError, RuntimeError…
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         raise DchagError(f"not a readable netCDF file ({reason})", path=path,
                          fix="pass ERA5 netCDF files as downloaded from the CDS") from exc
+
+
+def _normalised(ds: xr.Dataset, path: Path) -> xr.Dataset:
     ds = ds.rename({k: v for k, v in _RENAMES.items() if k in ds.variables or k in ds.dims})
     ds = _merge_expver(ds)
     for coord in ("lat", "lon", "time"):
@@ -120,22 +161,44 @@ def open_era5(path: Path) -> Era5File:
                              "valid_time or time, latitude, longitude)", path=path)
     if "time" not in ds.dims:
         ds = ds.expand_dims("time")
-    if not np.issubdtype(ds["time"].dtype, np.datetime64):
-        raise DchagError("time coordinate could not be decoded as dates", path=path)
-    grid = check_regular(ds["lat"].values, ds["lon"].values, str(path))
-    variables: dict[str, str] = {}
-    for name, da in ds.data_vars.items():
-        short = short_name(str(name))
-        if short is None:
-            continue  # `number`, `expver` strings and other bookkeeping
-        wanted = ("time", "level", "lat", "lon") if VARIABLES[short].pressure_level else (
-            "time", "lat", "lon")
-        if tuple(da.dims) != wanted:
-            raise DchagError(f"variable {name!r} has dims {da.dims}, expected {wanted}", path=path)
-        variables[short] = str(name)
-    if not variables:
-        raise DchagError("holds no ERA5 variable this tool knows", path=path,
-                         fix="see `dchag channels` for supported variables")
-    levels = ds["level"].values.astype(float) if "level" in ds.dims else None
-    return Era5File(path=Path(path), ds=ds, variables=variables, levels=levels,
-                    times=ds["time"].values.astype("datetime64[ns]"), grid=grid)
+    return ds
+
+
+def _check_whole_hours(times: np.ndarray, path: Path) -> None:
+    seconds = times.astype("datetime64[s]").astype(np.int64)
+    bad = np.flatnonzero(seconds % 3600)
+    if bad.size:
+        raise DchagError(f"{bad.size} time step(s) are not on a whole hour (first "
+                         f"{str(times[bad[0]])[:19]})", path=path,
+                         fix="ERA5 is hourly: pass files whose times are whole hours")
+
+
+def open_era5(path: Path) -> Era5File:
+    """Describe one ERA5 netCDF file (then close it); explain what is wrong with it."""
+    with _open_dataset(path) as raw:
+        ds = _normalised(raw, path)
+        if not np.issubdtype(ds["time"].dtype, np.datetime64):
+            raise DchagError("time coordinate could not be decoded as dates", path=path)
+        times = ds["time"].values.astype("datetime64[ns]")
+        _check_whole_hours(times, path)
+        grid = check_regular(ds["lat"].values, ds["lon"].values, str(path))
+        variables: dict[str, str] = {}
+        units: dict[str, Conversion] = {}
+        for name, da in ds.data_vars.items():
+            short = short_name(str(name))
+            if short is None:
+                continue  # `number`, `expver` strings and other bookkeeping
+            meta = VARIABLES[short]
+            wanted = ("time", "level", "lat", "lon") if meta.pressure_level else (
+                "time", "lat", "lon")
+            if tuple(da.dims) != wanted:
+                raise DchagError(f"variable {name!r} has dims {da.dims}, expected {wanted}",
+                                 path=path)
+            variables[short] = str(name)
+            units[short] = conversion(short, da.attrs.get("units"), meta.units, path)
+        if not variables:
+            raise DchagError("holds no ERA5 variable this tool knows", path=path,
+                             fix="see `dchag channels` for supported variables")
+        levels = ds["level"].values.astype(float) if "level" in ds.dims else None
+        return Era5File(path=Path(path), variables=variables, units=units, levels=levels,
+                        times=times, grid=grid)

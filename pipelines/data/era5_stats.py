@@ -1,25 +1,45 @@
-"""Normalisation statistics and day-of-year climatology, accumulated while writing.
+"""Normalisation statistics and the hour-of-day climatology, accumulated while writing.
 
-The running sums live in the artifact (`stats_*`, `clim_*` arrays) so `--append` can
-extend them exactly without rereading the store. Only time steps inside the training
-years contribute, so evaluation years never leak into normalisation or climatology.
+Two kinds of running sums live in the artifact, so `--append` extends them exactly
+without rereading the store:
+
+- per time step and channel: sum, sum of squares and count of the field
+  (`stats_sum(time, channel)`, …). Mean and std over *any* set of times follow exactly,
+  so a training run normalises with its own training period, never the evaluation one.
+- per (day of year, hour of day, channel, lat, lon): sum and count over the training
+  years (`clim_sum`, `clim_count`). The climatology follows WeatherBench 2: for each
+  hour, a weighted mean over a window of days (61 by default) with linearly decaying
+  (triangular) weights, wrapping around the year, where day 366 of a non-leap year takes
+  that year's day 365. It is recomputed from the sums after every write.
+
+The climatology sums are read and written one (day, hour) slab at a time, so memory is
+bounded by the time block being written, whatever the length of the record.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import zarr
-from scipy.ndimage import uniform_filter1d
+from scipy.ndimage import correlate1d
 
 N_DOY = 366
+DEFAULT_WINDOW = 61
+DEFAULT_HOUR_STEP = 6
 
 
 def day_of_year_index(times: np.ndarray) -> np.ndarray:
     """0-based day of year (0..365) of datetime64 values."""
     t = times.astype("datetime64[D]")
     return (t - t.astype("datetime64[Y]")).astype(np.int64)
+
+
+def hour_of_day(times: np.ndarray) -> np.ndarray:
+    return (times.astype("datetime64[h]").astype(np.int64) % 24).astype(np.int64)
+
+
+def _is_leap(times: np.ndarray) -> np.ndarray:
+    year = times.astype("datetime64[Y]").astype(np.int64) + 1970
+    return (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
 
 
 def in_years(times: np.ndarray, years: tuple[int, int] | None) -> np.ndarray:
@@ -29,49 +49,83 @@ def in_years(times: np.ndarray, years: tuple[int, int] | None) -> np.ndarray:
     return (y >= years[0]) & (y <= years[1])
 
 
-@dataclass
-class RunningStats:
-    """Sums per channel (for mean/std) and per day-of-year and grid cell (climatology)."""
+def window_weights(size: int) -> np.ndarray:
+    """WeatherBench 2's linearly decaying weights over `size` (odd) days; the end points
+    weigh zero, so 61 days reach 29 days either side."""
+    if size == 1:
+        return np.ones(1)
+    half = size // 2
+    return np.concatenate([np.linspace(0, 1, half + 1), np.linspace(1, 0, half + 1)[1:]])
 
-    total: np.ndarray  # (C,) float64
-    total_sq: np.ndarray  # (C,)
-    count: np.ndarray  # (C,)
-    clim_sum: np.ndarray  # (366, C, H, W) float64
-    clim_count: np.ndarray  # (366, C, H, W) int32
 
-    @classmethod
-    def zeros(cls, n_channels: int, grid: tuple[int, int]) -> RunningStats:
-        c = n_channels
-        return cls(np.zeros(c), np.zeros(c), np.zeros(c), np.zeros((N_DOY, c, *grid)),
-                   np.zeros((N_DOY, c, *grid), dtype=np.int32))
+def field_sums(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per time step and channel: sum, sum of squares and count of finite values of a
+    block (t, C, H, W), in float64."""
+    valid = np.isfinite(block)
+    x = np.where(valid, block, 0.0).astype(np.float64)
+    return x.sum(axis=(2, 3)), (x * x).sum(axis=(2, 3)), valid.sum(axis=(2, 3))
 
-    @classmethod
-    def load(cls, group: zarr.Group) -> RunningStats:
-        return cls(group["stats_sum"][:], group["stats_sumsq"][:], group["stats_count"][:],
-                   group["clim_sum"][:], group["clim_count"][:])
 
-    def update(self, times: np.ndarray, block: np.ndarray) -> None:
-        """Add a block `(t, C, H, W)` of regridded fields at `times`."""
-        valid = ~np.isnan(block)
-        x = np.where(valid, block, 0.0).astype(np.float64)
-        self.total += x.sum(axis=(0, 2, 3))
-        self.total_sq += (x * x).sum(axis=(0, 2, 3))
-        self.count += valid.sum(axis=(0, 2, 3))
-        doy = day_of_year_index(times)
-        np.add.at(self.clim_sum, doy, x)
-        np.add.at(self.clim_count, doy, valid.astype(np.int32))
+def mean_std(total: np.ndarray, total_sq: np.ndarray, count: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std from sums over time steps (t, C) → (C,)."""
+    n = np.maximum(count.sum(axis=0), 1)
+    mean = total.sum(axis=0) / n
+    var = np.maximum(total_sq.sum(axis=0) / n - mean**2, 0.0)
+    return mean, np.sqrt(var)
 
-    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
-        n = np.maximum(self.count, 1)
-        mean = self.total / n
-        var = np.maximum(self.total_sq / n - mean**2, 0.0)
-        return mean, np.sqrt(var)
 
-    def climatology(self, window_days: int) -> np.ndarray:
-        """Mean per day-of-year, smoothed over ±window days (circular); NaN where no data."""
-        size = 2 * window_days + 1
-        # Windowed means of sums and of counts; their ratio is the windowed mean of the data.
-        s = uniform_filter1d(self.clim_sum, size, axis=0, mode="wrap")
-        n = uniform_filter1d(self.clim_count.astype(np.float64), size, axis=0, mode="wrap")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(n > 0.5 / size, s / n, np.nan).astype(np.float32)
+class Climatology:
+    """The climatology arrays of an open store: sums, counts and the smoothed result."""
+
+    def __init__(self, group: zarr.Group):
+        self.g = group
+        self.hours = [int(h) for h in group["hour"][:]]
+
+    @staticmethod
+    def create(group: zarr.Group, n_channels: int, grid: tuple[int, int], hour_step: int,
+               dims_array) -> None:
+        hours = np.arange(0, 24, hour_step)
+        shape = (N_DOY, hours.size, n_channels, *grid)
+        chunks = (1, 1, n_channels, *grid)
+        dims = ["dayofyear", "hour", "channel", "lat", "lon"]
+        for name, dtype in (("clim_sum", "f8"), ("clim_count", "i4"), ("climatology", "f4")):
+            dims_array(group, name, dims, shape=shape, chunks=chunks, dtype=dtype,
+                       fill_value=0 if name != "climatology" else np.nan)
+        dims_array(group, "dayofyear", ["dayofyear"], data=np.arange(1, N_DOY + 1,
+                                                                     dtype=np.int32),
+                   fill_value=None)
+        dims_array(group, "hour", ["hour"], data=hours.astype(np.int32), fill_value=None
+                   ).attrs["units"] = "hours"
+
+    def add(self, times: np.ndarray, block: np.ndarray) -> None:
+        """Add fields (t, C, H, W) at `times` to the sums of their (day, hour) slabs;
+        times at other hours of day than the climatology's are not part of it."""
+        hour_pos = {h: i for i, h in enumerate(self.hours)}
+        doy, hour, leap = day_of_year_index(times), hour_of_day(times), _is_leap(times)
+        slabs: dict[tuple[int, int], list[int]] = {}
+        for k in range(times.size):
+            if int(hour[k]) not in hour_pos:
+                continue
+            h = hour_pos[int(hour[k])]
+            slabs.setdefault((int(doy[k]), h), []).append(k)
+            if not leap[k] and doy[k] == 364:  # WB2 fills day 366 with day 365
+                slabs.setdefault((365, h), []).append(k)
+        s, n = self.g["clim_sum"], self.g["clim_count"]
+        for (d, h), ks in sorted(slabs.items()):
+            x = block[ks]
+            valid = np.isfinite(x)
+            s[d, h] = s[d, h] + np.where(valid, x, 0.0).sum(axis=0, dtype=np.float64)
+            n[d, h] = n[d, h] + valid.sum(axis=0, dtype=np.int32)
+
+    def smooth(self, window: int) -> None:
+        """Recompute `climatology` from the sums: windowed weighted means per hour."""
+        w = window_weights(window)
+        out = self.g["climatology"]
+        for h in range(len(self.hours)):
+            s = correlate1d(self.g["clim_sum"][:, h], w, axis=0, mode="wrap")
+            n = correlate1d(self.g["clim_count"][:, h].astype(np.float64), w, axis=0,
+                            mode="wrap")
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[:, h] = np.where(n > 0, s / np.where(n > 0, n, 1), np.nan
+                                     ).astype(np.float32)

@@ -34,6 +34,9 @@ def weatherbench_grid(resolution: float = 5.625) -> LatLonGrid:
     Latitudes are cell centres from -90+res/2 to 90-res/2 (south to north), longitudes
     from 0 eastward, so cells tile the sphere exactly (needed for conservative remapping).
     """
+    if not np.isfinite(resolution) or not 0 < resolution <= 90:
+        raise DchagError(f"--resolution {resolution} is not a grid spacing in degrees",
+                         fix="use e.g. 5.625, 2.8125 or 1.40625")
     nlat = round(180 / resolution)
     nlon = round(360 / resolution)
     if not np.isclose(nlat * resolution, 180) or not np.isclose(nlon * resolution, 360):
@@ -82,3 +85,83 @@ def lon_bounds(centres_ascending: np.ndarray) -> np.ndarray:
     nxt = np.concatenate([c[1:], [c[0] + 360.0]])
     prv = np.concatenate([[c[-1] - 360.0], c[:-1]])
     return np.concatenate([[(c[0] + prv[0]) / 2], (c + nxt) / 2])
+
+
+Region = tuple[float, float, float, float]  # south, north, west, east (degrees)
+
+
+def parse_region(text: str | None) -> Region | None:
+    """`S:N,W:E` in degrees, e.g. `20:60,-130:-60` (west to east, may cross 0°)."""
+    if not text:
+        return None
+    try:
+        lat, lon = text.split(",")
+        s, n = (float(v) for v in lat.split(":"))
+        w, e = (float(v) for v in lon.split(":"))
+    except ValueError as exc:
+        raise DchagError(f"--region {text!r} is not SOUTH:NORTH,WEST:EAST in degrees",
+                         fix="write e.g. --region 20:60,-130:-60") from exc
+    if not (-90 <= s < n <= 90) or not all(np.isfinite([w, e])) or w == e:
+        raise DchagError(f"--region {text!r}: need -90 ≤ south < north ≤ 90 and west ≠ east")
+    return s, n, w, e
+
+
+def _east_of(lon: np.ndarray, west: float) -> np.ndarray:
+    """Degrees east of `west`, in [0, 360)."""
+    return np.mod(lon - west, 360.0)
+
+
+def target_grid(resolution: float, region: Region | None) -> LatLonGrid:
+    """The WeatherBench grid, or its points inside `region`."""
+    grid = weatherbench_grid(resolution)
+    if region is None:
+        return grid
+    s, n, w, e = region
+    lat = grid.lat[(grid.lat >= s) & (grid.lat <= n)]
+    lon = grid.lon[_east_of(grid.lon, w) <= _east_of(np.array(e), w)]
+    lon = lon[np.argsort(_east_of(lon, w), kind="stable")]
+    if lat.size < 2 or lon.size < 2:
+        raise DchagError(f"--region holds {lat.size}×{lon.size} points of the "
+                         f"{resolution}° grid", fix="choose a larger region")
+    return LatLonGrid(lat=lat, lon=lon)
+
+
+def spacing(c: np.ndarray) -> float:
+    return float(np.abs(np.diff(c)).max())
+
+
+def is_global_lon(grid: LatLonGrid) -> bool:
+    """Longitudes go all the way round (periodic): n · Δlon = 360°."""
+    d = spacing(grid.lon)
+    return abs(grid.lon.size * d - 360.0) < 0.01 * d
+
+
+def is_global_lat(grid: LatLonGrid) -> bool:
+    """Latitudes reach the poles to within one and a half spacings."""
+    d = spacing(grid.lat)
+    return grid.lat.min() <= -90 + 1.5 * d and grid.lat.max() >= 90 - 1.5 * d
+
+
+def check_covers(source: LatLonGrid, target: LatLonGrid, path: object,
+                 regional: bool) -> None:
+    """A global target needs a global source; a regional one a source spanning it."""
+    glob = is_global_lon(source) and is_global_lat(source)
+    if not regional:
+        if not glob:
+            span = (f"{source.lat.min():g}…{source.lat.max():g}°N, "
+                    f"{source.lon.min():g}…{source.lon.max():g}°E")
+            raise DchagError(f"the grid is not global ({span}); a global store would "
+                             "invent the missing area", path=path,
+                             fix="pass global fields, or --region SOUTH:NORTH,WEST:EAST for "
+                             "a regional store")
+        return
+    lat_ok = is_global_lat(source) or (source.lat.min() <= target.lat.min() + 1e-9
+                                       and source.lat.max() >= target.lat.max() - 1e-9)
+    lon_ok = is_global_lon(source)
+    if not lon_ok:
+        west = float(source.lon[np.argmin(_east_of(source.lon, source.lon.min()))])
+        reach = _east_of(source.lon, west).max()
+        lon_ok = bool(np.all(_east_of(target.lon, west) <= reach + 1e-9))
+    if not (lat_ok and lon_ok):
+        raise DchagError("the source grid does not cover --region", path=path,
+                         fix="choose a region inside the data, or pass larger fields")

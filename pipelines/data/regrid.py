@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from pipelines.data.grid import LatLonGrid, lat_bounds, lon_bounds
+from pipelines.data.grid import LatLonGrid, is_global_lon, lat_bounds, lon_bounds
 from pipelines.errors import DchagError
 
 Method = Literal["bilinear", "conservative"]
@@ -82,13 +82,22 @@ def _conservative_lat(src: np.ndarray, tgt: np.ndarray) -> sp.csr_matrix:
     return _normalise_rows(_overlap_matrix(sb[:-1], sb[1:], tb[:-1], tb[1:]), "latitude")
 
 
-def _conservative_lon(src: np.ndarray, tgt: np.ndarray) -> sp.csr_matrix:
+def _conservative_lon(src: np.ndarray, tgt: np.ndarray, periodic: bool = True
+                      ) -> sp.csr_matrix:
+    if not periodic:  # a regional source: its cells end half a spacing beyond the centres
+        sb, tb = _line_bounds(src), _line_bounds(tgt)
+        return _normalise_rows(_overlap_matrix(sb[:-1], sb[1:], tb[:-1], tb[1:]), "longitude")
     sb = lon_bounds(src)
     tb = lon_bounds(tgt)
     w = np.zeros((tgt.size, src.size))
     for shift in (-360.0, 0.0, 360.0):  # intervals on a circle: try every wrap
         w += _overlap_matrix(sb[:-1] + shift, sb[1:] + shift, tb[:-1], tb[1:])
     return _normalise_rows(w, "longitude")
+
+
+def _line_bounds(c: np.ndarray) -> np.ndarray:
+    mid = (c[1:] + c[:-1]) / 2
+    return np.concatenate([[c[0] - (c[1] - c[0]) / 2], mid, [c[-1] + (c[-1] - c[-2]) / 2]])
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,12 @@ class SeparableRegridder:
     @property
     def source_shape(self) -> tuple[int, int]:
         return (self.w_lat.shape[1], self.w_lon.shape[1])
+
+    @property
+    def preserves_constants(self) -> bool:
+        """Every target is a weighted mean (weights sum to one), so an affine change of
+        units commutes with regridding."""
+        return True
 
     @property
     def target_shape(self) -> tuple[int, int]:
@@ -123,19 +138,28 @@ class SeparableRegridder:
 
 
 def build_regridder(source: LatLonGrid, target: LatLonGrid, method: str) -> SeparableRegridder:
-    """Separable weights from `source` (any orientation) to `target` (ascending lat, lon)."""
+    """Separable weights from `source` (any orientation) to `target` (ascending lat).
+
+    A source that goes all the way round in longitude is treated as periodic (the seam is
+    bridged); a regional one is interpolated only inside its own span (`check_covers`
+    refuses targets outside it before we get here)."""
     if method not in METHODS:
         raise DchagError(f"unknown regrid method {method!r}", fix=f"choose one of {METHODS}")
+    periodic = is_global_lon(source)
     lat_order = np.argsort(source.lat)
-    lon_wrapped = np.mod(source.lon, 360.0)
-    lon_order = np.argsort(lon_wrapped)
+    west = 0.0 if periodic else float(np.min(source.lon))
+    lon_east = np.mod(source.lon - west, 360.0)
+    lon_order = np.argsort(lon_east)
     s_lat = source.lat[lat_order]
-    s_lon = lon_wrapped[lon_order]
-    t_lat, t_lon = np.asarray(target.lat, float), np.mod(np.asarray(target.lon, float), 360.0)
+    s_lon = lon_east[lon_order] + west
+    t_lat = np.asarray(target.lat, float)
+    t_lon = np.mod(np.asarray(target.lon, float) - west, 360.0) + west
     if method == "bilinear":
-        w_lat, w_lon = linear_interp_matrix(s_lat, t_lat), _bilinear_lon(s_lon, t_lon)
+        w_lat = linear_interp_matrix(s_lat, t_lat)
+        w_lon = _bilinear_lon(s_lon, t_lon) if periodic else linear_interp_matrix(s_lon, t_lon)
     else:
-        w_lat, w_lon = _conservative_lat(s_lat, t_lat), _conservative_lon(s_lon, t_lon)
+        w_lat = _conservative_lat(s_lat, t_lat)
+        w_lon = _conservative_lon(s_lon, t_lon, periodic)
     return SeparableRegridder(
         w_lat=_to_original_columns(w_lat, lat_order),
         w_lon=_to_original_columns(w_lon, lon_order),
@@ -155,6 +179,11 @@ class SparseRegridder:
     source_shape: tuple[int, int]
     target_shape: tuple[int, int]
     method: str
+
+    @property
+    def preserves_constants(self) -> bool:
+        sums = np.asarray(self.weights.sum(axis=1)).ravel()
+        return bool(np.allclose(sums, 1.0, atol=1e-6))
 
     def apply(self, fields: np.ndarray) -> np.ndarray:
         lead = fields.shape[:-2]

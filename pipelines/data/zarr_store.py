@@ -1,68 +1,105 @@
 """Atomic zarr artifacts.
 
-A stage writes its store under a temporary name beside the target and moves it into place
+A stage writes its store under a temporary name beside the target and swaps it into place
 only when everything succeeded, so a crash or a bad input never leaves a half-written
-artifact, and an existing artifact survives a failed rewrite.
+artifact, and an existing artifact survives a failed rewrite. Appends are transactions
+over a clone. Every write holds the target's lock, so two writers never interleave.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import shutil
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import zarr
 
 from pipelines.errors import DchagError
+from pipelines.faults import fault_point
+from pipelines.fsops import clone_tree, remove_tree, replace_dir, temp_sibling
+from pipelines.guard import check_replaceable
+from pipelines.locks import write_lock
 
 ZARR_FORMAT = 2  # readable by zarr 2.x tools (anemoi, older xarray) as well as zarr 3
 
 
-def check_writable_target(out: Path, *, overwrite: bool) -> None:
-    """Fail before any work is done if `out` cannot be produced."""
-    parent = out.resolve().parent
+def check_writable_target(out: Path, *, overwrite: bool, kinds: Iterable[str],
+                          inputs: Iterable[Path] = ()) -> None:
+    """Fail before any work is done if `out` cannot be produced: its folder must exist and
+    be writable, it must not overlap an input, and an existing `out` is replaced only
+    with --overwrite and only if it is a dchag artifact of one of `kinds`."""
+    parent = Path(out).resolve().parent
     if not parent.is_dir():
         raise DchagError("the output folder does not exist", path=parent,
                          fix="create it first or choose another --out")
     if not os.access(parent, os.W_OK):
         raise DchagError("the output folder is not writable", path=parent,
                          fix="choose another --out")
-    if out.exists() and not overwrite:
-        raise DchagError("already exists", path=out,
-                         fix="pass --overwrite to replace it (or --append where supported)")
+    check_replaceable(Path(out), kinds, inputs, overwrite)
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_full(out: Path, unchanged: bool) -> DchagError:
+    kept = "the existing store is unchanged" if unchanged else "nothing was written"
+    return DchagError(f"out of disk space while writing ({kept})", path=out,
+                      fix="free space or choose another --out, then run again")
 
 
 @contextlib.contextmanager
 def atomic_store(out: Path) -> Iterator[zarr.Group]:
-    """Yield a fresh zarr group that becomes `out` only if the block finishes without error."""
+    """Yield a fresh zarr group that becomes `out` only if the block finishes without error.
+
+    The store is built under `OUT.partial-PID-XXXX` with `out`'s write lock held, then
+    swapped into place atomically; on any failure (or a kill) the previous `out`, if
+    any, is untouched and the partial folder is removed (now, or by the next writer)."""
     out = Path(out)
-    tmp = out.with_name(f"{out.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=ZARR_FORMAT)
-        yield group
-        zarr.consolidate_metadata(str(tmp))
-        replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with write_lock(out):
+        tmp = temp_sibling(out, "partial")
+        existed = out.exists()
+        try:
+            group = zarr.open_group(str(tmp), mode="w", zarr_format=ZARR_FORMAT)
+            yield group
+            fault_point("store:before-swap")
+            zarr.consolidate_metadata(str(tmp))
+            replace_dir(tmp, out)
+        except OSError as exc:
+            if _is_disk_full(exc):
+                raise _disk_full(out, existed) from exc
+            raise
+        finally:
+            remove_tree(tmp)
 
 
-def replace_dir(new: Path, target: Path) -> None:
-    """Move `new` to `target`; an existing target is moved aside first, then deleted.
+@contextlib.contextmanager
+def store_transaction(store: Path) -> Iterator[zarr.Group]:
+    """Change an existing store as one transaction (`--append`).
 
-    `os.replace` cannot replace a non-empty directory, hence the three steps; the window in
-    which `target` does not exist is two renames long.
-    """
-    old = None
-    if target.exists():
-        old = target.with_name(f"{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    The block works on a private clone (its chunk files are hard links, so nothing large
+    is copied) and the clone replaces the store
+    atomically only when the block succeeds. A failure at any point — a bad input, a full
+    disk, `kill -9` — leaves the store exactly as it was, so a retry is a clean append."""
+    store = Path(store)
+    with write_lock(store):
+        tmp = temp_sibling(store, "partial")
+        try:
+            clone_tree(store, tmp)
+            group = zarr.open_group(str(tmp), mode="r+")
+            yield group
+            fault_point("append:before-swap")
+            zarr.consolidate_metadata(str(tmp))
+            replace_dir(tmp, store)
+        except OSError as exc:
+            if _is_disk_full(exc):
+                raise _disk_full(store, True) from exc
+            raise
+        finally:
+            remove_tree(tmp)
 
 
 def store_bytes(path: Path) -> int:
@@ -71,7 +108,15 @@ def store_bytes(path: Path) -> int:
 
 
 def dims_array(group: zarr.Group, name: str, dims: list[str], **kwargs) -> zarr.Array:
-    """Create an array xarray understands (zarr v2 keeps dimension names in an attribute)."""
+    """Create an array xarray understands (zarr v2 keeps dimension names in an attribute).
+    Python-object string data is stored as variable-length UTF-8."""
+    data = kwargs.get("data")
+    if data is not None and np.asarray(data).dtype.kind == "O":
+        values = np.asarray(kwargs.pop("data"), dtype=object)
+        arr = group.create_array(name, shape=values.shape, dtype=str, **kwargs)
+        arr[...] = values
+        arr.attrs["_ARRAY_DIMENSIONS"] = dims
+        return arr
     arr = group.create_array(name, **kwargs)
     arr.attrs["_ARRAY_DIMENSIONS"] = dims
     return arr
@@ -95,8 +140,6 @@ def open_artifact(path: Path, kind: str, mode: str = "r") -> zarr.Group:
 
 def write_records(records: list[dict], out: Path, attrs: dict, dim: str = "record") -> None:
     """A tidy table (one row per record, one array per field) as an atomic zarr store."""
-    import numpy as np
-
     keys = list(dict.fromkeys(k for r in records for k in r))
     with atomic_store(Path(out)) as g:
         g.attrs.update(attrs)
@@ -104,6 +147,8 @@ def write_records(records: list[dict], out: Path, attrs: dict, dim: str = "recor
             values = [r.get(key) for r in records]
             if all(isinstance(v, bool) for v in values):
                 data = np.array(values, dtype=bool)
+            elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                data = np.array(values, dtype=np.int64)
             elif all((isinstance(v, int | float) and not isinstance(v, bool)) or v is None
                      for v in values):
                 data = np.array([np.nan if v is None else v for v in values], dtype=np.float64)

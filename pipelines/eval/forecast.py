@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import zarr
 
-from pipelines.data.era5_stats import day_of_year_index
 from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
 from pipelines.errors import DchagError
+from pipelines.eval.climatology import StoreClimatology
 from pipelines.eval.runs import TrainedRun
 from pipelines.metrics.weather import mse, rmse, wacc
 from pipelines.progress import NoProgress, Progress
@@ -141,13 +141,13 @@ def evaluate_forecast(run: TrainedRun, data: Path, leads: list[int], period: str
     plans = plan_leads(run, leads, rollout, times, in_period)
     mean = torch.tensor(run.info["mean"], dtype=torch.float32, device=device)[:, None, None]
     std = torch.tensor(run.info["std"], dtype=torch.float32, device=device)[:, None, None]
-    arr, clim = group["data"], group["climatology"]
+    arr = group["data"]
+    clim = StoreClimatology(group, out_art, data)
     lat, lon = group["lat"][:], group["lon"][:]
     all_inits = sorted({i for p in plans for i in p.inits})
     pos = {i: k for k, i in enumerate(all_inits)}
     h, w = arr.shape[2:]
     preds = np.full((len(all_inits), len(plans), len(out_art), h, w), np.nan, np.float32)
-    doy = day_of_year_index(times.astype("timedelta64[h]") + np.datetime64("1970-01-01T00"))
     shape = (len(METHODS), len(plans), len(out_art))
     scores = {m: np.full(shape, np.nan) for m in ("rmse", "mse", "wacc")}
     notes = []
@@ -170,8 +170,7 @@ def evaluate_forecast(run: TrainedRun, data: Path, leads: list[int], period: str
                           for j in plan.valid]).astype(np.float64)
         persistence = np.stack([arr.get_orthogonal_selection(
             (i, out_art, slice(None), slice(None))) for i in plan.inits]).astype(np.float64)
-        climate = np.stack([clim.get_orthogonal_selection(
-            (int(doy[j]), out_art, slice(None), slice(None))) for j in plan.valid])
+        climate, _ = clim.at(times[plan.valid])
         if np.isnan(climate).any():
             notes.append(f"{format_lead(plan.lead)}: the artifact's climatology lacks some "
                          "valid days (outside its training years); wACC and the "

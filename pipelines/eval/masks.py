@@ -81,6 +81,11 @@ def predict_masks(run: TrainedRun, data: Path, out: Path, mask_ratio: float, sam
         hidden = dims_array(g, "masked", ["sample", "y", "x"], shape=(len(picks), h, w),
                             chunks=(1, h, w), dtype="uint8", fill_value=None)
         dims_array(g, "sample_index", ["sample"], data=np.array(picks), fill_value=None)
+        # Which cube each one is, by its recorded source: eval matches on this, not on
+        # the position, so scoring against another appl.zarr cannot pair wrong cubes.
+        sources = group["source"][:]
+        dims_array(g, "source", ["sample"], data=np.array([str(sources[k]) for k in picks],
+                                                          dtype=object), fill_value=None)
         dims_array(g, "wavelength", ["band"], data=group["wavelength"][:][bands],
                    fill_value=None)
         for s in range(0, len(picks), batch):
@@ -110,6 +115,23 @@ def matching_bands(stored: np.ndarray, wanted: np.ndarray, data: Path) -> list[i
                          fix="score against the appl.zarr it was predicted from") from exc
 
 
+def matching_samples(rg: zarr.Group, group: zarr.Group, recon: Path, data: Path) -> list[int]:
+    """Positions in `data` of the reconstructed cubes, matched by their recorded source."""
+    if "source" not in rg:  # written before sources were recorded: positions only
+        picks = [int(k) for k in rg["sample_index"][:]]
+        if max(picks) >= group["cube"].shape[0]:
+            raise DchagError("the reconstruction refers to samples this data lacks", path=data)
+        return picks
+    where = {str(s): i for i, s in enumerate(group["source"][:])}
+    wanted = [str(s) for s in rg["source"][:]]
+    missing = [s for s in wanted if s not in where]
+    if missing:
+        raise DchagError(f"{len(missing)} of the {len(wanted)} reconstructed cubes are not in "
+                         f"this data (e.g. {Path(missing[0]).name})", path=data,
+                         fix=f"score against the appl.zarr {recon} was predicted from")
+    return [where[s] for s in wanted]
+
+
 @dataclass
 class MaskScores:
     wavelength: np.ndarray
@@ -136,9 +158,7 @@ def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> Mas
     stored = group["wavelength"][:]
     bands = matching_bands(stored, wl, data)
     r0, c0, h, w = rg.attrs["crop"]
-    picks = rg["sample_index"][:]
-    if picks.max() >= group["cube"].shape[0]:
-        raise DchagError("the reconstruction refers to samples this data lacks", path=data)
+    picks = matching_samples(rg, group, recon, data)
     psnr, ssim, mses, sams = [], [], [], []
     sq = {name: [] for name in REGIONS}
     progress.start(len(picks), "scoring")

@@ -1,26 +1,27 @@
 """Load a trained run for inference in one process, whatever layout it was trained on.
 
 The sharded checkpoint is read into plain, unsharded tensors (DCP reassembles FSDP and
-TP shards and every rank's channel groups); nothing is unpickled.
+TP shards and every rank's channel groups) through `safe_checkpoint`: nothing is unpickled
+but DCP's own metadata, every value is loaded with `weights_only=True`.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed.checkpoint as dcp
 from torch import nn
 
 from pipelines.errors import DchagError
 from pipelines.model.config import ModelConfig
 from pipelines.model.forecast import Forecaster
 from pipelines.model.mae import MAE
-from pipelines.train.checkpoint import checkpoint_step, latest_checkpoint
+from pipelines.notes import note
+from pipelines.train.checkpoint import checkpoint_step, intact_checkpoint
 from pipelines.train.config import TrainConfig, load_run_config
+from pipelines.train.safe_checkpoint import load_state
 
 
 @dataclass
@@ -41,17 +42,31 @@ class TrainedRun:
         return list(self.info["out_channels"])
 
 
+def run_files(run: Path) -> list[Path]:
+    """What inference reads from a run folder (outputs may go beside them, not over them)."""
+    run = Path(run)
+    return [run / "checkpoints", run / "model.json", run / "config.json"]
+
+
 def load_run(run: Path, task: str, device: torch.device) -> TrainedRun:
     run = Path(run)
     cfg = load_run_config(run)
     if cfg.task != task:
         want = "`dchag train forecast`" if task == "forecast" else "`dchag pretrain`"
         raise DchagError(f"this is a {cfg.task} run", path=run, fix=f"use a run of {want}")
-    info = json.loads((run / "model.json").read_text())
+    try:
+        info = json.loads((run / "model.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DchagError("cannot read model.json", path=run,
+                         fix="point --run at a folder written by `dchag pretrain` or "
+                         "`dchag train`") from exc
     mcfg = ModelConfig.from_dict(info["model"])
-    ckpt = latest_checkpoint(run)
+    ckpt, skipped = intact_checkpoint(run)
+    for why in skipped:
+        note(f"{why}; using an earlier checkpoint")
     if ckpt is None:
-        raise DchagError("the run has no checkpoint yet", path=run,
+        raise DchagError("the run has no intact checkpoint" if skipped else
+                         "the run has no checkpoint yet", path=run,
                          fix="train it first (or --resume it to the end)")
     if task == "forecast":
         out_index = [info["channel_names"].index(c) for c in info["out_channels"]]
@@ -59,9 +74,7 @@ def load_run(run: Path, task: str, device: torch.device) -> TrainedRun:
     else:
         model = MAE(mcfg)
     state = {"model": model.state_dict()}
-    with warnings.catch_warnings():  # "torch.distributed is disabled …": intended here
-        warnings.simplefilter("ignore", UserWarning)
-        dcp.load(state, checkpoint_id=str(ckpt), no_dist=True)
+    load_state(state, ckpt, no_dist=True, allow_partial=True)
     model.load_state_dict(state["model"])
     model.to(device).eval()
     return TrainedRun(run, cfg, info, mcfg, model, checkpoint_step(ckpt))

@@ -34,6 +34,14 @@ class ModelConfig:
     out_channels: int | None = None  # forecast outputs; None → all input channels
 
     def __post_init__(self) -> None:
+        for name in ("channels", "patch", "embed_dim", "heads", "decoder_dim", "decoder_heads",
+                     "tree_fanout"):
+            if getattr(self, name) < 1:
+                raise DchagError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.groups is not None and self.groups < 1:
+            raise DchagError(f"--groups {self.groups} must be at least 1")
+        if min(self.img_size) < 1 or self.depth < 0 or self.decoder_depth < 0:
+            raise DchagError(f"image {self.img_size} and depths must be positive")
         if self.variant not in VARIANTS:
             raise DchagError(f"unknown variant {self.variant!r}", fix=f"choose one of {VARIANTS}")
         if self.tree not in (0, 1, 2):

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pipelines.data.zarr_store import open_artifact
-from pipelines.eval.masks import matching_bands
+from pipelines.eval.masks import matching_bands, matching_samples
 from pipelines.plots.appl import rgb_composite
 from pipelines.plots.save import save_figure
 
@@ -21,7 +21,7 @@ def plot_reconstruction(recon: Path, data: Path, index: int, out: Path) -> Path:
     g = open_artifact(data, "appl")
     r0, c0, h, w = rg.attrs["crop"]
     wl = rg["wavelength"][:]
-    k = int(rg["sample_index"][index])
+    k = matching_samples(rg, g, recon, data)[index]
     bands = matching_bands(g["wavelength"][:], wl, data)
     orig = g["cube"].get_orthogonal_selection(
         (k, bands, slice(r0, r0 + h), slice(c0, c0 + w))).astype(np.float32)

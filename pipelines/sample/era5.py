@@ -218,6 +218,9 @@ def generate_era5(out: Path, channels: list[Channel], start: str, days: int, ste
     old one (so both generations are exercised), optionally split into chunks of days."""
     if days < 1 or step_hours < 1:
         raise DchagError("--days and --step-hours must be at least 1")
+    if not np.isfinite(resolution) or not 0 < resolution <= 90 or \
+            not np.isclose(180 / resolution, round(180 / resolution)):
+        raise DchagError(f"--resolution {resolution} must divide 180°", fix="e.g. 0.25, 2.5, 5")
     t0 = np.datetime64(start, "h")
     times = t0 + np.arange(0, days * 24, step_hours).astype("timedelta64[h]")
     pl = [c for c in channels if c.level is not None]

@@ -4,8 +4,9 @@ Each rank writes its own shards (FSDP's dp shards, TP's head and MLP slices, the
 groups it owns); DCP's metadata lets a later run on another (dp, tp) layout read what it
 needs. A checkpoint is written to `step_N.partial` and renamed to `step_N` only when
 every rank has finished, then `latest` is updated; a failed write (a full disk, a
-crash) leaves the previous checkpoint as it was. Only tensors and plain numbers are
-stored: loading never unpickles code.
+crash) leaves the previous checkpoint as it was; a later run removes the partial folder.
+Loading goes through `safe_checkpoint`: never unpickles code, finds truncated shards
+first, and resume falls back to the newest intact checkpoint.
 """
 
 from __future__ import annotations
@@ -28,18 +29,46 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.optim import Optimizer
 
 from pipelines.errors import DchagError
+from pipelines.faults import fault_point
+from pipelines.train.safe_checkpoint import checkpoint_problem, first_failure, load_state
 
 
 def checkpoint_root(run: Path) -> Path:
     return Path(run) / "checkpoints"
 
 
+def _finished(run: Path) -> list[Path]:
+    """Completed checkpoint folders, newest first."""
+    root = checkpoint_root(run)
+    if not root.is_dir():
+        return []
+    done = [p for p in root.glob("step_*") if p.is_dir() and not p.suffix
+            and p.name[5:].isdigit()]
+    return sorted(done, key=lambda p: int(p.name[5:]), reverse=True)
+
+
 def latest_checkpoint(run: Path) -> Path | None:
-    pointer = checkpoint_root(run) / "latest"
-    if not pointer.is_file():
-        return None
-    path = checkpoint_root(run) / pointer.read_text().strip()
-    return path if (path / ".metadata").is_file() else None
+    """The newest completed checkpoint folder (not checked for damage)."""
+    done = _finished(run)
+    return done[0] if done else None
+
+
+def intact_checkpoint(run: Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint that can be loaded, and why each newer one cannot."""
+    skipped = []
+    for ckpt in _finished(run):
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt, skipped
+        skipped.append(f"{ckpt.name} is damaged ({problem})")
+    return None, skipped
+
+
+def clean_partials(run: Path) -> None:
+    """Remove `step_N.partial` folders a killed run left (call with the run's lock held)."""
+    root = checkpoint_root(run)
+    for p in root.glob("step_*.partial") if root.is_dir() else ():
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def checkpoint_step(path: Path) -> int:
@@ -60,17 +89,20 @@ def save_checkpoint(run: Path, step: int, model: nn.Module, optimizer: Optimizer
              "optim": get_optimizer_state_dict(model, optimizer)}
     try:
         dcp.save(state, checkpoint_id=str(partial))
+        fault_point("checkpoint:shards-written")
         if is_main:
             (partial / "train_state.json").write_text(json.dumps({"step": step}))
-    except Exception as exc:
+    except BaseException as exc:  # DCP's CheckpointException is not an Exception
         if is_main:
             shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
         previous = latest_checkpoint(run)
         kept = f"the previous checkpoint {previous.name} is intact" if previous else \
             "no earlier checkpoint exists"
-        reason = "out of disk space" if _is_disk_full(exc) else f"{type(exc).__name__}"
+        reason = "out of disk space" if _is_disk_full(exc) else first_failure(exc)
         raise DchagError(f"writing the checkpoint of step {step} failed ({reason}); {kept}",
-                         path=root, fix="free space (or change --out) and --resume") from exc
+                         path=partial, fix="free space (or change --out) and --resume") from None
     dist.barrier()
     if is_main:
         shutil.rmtree(final, ignore_errors=True)
@@ -91,14 +123,17 @@ def _is_disk_full(exc: BaseException) -> bool:
         if id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         if "No space left on device" in str(e):
             return True
         stack += [x for x in (e.__cause__, e.__context__) if x is not None]
         failures = getattr(e, "failures", None)
         if isinstance(failures, dict):
-            stack += [x for x in failures.values() if isinstance(x, BaseException)]
+            for value in failures.values():
+                value = value[0] if isinstance(value, tuple) else value
+                if isinstance(value, BaseException):
+                    stack.append(value)
     return False
 
 
@@ -113,12 +148,7 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: Optimizer | None) -
     state = {"model": get_model_state_dict(model)}
     if optimizer is not None:
         state["optim"] = get_optimizer_state_dict(model, optimizer)
-    try:
-        dcp.load(state, checkpoint_id=str(path))
-    except Exception as exc:
-        raise DchagError(f"cannot load this checkpoint ({_first_line(exc)})", path=path,
-                         fix="it was probably written by a different model configuration"
-                         ) from exc
+    load_state(state, path)
     set_model_state_dict(model, state["model"])
     if optimizer is not None:
         set_optimizer_state_dict(model, optimizer, state["optim"])
@@ -129,15 +159,5 @@ def load_encoder(path: Path, model: nn.Module) -> None:
     """Collective: initialise `model.encoder` from another run's checkpoint (fine-tuning)."""
     full = get_model_state_dict(model)
     state = {"model": {k: v for k, v in full.items() if k.startswith("encoder.")}}
-    try:
-        dcp.load(state, checkpoint_id=str(path))
-    except Exception as exc:
-        raise DchagError(f"cannot take the encoder from this checkpoint ({_first_line(exc)})",
-                         path=path, fix="the pretrained run must use the same model settings"
-                         ) from exc
+    load_state(state, path, allow_partial=True)
     set_model_state_dict(model, state["model"], options=StateDictOptions(strict=False))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__

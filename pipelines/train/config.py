@@ -9,6 +9,7 @@ that the model it describes matches the checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -84,11 +85,24 @@ class TrainConfig:
             raise DchagError(f"--batch-size {self.batch_size} is not divisible by the "
                              f"{self.dp_size} data-parallel ranks",
                              fix="choose a multiple of gpus / tp")
-        for name in ("steps", "batch_size", "log_every", "val_every", "ckpt_every", "keep"):
+        for name in ("steps", "batch_size", "log_every", "val_every", "ckpt_every", "keep",
+                     "patch", "val_batches"):
             if getattr(self, name) < 1:
-                raise DchagError(f"--{name.replace('_', '-')} must be at least 1")
+                raise DchagError(f"--{_flag(name)} must be at least 1")
+        for name in ("tp", "groups", "stop_at"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise DchagError(f"--{_flag(name)} must be at least 1")
+        for name in ("min_lr", "weight_decay", "clip", "workers", "warmup", "seed"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise DchagError(f"--{_flag(name)} must not be negative")
+        if not self.lr > 0 or not self.timeout_min > 0:
+            raise DchagError("--lr and --timeout-min must be positive")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise DchagError(f"--mask-ratio {self.mask_ratio} must be in [0, 1)")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise DchagError(f"--val-fraction {self.val_fraction} must be in [0, 1)")
+        if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 1):
+            raise DchagError(f"--crop {self.crop} must be HEIGHTxWIDTH of at least 1 pixel")
         if not self.leads or min(self.leads) <= 0:
             raise DchagError("--lead needs at least one positive lead time")
 
@@ -112,12 +126,88 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise DchagError(f"unknown setting(s) {', '.join(unknown)}", path=source,
-                             fix="see `dchag pretrain --help` for the settings")
-        return cls(**d)
+        """Settings of any origin (flags, a config file, a saved run) in one syntax: lists
+        may be given as lists or comma strings, leads as `6h,1d` or hours."""
+        return cls(**coerce_settings(d, source))
+
+
+def coerce_settings(d: dict[str, Any], source: str) -> dict[str, Any]:
+    """Check names and types of settings (keys spelled like the flags, dashes or
+    underscores; `lead` or `leads`), naming `source` in any error."""
+    d = {str(k).replace("-", "_"): v for k, v in d.items()}
+    if "lead" in d:  # the flag's name works in files too
+        d["leads"] = d.pop("lead")
+    known = {f.name: f for f in fields(TrainConfig)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise DchagError(f"unknown setting(s) {', '.join(unknown)}", path=source,
+                         fix="see `dchag pretrain --help` for the settings")
+    return {k: _coerce(k, v, str(known[k].type), source) for k, v in d.items()}
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _coerce(name: str, value: Any, annotation: str, source: str) -> Any:
+    """Check one setting against its declared type; lists accept comma strings."""
+    kind = annotation.replace(" ", "")
+    optional = kind.endswith("|None")
+    kind = kind.removesuffix("|None")
+
+    def bad(expected: str) -> DchagError:
+        return DchagError(f"setting {name} = {value!r} is not {expected}", path=source,
+                          fix=f"write it as on the command line: --{_flag(name)} …")
+
+    if value is None:
+        if optional:
+            return None
+        raise bad("given")
+    if name == "leads":
+        items = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
+                                           for v in value):
+            return sorted(set(value))
+        return parse_leads([str(v) for v in items])
+    if name == "crop" and isinstance(value, str):
+        return list(_parse_hw(value))
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("a whole number")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float) or \
+                not math.isfinite(value):
+            raise bad("a number")
+        return float(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise bad("text")
+        return value
+    if kind.startswith("list["):
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise bad("a list")
+        if kind == "list[str]":
+            if not all(isinstance(v, str) for v in items):
+                raise bad("a list of names")
+            return [v.strip() for v in items if v.strip()]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            raise bad("a list of whole numbers")
+        return list(items)
+    return value
+
+
+def _parse_hw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise DchagError(f"--crop {text!r} is not HEIGHTxWIDTH, e.g. 192x384") from exc
+    return h, w
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -137,14 +227,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise DchagError(f"cannot parse: {str(exc).splitlines()[0]}", path=path) from exc
     if not isinstance(data, dict):
         raise DchagError("expected a table of settings", path=path)
-    out = {k.replace("-", "_"): v for k, v in data.items()}
-    if "leads" in out:
-        out["leads"] = parse_leads([str(v) for v in _as_list(out["leads"])])
-    return out
-
-
-def _as_list(value: Any) -> list:
-    return value if isinstance(value, list) else [value]
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
 _LEAD = re.compile(r"^(\d+(?:\.\d+)?)\s*([hdw]?)$")
@@ -187,7 +270,14 @@ def load_run_config(run: Path) -> TrainConfig:
     if not path.is_file():
         raise DchagError("not a dchag run (no config.json)", path=run,
                          fix="point at a folder written by `dchag pretrain` or `dchag train`")
-    return TrainConfig.from_dict(json.loads(path.read_text()), source=str(path))
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError as exc:
+        raise DchagError("config.json is not valid JSON", path=path,
+                         fix="the run folder is damaged") from exc
+    if not isinstance(saved, dict):
+        raise DchagError("config.json holds no settings", path=path)
+    return TrainConfig.from_dict(saved, source=str(path))
 
 
 def check_same_model(a: TrainConfig, b: TrainConfig, what: str, path: Path) -> None:

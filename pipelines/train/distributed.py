@@ -57,6 +57,11 @@ def under_launcher() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def is_global_rank_zero() -> bool:
+    """Outside a launcher the CLI process acts for rank 0 (it prepares the run folder)."""
+    return not under_launcher() or os.environ.get("RANK") == "0"
+
+
 def init_rank(tp: int, timeout_min: float) -> RankContext:
     """Join the process group (NCCL on GPUs, gloo on CPU) and build the (dp, tp) mesh."""
     world = int(os.environ["WORLD_SIZE"])

@@ -24,11 +24,13 @@ from torch import Tensor
 from pipelines.data.datasets import Normalizer
 from pipelines.errors import DchagError
 from pipelines.model.forecast import lat_weighted_mse
+from pipelines.notes import note
 from pipelines.parallel.gather import all_gather_flat
 from pipelines.provenance import provenance
 from pipelines.train.build import build_parallel_model, compute_dtype, model_config
 from pipelines.train.checkpoint import (
-    latest_checkpoint,
+    checkpoint_root,
+    intact_checkpoint,
     load_checkpoint,
     load_encoder,
     save_checkpoint,
@@ -59,6 +61,7 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> TrainResul
     # MAE returns its reconstruction as a view; nothing modifies it in place.
     warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view")
     ctx = init_rank(cfg.tp_size, cfg.timeout_min)
+    dist.barrier()  # under torchrun, global rank 0 has prepared the run folder by now
     try:
         result = _Trainer(cfg, ctx, progress if ctx.is_main else None).run()
     except BaseException:
@@ -138,17 +141,32 @@ class _Trainer:
         all_gather_flat(every, local)
         return [int(v) for v in every.cpu()]
 
+    def agreed_checkpoint(self, run: Path) -> Path | None:
+        """The newest intact checkpoint of `run`, chosen by global rank 0 (which also says
+        which damaged ones it skipped) and the same on every rank."""
+        step = torch.tensor([-1], dtype=torch.int64, device=self.ctx.device)
+        if self.ctx.is_main:
+            ckpt, skipped = intact_checkpoint(run)
+            for why in skipped:
+                note(f"{why}; falling back to an earlier checkpoint")
+            if ckpt is not None:
+                if skipped:
+                    note(f"resuming from {ckpt}")
+                step[0] = int(ckpt.name[5:])
+        dist.broadcast(step, src=0)
+        return None if step.item() < 0 else checkpoint_root(run) / f"step_{step.item():08d}"
+
     # -- the loop ------------------------------------------------------------------
     def run(self) -> TrainResult:
         cfg, ctx = self.cfg, self.ctx
         start = 0
-        latest = latest_checkpoint(self.run_dir)
-        if latest is not None:
-            start = load_checkpoint(latest, self.model, self.opt)
+        resume_from = self.agreed_checkpoint(self.run_dir)
+        if resume_from is not None:
+            start = load_checkpoint(resume_from, self.model, self.opt)
         elif cfg.init:
-            init = latest_checkpoint(Path(cfg.init))
+            init = self.agreed_checkpoint(Path(cfg.init))
             if init is None:
-                raise DchagError("the run has no checkpoint", path=cfg.init)
+                raise DchagError("the run has no intact checkpoint", path=cfg.init)
             load_encoder(init, self.model)
         log = MetricsLog(self.run_dir, start) if ctx.is_main else None
         if self.progress:

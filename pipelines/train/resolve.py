@@ -11,21 +11,24 @@ from typing import Any
 import zarr
 
 from pipelines.errors import DchagError
+from pipelines.guard import check_no_overlap, check_replaceable, mark_folder
 from pipelines.model.config import ModelConfig
 from pipelines.parallel.tensor_parallel import check_tp
 from pipelines.train.build import model_config
-from pipelines.train.checkpoint import latest_checkpoint
+from pipelines.train.checkpoint import intact_checkpoint
 from pipelines.train.config import (
     TrainConfig,
     check_same_model,
+    coerce_settings,
     load_run_config,
     read_config_file,
     save_config,
 )
-from pipelines.train.data import Artifact, describe_artifact
+from pipelines.train.data import Artifact, describe_artifact, split_samples
 from pipelines.train.distributed import check_devices
 
 # Model fields the encoder's weights depend on (what `--init` must agree on).
+RUN_HINT = "--resume it, pass --overwrite, or choose another --out"
 ENCODER_FIELDS = ("channels", "img_size", "patch", "embed_dim", "depth", "heads", "mlp_ratio",
                   "variant", "tree", "tree_fanout", "groups")
 
@@ -37,7 +40,7 @@ def resolve(task: str, flags: dict[str, Any], config_file: Path | None,
         saved = load_run_config(resume)
         settings.update(saved.to_dict(), stop_at=None)
     if config_file is not None:
-        settings.update(read_config_file(config_file))
+        settings.update(coerce_settings(read_config_file(config_file), str(config_file)))
     settings.update({k: v for k, v in flags.items() if v is not None})
     settings["task"] = task
     if resume is not None:
@@ -50,33 +53,70 @@ def resolve(task: str, flags: dict[str, Any], config_file: Path | None,
     return cfg
 
 
-def prepare(cfg: TrainConfig, *, resume: bool, overwrite: bool
-            ) -> tuple[Artifact, ModelConfig]:
-    """Validate everything a worker will need; returns the artifact and model config."""
+def run_inputs(cfg: TrainConfig, config_file: Path | None = None) -> list[Path]:
+    """What a training run reads, which its run folder must not overlap."""
+    inputs = [Path(cfg.data)]
+    if cfg.init is not None:
+        inputs += [Path(cfg.init) / "checkpoints", Path(cfg.init) / "model.json"]
+    if config_file is not None:
+        inputs.append(Path(config_file))
+    return inputs
+
+
+def prepare(cfg: TrainConfig, *, resume: bool, overwrite: bool,
+            config_file: Path | None = None) -> tuple[Artifact, ModelConfig]:
+    """Validate everything a worker will need; returns the artifact and model config.
+    Changes nothing on disk (`--dry-run` stops after this)."""
     check_devices(cfg.gpus)
     art = describe_artifact(Path(cfg.data), cfg)
+    if not split_samples(art, cfg, "train")[0]:
+        raise DchagError("no training samples", path=cfg.data,
+                         fix="use more data, shorter --lead or a smaller --val-fraction")
     mcfg = model_config(cfg, art)
     check_tp(mcfg, cfg.tp_size)
     if cfg.init is not None:
         check_init(Path(cfg.init), mcfg, art)
     run = Path(cfg.out)
     if resume:
-        saved = json.loads((run / "model.json").read_text())
-        if saved["channel_names"] != art.channel_names:
-            raise DchagError("the data's channels differ from the run's", path=cfg.data)
-    elif run.exists() and any(run.iterdir()):
-        if not overwrite:
-            raise DchagError("the run folder already exists", path=run,
-                             fix="--resume it, pass --overwrite, or choose another --out")
-        shutil.rmtree(run)
+        check_no_overlap(run, run_inputs(cfg, config_file))
+        check_resume_data(run, art)
+        intact_checkpoint(run)  # a tampered checkpoint is refused before anything starts
+    else:
+        parent = run.resolve().parent
+        if not parent.is_dir():
+            raise DchagError("the folder for the run does not exist", path=parent,
+                             fix="create it first or choose another --out")
+        check_replaceable(run, ("run",), run_inputs(cfg, config_file), overwrite, RUN_HINT)
     return art, mcfg
 
 
+def check_resume_data(run: Path, art: Artifact) -> None:
+    """A resumed run continues on data with its own channels and grid."""
+    path = run / "model.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DchagError("cannot read model.json", path=path,
+                         fix="point --resume at a folder written by `dchag pretrain` or "
+                         "`dchag train`") from exc
+    if saved.get("channel_names") != art.channel_names:
+        raise DchagError("the data's channels differ from the run's", path=art.path,
+                         fix="resume on the artifact the run was trained on")
+    grid = zarr.open_group(str(art.path), mode="r").attrs.get("grid")
+    if saved.get("grid") is not None and grid != saved["grid"]:
+        raise DchagError(f"the data's grid {grid} differs from the run's {saved['grid']}",
+                         path=art.path, fix="resume on the artifact the run was trained on")
+
+
 def check_init(init: Path, mcfg: ModelConfig, art: Artifact) -> None:
-    if latest_checkpoint(init) is None:
-        raise DchagError("no checkpoint to initialise from", path=init,
+    if intact_checkpoint(init)[0] is None:
+        raise DchagError("no intact checkpoint to initialise from", path=init,
                          fix="point --init at a finished `dchag pretrain` run")
-    saved = json.loads((init / "model.json").read_text())
+    try:
+        saved = json.loads((init / "model.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DchagError("cannot read model.json", path=init,
+                         fix="point --init at a folder written by `dchag pretrain`") from exc
     diffs = [f"{k}: {saved['model'][k]!r} ≠ {mcfg.to_dict()[k]!r}" for k in ENCODER_FIELDS
              if saved["model"][k] != mcfg.to_dict()[k]]
     if saved["channel_names"] != art.channel_names:
@@ -87,9 +127,15 @@ def check_init(init: Path, mcfg: ModelConfig, art: Artifact) -> None:
                          "--tree, --groups, --patch and channels")
 
 
-def create_run(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig) -> Path:
+def create_run(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig, overwrite: bool,
+               config_file: Path | None = None) -> Path:
+    """Make the run folder (global rank 0 only, with the run's lock held)."""
     run = Path(cfg.out)
+    check_replaceable(run, ("run",), run_inputs(cfg, config_file), overwrite, RUN_HINT)
+    if run.exists():
+        shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
+    mark_folder(run, "run")
     save_config(cfg, run)
     # What inference needs besides the weights: the training normalisation and grid.
     model = {"model": mcfg.to_dict(), "channel_names": art.channel_names,

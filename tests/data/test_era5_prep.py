@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from pipelines.data.era5_prep import Era5PrepConfig, prep_era5
-from pipelines.data.era5_stats import day_of_year_index
+from pipelines.data.era5_stats import day_of_year_index, hour_of_day
 from pipelines.errors import DchagError
 from tests.conftest import SMALL_CHANNELS, era5_like
 
@@ -30,7 +30,7 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 def test_store_has_data_coords_stats_climatology_and_provenance(era5_dir: Path, tmp_path: Path):
-    ds = _prep([era5_dir], tmp_path / "era5.zarr", train_years=(2018, 2018), clim_window=0)
+    ds = _prep([era5_dir], tmp_path / "era5.zarr", train_years=(2018, 2018), clim_window=1)
     assert ds["data"].dims == ("time", "channel", "lat", "lon")
     assert ds["data"].shape == (8, 5, 32, 64) and ds["data"].dtype == np.float32
     assert ds["data"].encoding["chunks"] == (1, 5, 32, 64)
@@ -40,10 +40,16 @@ def test_store_has_data_coords_stats_climatology_and_provenance(era5_dir: Path, 
     data = ds["data"].values.astype(np.float64)
     np.testing.assert_allclose(ds["mean"].values, data.mean(axis=(0, 2, 3)), rtol=1e-6)
     np.testing.assert_allclose(ds["std"].values, data.std(axis=(0, 2, 3)), rtol=1e-4)
-    doy = day_of_year_index(ds.time.values)
-    np.testing.assert_allclose(ds["climatology"].values[0], data[doy == 0].mean(axis=0),
-                               rtol=1e-5)
+    doy, hour = day_of_year_index(ds.time.values), hour_of_day(ds.time.values)
+    assert ds["climatology"].dims == ("dayofyear", "hour", "channel", "lat", "lon")
+    assert list(ds.hour.values) == [0, 6, 12, 18]
+    for h, pos in ((0, 0), (12, 2)):
+        np.testing.assert_allclose(ds["climatology"].values[0, pos],
+                                   data[(doy == 0) & (hour == h)].mean(axis=0), rtol=1e-5)
+    assert np.isnan(ds["climatology"].values[0, 1]).all()  # no 06 UTC data
     assert np.isnan(ds["climatology"].values[200]).all()
+    per_step = ds["stats_sum"].values / ds["stats_count"].values
+    np.testing.assert_allclose(per_step, data.mean(axis=(2, 3)), rtol=1e-6)
     z500 = ds["data"].sel(channel="z_500").values
     assert 4.5e4 < z500.mean() < 6e4
     prov = ds.attrs["provenance"]
@@ -138,9 +144,15 @@ def test_missing_output_folder_and_existing_store_are_refused(era5_dir: Path, tm
     with pytest.raises(DchagError, match="output folder does not exist"):
         _prep([era5_dir], tmp_path / "nowhere" / "era5.zarr")
     out = tmp_path / "era5.zarr"
-    out.mkdir()
+    _prep([era5_dir], out)
     with pytest.raises(DchagError, match=r"already exists.*--overwrite"):
         _prep([era5_dir], out)
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(DchagError, match="not something dchag wrote"):
+        _prep([era5_dir], mine, overwrite=True)
+    assert (mine / "thesis.tex").read_text() == "years of work"
 
 
 def test_failed_rewrite_keeps_the_previous_store(era5_dir: Path, tmp_path: Path):

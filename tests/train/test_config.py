@@ -10,6 +10,7 @@ import pytest
 from pipelines.errors import DchagError
 from pipelines.train.config import (
     TrainConfig,
+    coerce_settings,
     format_lead,
     parse_lead,
     parse_leads,
@@ -39,7 +40,8 @@ def test_leads_from_repeated_and_comma_flags_are_sorted_once():
 def test_config_files_in_toml_and_yaml(tmp_path: Path):
     toml = tmp_path / "c.toml"
     toml.write_text('preset = "small"\nbatch-size = 16\nleads = ["6h", "1d"]\n')
-    assert read_config_file(toml) == {"preset": "small", "batch_size": 16, "leads": [6, 24]}
+    assert coerce_settings(read_config_file(toml), "c.toml") == {
+        "preset": "small", "batch_size": 16, "leads": [6, 24]}
     yml = tmp_path / "c.yaml"
     yml.write_text("variant: C\ntree: 2\n")
     assert read_config_file(yml) == {"variant": "C", "tree": 2}
@@ -49,6 +51,20 @@ def test_config_files_in_toml_and_yaml(tmp_path: Path):
         read_config_file(bad)
     with pytest.raises(DchagError, match="unknown setting"):
         TrainConfig.from_dict({"presett": "tiny"}, source="c.toml")
+
+
+def test_files_and_flags_share_one_syntax(tmp_path: Path):
+    """Lists as lists or comma strings, the flag's own names (`lead`), type errors named."""
+    as_string = coerce_settings({"channels": "z_500,t2m", "lead": "6h,1d"}, "f.toml")
+    as_list = coerce_settings({"channels": ["z_500", "t2m"], "leads": ["1d", "6h"]}, "f.toml")
+    assert as_string == as_list == {"channels": ["z_500", "t2m"], "leads": [6, 24]}
+    assert coerce_settings({"crop": "192x384"}, "f")["crop"] == [192, 384]
+    for bad, match in (({"steps": "abc"}, "steps = 'abc' is not a whole number"),
+                       ({"lr": True}, "lr = True is not a number"),
+                       ({"ac": "yes"}, "ac = 'yes' is not true or false"),
+                       ({"channels": [1, 2]}, "not a list of names")):
+        with pytest.raises(DchagError, match=match):
+            coerce_settings(bad, "f.toml")
 
 
 def test_mesh_arithmetic_is_checked():
