@@ -11,6 +11,7 @@ import typer
 from dchag_cli.bench_dchag import build_cases, print_table, run_sweep
 from dchag_cli.console import err, key_value_table, out, user_errors
 from pipelines.bench.appl_bench import bench_appl
+from pipelines.bench.comm import Link
 from pipelines.bench.regrid_bench import bench_prep_rate, bench_regrid
 from pipelines.errors import DchagError
 
@@ -93,32 +94,55 @@ SWEEP_HELP = {
     "variants": "baseline (pure TP), L, C.",
     "trees": "D-CHAG tree depths (0, 1, 2).",
     "tp": "Tensor-parallel sizes.",
-    "mode": "real: tp processes; fake: rank 0 against a fake process group (one GPU "
-            "measures tp 8; communication modelled); auto: fake on GPU, real on CPU.",
+    "dp": "Data-parallel sizes (FSDP shards parameters, gradients and optimizer state).",
+    "mode": "real: tp·dp processes; fake: rank 0 against a fake process group (one GPU "
+            "measures tp 8; communication modelled); estimate: the memory planner (fake "
+            "tensors, nothing allocated, any preset on any machine); auto: fake on a GPU, "
+            "real on a CPU.",
+    "impl": "Channel-stage implementations to compare: fused, folded, direct.",
+    "aggregation": "How the all-input aggregation runs under TP: head-split (the authors' "
+                   "and the fair baseline), replicated.",
 }
 
 
 def _sweep(title: str, presets: str, channels: str, variants: str, trees: str, tp: str,
-           img: str, patch: int, batch: int, mode: str, warmup: int, steps: int,
-           link_gbs: float, out_path: Path) -> None:
-    cases, skipped = build_cases(presets, channels, variants, trees, tp, img, patch, batch)
+           dp: str, img: str, patch: int, batch: int, mode: str, impl: str,
+           aggregation: str, ac: bool, ac_channels: bool, precision: str, warmup: int,
+           steps: int, link: Link, memory_limit: float, out_path: Path) -> None:
+    cases, skipped = build_cases(presets, channels, variants, trees, tp, img, patch, batch, dp,
+                                 impl, aggregation, ac, ac_channels)
     if skipped:
         err.print(f"skipped (heads not divisible by tp): {', '.join(skipped)}")
-    records = run_sweep(cases, mode, warmup, steps, link_gbs, out_path, title)
+    if warmup < 1 or steps < 1 or memory_limit <= 0:
+        raise DchagError("--warmup and --steps must be at least 1, --memory-limit positive")
+    records = run_sweep(cases, mode, warmup, steps, link, memory_limit, out_path, title,
+                        precision)
     print_table(records, title, out_path)
+
+
+def _link(name: str, gbs: float, latency_us: float) -> Link:
+    if not gbs > 0 or not latency_us >= 0:
+        raise DchagError("--link-gbs must be positive and --link-latency-us not negative")
+    return Link(name, gbs, latency_us)
 
 
 @app.callback()
 @user_errors
 def quick(ctx: typer.Context) -> None:
     """Without a subcommand: the quick sweep (small preset, 80 and 256 channels, baseline /
-    L / C, tp 2 on real gloo ranks), written to bench.zarr."""
+    L / C, the fused, folded and direct channel stages, tp 2 on real gloo ranks), written
+    to bench.zarr."""
     if ctx.invoked_subcommand is None:
-        _sweep("dchag bench (quick sweep)", "small", "80,256", "baseline,L,C", "0", "2",
-               "32x64", 4, 2, "auto", 1, 3, 100.0, Path("bench.zarr"))
+        _sweep("dchag bench (quick sweep)", "small", "80,256", "baseline,L,C", "0", "2", "1",
+               "32x64", 4, 2, "auto", "fused,folded,direct", "head-split", True, True, "auto",
+               1, 3,
+               _link(LINK_NAME, 100.0, 5.0), 64.0, Path("bench.zarr"))
 
 
-def _command(name: str, doc: str):
+LINK_NAME = "assumed link"
+
+
+def _command(name: str, doc: str, default_mode: str = "auto"):
     @user_errors
     def command(
         presets: str = typer.Option("small", help=SWEEP_HELP["presets"]),
@@ -126,34 +150,57 @@ def _command(name: str, doc: str):
         variants: str = typer.Option("baseline,L,C", help=SWEEP_HELP["variants"]),
         trees: str = typer.Option("0", help=SWEEP_HELP["trees"]),
         tp: str = typer.Option("2", help=SWEEP_HELP["tp"]),
+        dp: str = typer.Option("1", help=SWEEP_HELP["dp"]),
         img: str = typer.Option("32x64", help="Image HEIGHTxWIDTH (weather 32x64; the "
                                 "authors' protocol 128x256)."),
         patch: int = typer.Option(4, help="Patch size."),
-        batch: int = typer.Option(2, help="Samples per rank."),
-        mode: str = typer.Option("auto", help=SWEEP_HELP["mode"]),
+        batch: int = typer.Option(2, help="Samples per rank (the authors use 2)."),
+        mode: str = typer.Option(default_mode, help=SWEEP_HELP["mode"]),
+        estimate: bool = typer.Option(False, "--estimate", help="Same as --mode estimate: "
+                                      "plan memory without allocating anything."),
+        channel_impl: str = typer.Option("fused", help=SWEEP_HELP["impl"]),
+        aggregation: str = typer.Option("head-split", help=SWEEP_HELP["aggregation"]),
+        ac: bool = typer.Option(True, "--ac/--no-ac", help="Activation checkpointing per "
+                                "transformer block (the authors' protocol: on)."),
+        ac_channels: bool = typer.Option(True, "--ac-channels/--no-ac-channels",
+                                         help="Recompute the channel stage in the backward "
+                                         "pass (protocol: on)."),
+        precision: str = typer.Option("auto", help="Compute dtype: bf16 (the protocol; "
+                                      "auto on GPUs and for --estimate), fp32 (auto for "
+                                      "real CPU steps). Master weights stay fp32."),
         warmup: int = typer.Option(1, help="Untimed steps first."),
         steps: int = typer.Option(3, help="Timed steps (the median is reported)."),
-        link_gbs: float = typer.Option(100.0, help="Link bandwidth (GB/s) for modelled "
-                                       "communication in fake mode."),
+        link_name: str = typer.Option(LINK_NAME, help="Name of the link the communication "
+                                      "model assumes (printed beside every modelled time)."),
+        link_gbs: float = typer.Option(100.0, help="Its bandwidth per direction, GB/s."),
+        link_latency_us: float = typer.Option(5.0, help="Its latency per ring step, µs."),
+        memory_limit: float = typer.Option(64.0, help="GiB per rank a case must fit in "
+                                           "(--estimate; on a GPU its own memory counts). "
+                                           "64: the authors' Frontier GCD."),
         out_path: Path = typer.Option(Path("bench.zarr"), "--out", "-o",
                                       help="The tidy results table (zarr) and PNG prefix."),
     ) -> None:
-        _sweep(f"dchag bench {name}", presets, channels, variants, trees, tp, img, patch,
-               batch, mode, warmup, steps, link_gbs, out_path)
+        _sweep(f"dchag bench {name}", presets, channels, variants, trees, tp, dp, img, patch,
+               batch, "estimate" if estimate else mode, channel_impl, aggregation, ac,
+               ac_channels, precision, warmup, steps,
+               _link(link_name, link_gbs, link_latency_us), memory_limit, out_path)
 
     command.__doc__ = doc
     return command
 
 
-app.command("memory")(_command("memory", """Peak memory per rank: D-CHAG vs pure TP.
+app.command("memory")(_command("memory", """Peak memory per rank: D-CHAG vs the strongest
+    pure-TP baseline, on the authors' protocol (FSDP mixed precision, activation
+    checkpointing, AdamW foreach, batch 2 per rank).
 
-    Writes bench.zarr (one record per configuration: memory, step time, samples/s,
-    tokens/s, TFLOPS, MFU, bytes communicated) and PNGs of memory and throughput vs
-    channels. The paper's protocol on one GPU:
-    [cyan]dchag bench memory --presets 1b,7b,15b,26b --channels 256,512,1024 --tp 8 --img 128x256[/]
+    Writes bench.zarr (one record per configuration: preset, channels, variant, tree, tp,
+    dp, img, patch, batch, mode, peak_mem_bytes, reserved_bytes, flops_per_rank and its
+    components, step_s, fits, baseline_kind, …) and PNGs. The memory planner, on any
+    machine (about 30 s per 1b case on 2 CPU cores):
+    [cyan]dchag bench memory --estimate --presets 1b --channels 512,1024 --tp 8 --img 128x256[/]
     """))
-app.command("throughput")(_command("throughput", """Step throughput per TP group: D-CHAG vs
-    pure TP (same sweep and outputs as `dchag bench memory`).
+app.command("throughput")(_command("throughput", """Step throughput per replica: D-CHAG vs
+    the strongest pure-TP baseline (same sweep and outputs as `dchag bench memory`).
 
     Example:
     [cyan]dchag bench throughput --presets 1b --channels 80,256,512,1024 --tp 2,4,8 --trees 0,1,2[/]

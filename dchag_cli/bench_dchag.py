@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import torch
@@ -10,13 +11,18 @@ from rich.table import Table
 
 from dchag_cli.console import err, human_bytes, out
 from dchag_cli.model import parse_size
-from pipelines.bench.dchag_bench import Case, run_fake, run_real_rank
+from pipelines.bench.case import MODES, Case
+from pipelines.bench.comm import Link
+from pipelines.bench.dchag_bench import run_in_process, run_real_rank
 from pipelines.data.zarr_store import check_writable_target, write_records
 from pipelines.errors import DchagError
-from pipelines.model.config import PRESETS, VARIANTS
+from pipelines.model.config import CHANNEL_IMPLS, PRESETS, VARIANTS
 from pipelines.plots.bench import plot_vs_channels
 from pipelines.provenance import provenance
+from pipelines.train.config import AGGREGATIONS
 from pipelines.train.distributed import launch
+
+GROUP_KEYS = ("preset", "channels", "tp", "dp", "img", "patch", "batch")
 
 
 def _ints(text: str, name: str) -> list[int]:
@@ -26,140 +32,189 @@ def _ints(text: str, name: str) -> list[int]:
         raise DchagError(f"--{name} {text!r} is not a comma list of integers") from exc
 
 
+def _names(text: str, name: str, allowed: tuple[str, ...]) -> list[str]:
+    items = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in items if v not in allowed]
+    if bad or not items:
+        raise DchagError(f"--{name} {text!r}", fix=f"choose from {', '.join(allowed)}")
+    return items
+
+
 def build_cases(presets: str, channels: str, variants: str, trees: str, tps: str, img: str,
-                patch: int, batch: int) -> tuple[list[Case], list[str]]:
+                patch: int, batch: int, dps: str = "1", impls: str = "fused",
+                aggregations: str = "head-split", ac: bool = True, ac_channels: bool = True
+                ) -> tuple[list[Case], list[str]]:
     """The sweep's cases, and notes on the combinations that cannot exist."""
-    cases, skipped = [], []
     names = [p.strip() for p in presets.split(",") if p.strip()]
     for p in names:
         if p not in PRESETS:
             raise DchagError(f"unknown preset {p!r}", fix=f"choose from {', '.join(PRESETS)}")
-    kinds = [v.strip() for v in variants.split(",") if v.strip()]
-    for v in kinds:
-        if v not in VARIANTS:
-            raise DchagError(f"unknown variant {v!r}", fix=f"choose from {', '.join(VARIANTS)}")
+    kinds = _names(variants, "variants", VARIANTS)
+    impl_list = _names(impls, "channel-impl", CHANNEL_IMPLS)
+    agg_list = _names(aggregations, "aggregation", AGGREGATIONS)
     size = parse_size(img)
+    tree_list = _ints(trees, "trees")
     for name, values in (("channels", _ints(channels, "channels")), ("tp", _ints(tps, "tp")),
-                         ("trees", _ints(trees, "trees"))):
+                         ("dp", _ints(dps, "dp")), ("trees", tree_list)):
         if not values or min(values) < (0 if name == "trees" else 1):
             raise DchagError(f"--{name} {','.join(map(str, values))}: give positive values")
     if patch < 1 or batch < 1:
         raise DchagError("--patch and --batch must be at least 1")
-    for preset, c, v, t, tp in itertools.product(names, _ints(channels, "channels"), kinds,
-                                                 _ints(trees, "trees"), _ints(tps, "tp")):
-        if v == "baseline" and t != _ints(trees, "trees")[0]:
+    cases, skipped = [], []
+    for preset, c, v, t, tp, dp, impl, agg in itertools.product(
+            names, _ints(channels, "channels"), kinds, tree_list, _ints(tps, "tp"),
+            _ints(dps, "dp"), impl_list, agg_list):
+        if v == "baseline" and t != tree_list[0]:
             continue  # the baseline has no tree
         heads = PRESETS[preset]["heads"]
         if heads % tp:
             skipped.append(f"{preset} tp {tp} ({heads} heads)")
             continue
-        cases.append(Case(preset, c, v, t if v != "baseline" else 0, tp, size, patch, batch))
+        if size[0] % patch or size[1] % patch:
+            raise DchagError(f"--img {img} is not divisible by --patch {patch}")
+        cases.append(Case(preset, c, v, t if v != "baseline" else 0, tp, size, patch, batch,
+                          dp, impl, agg, ac, ac_channels))
     if not cases:
         raise DchagError("no valid case in the sweep", fix="; ".join(skipped))
     return cases, sorted(set(skipped))
 
 
-def run_sweep(cases: list[Case], mode: str, warmup: int, steps: int, link_gbs: float,
-              out_path: Path, title: str) -> list[dict]:
+def run_sweep(cases: list[Case], mode: str, warmup: int, steps: int, link: Link,
+              memory_limit_gib: float, out_path: Path, title: str,
+              precision: str = "auto") -> list[dict]:
     check_writable_target(out_path, overwrite=True, kinds=("bench",))
     gpu = torch.cuda.is_available()
-    device = torch.device("cuda", 0) if gpu else torch.device("cpu")
-    dtype = torch.bfloat16 if gpu else torch.float32
     if mode == "auto":
         mode = "fake" if gpu else "real"
-    if mode not in ("real", "fake"):
-        raise DchagError(f"--mode {mode!r}: choose auto, real or fake")
-    if mode == "real" and gpu and max(c.tp for c in cases) > torch.cuda.device_count():
-        raise DchagError(f"--mode real needs {max(c.tp for c in cases)} GPUs, this machine has "
-                         f"{torch.cuda.device_count()}", fix="use --mode fake")
-    err.print(f"{title}: {len(cases)} cases, mode {mode} on {device.type}")
+    if mode not in MODES:
+        raise DchagError(f"--mode {mode!r}", fix=f"choose auto, {', '.join(MODES)}")
+    device = torch.device("cuda", 0) if gpu and mode != "estimate" else torch.device("cpu")
+    dtype = _dtype(precision, gpu, mode)
+    world = max(c.world for c in cases)
+    if mode == "real" and gpu and world > torch.cuda.device_count():
+        raise DchagError(f"--mode real needs {world} GPUs, this machine has "
+                         f"{torch.cuda.device_count()}", fix="use --mode fake or --estimate")
+    limit = memory_limit_gib * 2**30
+    err.print(f"{title}: {len(cases)} cases, mode {mode} on {device.type}, "
+              f"{str(dtype).removeprefix('torch.')} compute, {link.describe()}")
     records: list[dict] = []
-    if mode == "fake":
-        records = run_fake(cases, device, warmup, steps, link_gbs, dtype,
-                           on_done=lambda r: err.print(f"  {_describe(r)}"))
+    if mode in ("fake", "estimate"):
+        records = run_in_process(cases, device, mode, link, warmup, steps, dtype, limit,
+                                 on_done=lambda r: err.print(f"  {_describe(r)}"))
     else:
-        for tp, group in itertools.groupby(sorted(cases, key=lambda c: c.tp),
-                                           key=lambda c: c.tp):
+        for ranks, group in itertools.groupby(sorted(cases, key=lambda c: (c.world, c.tp)),
+                                              key=lambda c: (c.world, c.tp)):
             batch = list(group)
-            done = launch(run_real_rank, (batch, warmup, steps, link_gbs,
-                                          str(dtype).removeprefix("torch.")), tp)
+            done = launch(run_real_rank, (batch, link, warmup, steps,
+                                          str(dtype).removeprefix("torch."), limit), ranks[0])
             for r in done:
                 err.print(f"  {_describe(r)}")
             records += done
-    _add_ratios(records)
+    add_ratios(records)
     write_records(records, out_path, {
-        "dchag_artifact": "bench", "mode": mode, "link_gbs": link_gbs,
-        "memory": "CUDA max_memory_allocated" if gpu else "torch MemTracker peak",
-        "comm": "modelled from bytes / link_gbs" if mode == "fake" else "measured (in step)",
+        "dchag_artifact": "bench", "mode": mode, "link": link.describe(),
+        "memory": ("CUDA max_memory_allocated (reserved beside it)" if device.type == "cuda"
+                   else "torch MemTracker peak" + (" of fake tensors (nothing allocated)"
+                                                   if mode == "estimate" else "")),
+        "comm": "measured (in the step)" if mode == "real" else
+                f"modelled: {link.describe()}",
+        "ratios": "against the strongest baseline of the same preset, channels, tp, dp, "
+                  "image, patch and batch: least memory for mem_vs_baseline, fastest step "
+                  "for speed_vs_baseline",
         "provenance": provenance("bench", {"mode": mode, "warmup": warmup, "steps": steps,
-                                           "link_gbs": link_gbs}, [], seed=0)}, dim="case")
+                                           "link": link.describe(),
+                                           "memory_limit_gib": memory_limit_gib}, [],
+                                 seed=0)}, dim="case")
     return records
 
 
+def _dtype(precision: str, gpu: bool, mode: str) -> torch.dtype:
+    if precision not in ("auto", "bf16", "fp32"):
+        raise DchagError(f"--precision {precision!r}", fix="choose auto, bf16 or fp32")
+    if precision == "auto":  # bf16 as the protocol says; a CPU's real steps in fp32
+        return torch.bfloat16 if gpu or mode == "estimate" else torch.float32
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def _label(r: dict) -> str:
+    kind = "baseline" if r["variant"] == "baseline" else f"{r['variant']} tree{r['tree']}"
+    return f"{kind} · {r['aggregation_kind']}"
+
+
 def _describe(r: dict) -> str:
-    if not r.get("fits", True):
-        return f"{r['preset']} C={r['channels']} {r['variant']} tp {r['tp']}: out of memory"
-    return (f"{r['preset']} C={r['channels']} {r['variant']}/tree{r['tree']} tp {r['tp']}: "
-            f"{human_bytes(r['peak_mem_bytes'])}, {r['step_s'] * 1e3:.1f} ms/step")
+    head = f"{r['preset']} C={r['channels']} {_label(r)} tp {r['tp']} dp {r['dp']}"
+    if not math.isfinite(r.get("peak_mem_bytes", math.nan)):
+        return f"{head}: out of memory"
+    time_ = f", {r['step_s'] * 1e3:.1f} ms/step" if math.isfinite(r["step_s"]) else ""
+    return f"{head}: {human_bytes(r['peak_mem_bytes'])}{time_}"
 
 
-def _add_ratios(records: list[dict]) -> None:
-    """Memory and throughput relative to the baseline of the same preset, channels and tp."""
-    base = {(r["preset"], r["channels"], r["tp"]): r for r in records
-            if r["variant"] == "baseline" and r.get("fits", True)}
+def add_ratios(records: list[dict]) -> None:
+    """Memory and speed relative to the strongest baseline of the same group: the one
+    with the least memory, and the fastest one (they may differ; both are named)."""
+    def key(r: dict) -> tuple:
+        return tuple(r[k] for k in GROUP_KEYS)
+
+    ok = [r for r in records if r["variant"] == "baseline"
+          and math.isfinite(r.get("peak_mem_bytes", math.nan))]
     for r in records:
-        b = base.get((r["preset"], r["channels"], r["tp"]))
-        ok = b is not None and r.get("fits", True)
-        r["mem_vs_baseline"] = r["peak_mem_bytes"] / b["peak_mem_bytes"] if ok else None
-        r["speed_vs_baseline"] = b["step_s"] / r["step_s"] if ok else None
+        pool = [b for b in ok if key(b) == key(r)]
+        mem = min(pool, key=lambda b: b["peak_mem_bytes"], default=None)
+        timed = [b for b in pool if math.isfinite(b.get("step_s", math.nan))]
+        fast = min(timed, key=lambda b: b["step_s"], default=None)
+        fine = math.isfinite(r.get("peak_mem_bytes", math.nan))
+        r["baseline_kind"] = mem["aggregation_kind"] if mem else ""
+        r["mem_vs_baseline"] = r["peak_mem_bytes"] / mem["peak_mem_bytes"] if mem and fine \
+            else None
+        r["speed_baseline_kind"] = fast["aggregation_kind"] if fast else ""
+        r["speed_vs_baseline"] = (fast["step_s"] / r["step_s"]
+                                  if fast and fine and math.isfinite(r["step_s"]) else None)
 
 
 def print_table(records: list[dict], title: str, out_path: Path) -> list[Path]:
-    table = Table(title=f"{title} (mem: peak per rank; ×base, ×speed: vs pure TP; TFLOPS "
-                  "per rank; comm: bytes sent per rank and step)", title_justify="left")
-    for col in ("preset", "C", "variant", "tp", "mem/rank", "×base", "ms", "×speed",
-                "samp/s", "TFLOPS", "MFU", "comm"):
-        table.add_column(col, justify="right" if col not in ("preset", "variant") else "left")
+    table = Table(title=f"{title} (mem: peak per rank; ×base: vs the strongest baseline; "
+                  "TFLOP: per rank and step; comm: bytes sent per rank and step)",
+                  title_justify="left")
+    for col in ("preset", "C", "variant · aggregation", "tp", "dp", "mem/rank", "×base",
+                "fits", "ms", "×speed", "TFLOP", "chan. agg", "MFU", "comm"):
+        table.add_column(col, justify="left" if col in ("preset", "variant · aggregation")
+                         else "right")
     for r in records:
-        fits = r.get("fits", True)
-        variant = r["variant"] if r["variant"] == "baseline" else f"{r['variant']} tree{r['tree']}"
-        ratio = r.get("mem_vs_baseline")
-        speed = r.get("speed_vs_baseline")
-        mfu = r.get("mfu")
-        comm = r.get("comm_gather_bytes", 0) + r.get("comm_allreduce_bytes", 0)
+        done = math.isfinite(r.get("peak_mem_bytes", math.nan))
+        timed = done and math.isfinite(r.get("step_s", math.nan))
+        ratio, speed, mfu = r.get("mem_vs_baseline"), r.get("speed_vs_baseline"), r.get("mfu")
         table.add_row(
-            r["preset"], str(r["channels"]), variant, str(r["tp"]),
-            human_bytes(r["peak_mem_bytes"]) if fits else "OOM",
-            f"{ratio:.2f}" if ratio is not None else "",
-            f"{r['step_s'] * 1e3:.1f}" if fits else "",
+            r["preset"], str(r["channels"]), _label(r), str(r["tp"]), str(r["dp"]),
+            human_bytes(r["peak_mem_bytes"]) if done else "OOM",
+            f"{ratio:.2f}" if ratio is not None else "", "yes" if r.get("fits") else "no",
+            f"{r['step_s'] * 1e3:.1f}" if timed else "",
             f"{speed:.2f}" if speed is not None else "",
-            f"{r['samples_per_s']:.1f}" if fits else "",
-            f"{r['tflops_per_rank']:.3f}" if fits else "",
-            f"{mfu:.0%}" if mfu is not None and mfu == mfu else "",
-            human_bytes(comm) if fits else "")
+            f"{r['flops_per_rank'] / 1e12:.3g}", f"{r['flops_channel_agg'] / 1e12:.3g}",
+            f"{mfu:.0%}" if mfu is not None and math.isfinite(mfu) else "",
+            human_bytes(r.get("comm_bytes", 0)) if done else "")
     out.print(table)
     pngs = [plot_vs_channels(records, "peak_mem_bytes", "peak memory per rank (GiB)",
-                             out_path.with_name(out_path.stem + "_memory.png"), 1 / 2**30),
-            plot_vs_channels(records, "samples_per_s", "samples/s per TP group",
-                             out_path.with_name(out_path.stem + "_throughput.png"))]
-    fitting = _largest_fitting(records)
-    for line in fitting:
+                             out_path.with_name(out_path.stem + "_memory.png"), 1 / 2**30)]
+    if any(math.isfinite(r.get("samples_per_s", math.nan)) for r in records):
+        pngs.append(plot_vs_channels(records, "samples_per_s", "samples/s per replica",
+                                     out_path.with_name(out_path.stem + "_throughput.png")))
+    for line in largest_fitting(records):
         out.print(line)
-    out.print(f"written: {out_path}, {pngs[0]}, {pngs[1]}")
+    out.print(f"written: {out_path}, {', '.join(map(str, pngs))}")
     return pngs
 
 
-def _largest_fitting(records: list[dict]) -> list[str]:
-    """For 512 channels: the largest preset that fit, per variant (where 512 was swept on a
-    GPU; a CPU has no memory limit worth reporting)."""
+def largest_fitting(records: list[dict]) -> list[str]:
+    """Per variant and channel count: the largest preset that fits the memory limit
+    (only where a limit means something: a GPU, or the planner's --memory-limit)."""
     order = list(PRESETS)
     lines: list[str] = []
-    if all(r["device"] == "cpu" for r in records):
-        return lines
-    for variant in sorted({r["variant"] for r in records if r["channels"] == 512}):
-        fit = [r["preset"] for r in records
-               if r["channels"] == 512 and r["variant"] == variant and r.get("fits", True)]
-        if fit:
-            lines.append(f"largest preset that fits at 512 channels, {variant}: "
-                         f"{max(fit, key=order.index)}")
+    relevant = [r for r in records if r["mode"] == "estimate" or r["device"] != "cpu"]
+    for (variant, channels) in sorted({(r["variant"], r["channels"]) for r in relevant}):
+        rows = [r for r in relevant if (r["variant"], r["channels"]) == (variant, channels)]
+        fit = [r["preset"] for r in rows if r.get("fits")]
+        limit = human_bytes(rows[0].get("memory_limit_bytes", math.nan))
+        best = max(fit, key=order.index) if fit else "none"
+        lines.append(f"largest preset that fits {limit} per rank at {channels} channels, "
+                     f"{variant}: {best}")
     return lines

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -26,8 +27,11 @@ from rich.table import Table
 from pipelines.errors import DchagError
 from pipelines.notes import logger as note_logger
 
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# Redirected to a file (a batch job's log), output is never cut to a terminal's 80 columns.
+_FILE_WIDTH = 240
+err = Console(stderr=True, highlight=False,
+              width=None if sys.stderr.isatty() else _FILE_WIDTH)
+out = Console(highlight=False, width=None if sys.stdout.isatty() else _FILE_WIDTH)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -103,8 +107,11 @@ def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
+    """Binary units, labelled as such (1 GiB = 2³⁰ bytes)."""
+    if n != n:  # NaN: not measured
+        return "—"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
-    return f"{n:.1f} TB"
+    return f"{n:.1f} TiB"

@@ -14,17 +14,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dchag_cli.console import err, human_bytes, key_value_table, out, show_notes, user_errors
+from pipelines.bench.case import Case
+from pipelines.bench.planner import plan
 from pipelines.data.zarr_store import store_bytes
 from pipelines.locks import write_lock
 from pipelines.model.config import PRESETS, VARIANTS
-from pipelines.model.info import estimate_memory, parameter_counts
+from pipelines.model.info import parameter_counts
 from pipelines.train.checkpoint import clean_partials, latest_checkpoint
 from pipelines.train.config import TrainConfig, format_lead, parse_leads
-from pipelines.train.distributed import is_global_rank_zero, launch
+from pipelines.train.distributed import adopt_slurm_env, is_global_rank_zero, launch
 from pipelines.train.loop import TrainResult, train
 from pipelines.train.resolve import create_run, prepare, resolve
 
@@ -65,6 +68,14 @@ COMMON: dict[str, tuple[Any, Any]] = {
     "clip": _opt(float, "Clip the global gradient norm (0: off). [default: 1.0]"),
     "seed": _opt(int, "Seed for weights, data order, masks and leads. [default: 0]"),
     "ac": _opt(bool, "Activation checkpointing per transformer block.", "--ac/--no-ac"),
+    "ac_channels": _opt(bool, "Recompute the channel stage (tokens, aggregation) in the "
+                        "backward pass instead of keeping it.", "--ac-channels/--no-ac-channels"),
+    "aggregation": _opt(str, "The aggregation over all ranks' inputs under tensor "
+                        "parallelism: head-split (heads over TP ranks) or replicated. "
+                        "[default: head-split]"),
+    "channel_impl": _opt(str, "fused (no per-channel keys/values; D-CHAG-L as one matmul) or "
+                         "direct (the reference). Same function, same checkpoints. "
+                         "[default: fused]"),
     "precision": _opt(str, "auto (bf16 on GPU, fp32 on CPU), bf16 or fp32."),
     "workers": _opt(int, "Data-loader processes per rank. [default: 2]"),
     "log_every": _opt(int, "Steps between metric records. [default: 10]"),
@@ -152,6 +163,7 @@ def pretrain(**given: Any) -> None:
 
 
 def _run(task: str, given: dict[str, Any]) -> None:
+    adopt_slurm_env()
     resume = given.get("resume")
     config_file = given.get("config")
     cfg = resolve(task, _flags(given), config_file, resume)
@@ -220,8 +232,12 @@ class _RichTrainProgress:
 
 def _print_plan(cfg: TrainConfig, mcfg: Any) -> None:
     counts = parameter_counts(mcfg, cfg.task)
-    est = estimate_memory(mcfg, batch=cfg.batch_size // cfg.dp_size, tp=cfg.tp_size,
-                          task=cfg.task)
+    err.print("planning one training step per rank on fake tensors …")
+    case = Case(cfg.preset, mcfg.channels, cfg.variant, cfg.tree, cfg.tp_size, mcfg.img_size,
+                cfg.patch, cfg.batch_size // cfg.dp_size, cfg.dp_size, cfg.channel_impl,
+                cfg.aggregation, cfg.ac, cfg.ac_channels, cfg.task, mcfg.n_groups,
+                mcfg.n_out)
+    planned = plan(case, dtype=torch.float32 if cfg.precision == "fp32" else torch.bfloat16)
     settings = cfg.to_dict()
     if cfg.task == "forecast":
         settings["leads"] = ",".join(format_lead(h) for h in cfg.leads)
@@ -232,7 +248,10 @@ def _print_plan(cfg: TrainConfig, mcfg: Any) -> None:
         ("model", f"{mcfg.channels} channels, {mcfg.img_size[0]}×{mcfg.img_size[1]}, patch "
                   f"{mcfg.patch}, D={mcfg.embed_dim}, depth {mcfg.depth}, G={mcfg.n_groups}"),
         ("parameters", f"{counts['total']:,}"),
-        ("memory per rank (estimate)", f"{est.total_gb:.2f} GiB"),
+        ("memory per rank (planned)", f"{planned['peak_mem_bytes'] / 2**30:.2f} GiB "
+         f"(fake-tensor step: {'fp32' if cfg.precision == 'fp32' else 'bf16'} compute, fp32 "
+         "master weights and AdamW state)"),
+        ("TFLOP per rank and step", f"{planned['flops_per_rank'] / 1e12:.3g}"),
     ]))
 
 

@@ -1,154 +1,198 @@
-"""Per-rank memory and step throughput of D-CHAG against the pure-TP baseline.
+"""Per-rank memory, FLOPs and step time of D-CHAG against the strongest pure-TP baseline.
 
-The protocol of the D-CHAG authors' benchmark: synthetic data, forward + backward + AdamW
-step of the forecasting model (ClimaX-style: every patch of every channel tokenized),
-batch 2 per rank, medians over timed steps after warm-up.
+Three ways to run a case of tp × dp ranks:
+- `real`: tp·dp processes (gloo on CPU, NCCL on GPUs), communication included.
+- `fake`: this process is rank 0 of torch's fake process group: real tensors, so memory
+  and compute are rank 0's own, but collectives return at once — their time is modelled
+  (`comm.py`) and labelled so. One GPU measures a tp-8 rank this way.
+- `estimate` (the memory planner): the fake process group *and* fake tensors
+  (`FakeTensorMode`): every tensor a step would allocate is tracked by torch's
+  `MemTracker`, none is allocated. Any preset (tiny … 26b) on any machine, in minutes;
+  it agrees with the real-tensor measurement (tested) and, where a GPU is present, is
+  reported beside CUDA's peak.
 
-Two ways to run a tensor-parallel group of size tp:
-- `real`: tp processes (gloo on CPU, NCCL on GPUs), communication included.
-- `fake`: rank 0 alone against torch's fake process group — every TP rank does the same
-  work, so rank 0's memory and compute are every rank's. Collectives return at once;
-  their time is *modelled* as bytes / `link_gbs` and labelled so. This is how one GPU
-  measures tp = 8.
-Memory: the CUDA allocator's peak on GPUs; on CPUs torch's `MemTracker` (which follows
-every tensor the step allocates), both after a warm-up step so optimizer state counts.
-Collectives of one step are counted with `CommDebugMode`; their bytes follow the ring
-formulas of `comm_bytes`.
+The model is built as training builds it (meta device → TP → AC → FSDP → shards), so the
+measured memory is what a run would need. Memory: CUDA's `max_memory_allocated` and
+`max_memory_reserved` on GPUs; `MemTracker`'s peak elsewhere (reserved then unknown).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import statistics
 import time
 import warnings
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 
-from pipelines.model.config import ModelConfig, preset_config
+from pipelines.bench.case import N_OUT, Case
+from pipelines.bench.comm import Link, step_comm
 from pipelines.model.forecast import Forecaster, lat_weighted_mse
-from pipelines.parallel.tensor_parallel import apply_tensor_parallel
-from pipelines.train.flops import peak_flops, step_flops
+from pipelines.model.mae import MAE
+from pipelines.train.build import Layout, build_sharded
+from pipelines.train.flops import COMPONENTS, peak_flops, rank_flops
+from pipelines.train.optim import build_optimizer
 
-N_OUT = 5  # forecast outputs, as in the authors' ERA5 model
-
-
-@dataclass(frozen=True)
-class Case:
-    preset: str
-    channels: int
-    variant: str
-    tree: int
-    tp: int
-    img: tuple[int, int]
-    patch: int
-    batch: int = 2
-
-    def model_config(self) -> ModelConfig:
-        groups = max(8, self.tp) if self.variant != "baseline" else None
-        return preset_config(self.preset, self.channels, variant=self.variant, tree=self.tree,
-                             groups=min(groups, self.channels) if groups else None,
-                             img_size=self.img, patch=self.patch, out_channels=N_OUT)
+MASK_RATIO = 0.75  # MAE cases
+MEM_CATEGORIES = {"Parameter": "params", "Gradient": "grads", "Optstate": "optstate",
+                  "Activation": "activations", "Temp": "temp", "Buffer": "buffers",
+                  "Other": "other"}
 
 
-def comm_bytes(cfg: ModelConfig, tp: int, batch: int, elem_bytes: int) -> dict[str, float]:
-    """Bytes one rank sends per step (ring collectives): the D-CHAG all-gather of partials
-    (forward only) and the TP ViT's all-reduces (2 per block forward, 2 backward)."""
-    if tp == 1:
-        return {"gather": 0.0, "tp_allreduce": 0.0}
-    tokens = batch * cfg.num_patches
-    gather = 0.0 if cfg.variant == "baseline" else (
-        tokens * cfg.n_groups * cfg.embed_dim * (tp - 1) / tp * elem_bytes)
-    allreduce = cfg.depth * 4 * 2 * (tp - 1) / tp * tokens * cfg.embed_dim * elem_bytes
-    return {"gather": gather, "tp_allreduce": allreduce}
-
-
-def measure(*args, **kwargs) -> dict:
-    """One case on this rank (the process group, real or fake, has world size tp)."""
+def measure(case: Case, device: torch.device, mode: str, link: Link, warmup: int,
+            steps: int, dtype: torch.dtype, memory_limit: float) -> dict:
+    """One case on this rank (a process group of world size tp·dp, real or fake, exists)."""
     with warnings.catch_warnings():
         # Module hooks of the memory and collective trackers fire on outputs when the
         # inputs need no gradient (synthetic data): expected, and harmless.
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        return _measure(*args, **kwargs)
+        warnings.filterwarnings("ignore", message=".*sequential all_gather.*")
+        return _measure(case, device, mode, link, warmup, steps, dtype, memory_limit)
 
 
-def _measure(case: Case, device: torch.device, mode: str, warmup: int, steps: int,
-            link_gbs: float, dtype: torch.dtype) -> dict:
+def _measure(case: Case, device: torch.device, mode: str, link: Link, warmup: int,
+             steps: int, dtype: torch.dtype, memory_limit: float) -> dict:
     _free(device)  # the previous case's tensors are gone by now (after an OOM too)
     cfg = case.model_config()
-    torch.manual_seed(0)
-    record = {**asdict(case), "img": f"{case.img[0]}x{case.img[1]}", "mode": mode,
-              "device": _device_name(device), "dtype": str(dtype).removeprefix("torch."),
-              "groups": cfg.n_groups, "tokens": cfg.num_patches}
+    split = case.aggregation == "head-split"
+    flops = rank_flops(cfg, case.task, case.batch, MASK_RATIO, case.tp, split)
+    record = {**case.record(), "mode": mode, "device": _device_name(device),
+              "dtype": str(dtype).removeprefix("torch."), "groups": cfg.n_groups,
+              "tokens": cfg.num_patches, "link": link.describe(),
+              "flops_per_rank": flops["total"],
+              **{f"flops_{k}": flops[k] for k in COMPONENTS}}
+    fake = mode == "estimate"
     try:
-        with torch.device(device):
-            model = Forecaster(cfg).to(dtype)
-        record["params"] = sum(p.numel() for p in model.parameters())
-        if case.tp > 1:
-            mesh = init_device_mesh(device.type, (case.tp,), mesh_dim_names=("tp",))
-            apply_tensor_parallel(model, mesh)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        h, w = case.img
-        gen = torch.Generator(device=device).manual_seed(1)
-        x = torch.randn(case.batch, case.channels, h, w, device=device, generator=gen,
-                        dtype=dtype)
-        y = torch.randn(case.batch, N_OUT, h, w, device=device, generator=gen, dtype=dtype)
-        lead = torch.full((case.batch,), 24.0, device=device, dtype=dtype)
-        lat = torch.linspace(-87.0, 87.0, h, device=device)
-
-        def step() -> None:
-            lat_weighted_mse(model(x, lead), y, lat).backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        record["peak_mem_bytes"] = _peak_memory(step, model, opt, device, warmup)
-        times = []
-        for _ in range(steps):
-            _sync(device)
-            t0 = time.perf_counter()
-            step()
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        record.update(_count_collectives(step), fits=True)
+        model, step = _training_step(case, device, dtype, fake)
+        record["params"] = _whole_model_parameters(case)
+        record["params_per_rank"] = sum(_local(p).numel() for p in model.parameters())
+        with step.mode:
+            record.update(_peak_memory(step, model, device, warmup, fake))
+        if fake:
+            record.update(compute_s=math.nan, n_all_gather=-1, n_all_reduce=-1)
+        else:
+            record["compute_s"] = _median_step_time(step, device, steps)
+            record.update(_count_collectives(step))
     except torch.OutOfMemoryError:
-        record.update(fits=False, peak_mem_bytes=float("nan"), step_s=float("nan"))
         _free(device)
+        record.update(fits=False, peak_mem_bytes=math.nan, reserved_bytes=math.nan,
+                      step_s=math.nan, compute_s=math.nan)
         return record
-    compute = statistics.median(times)
-    sent = comm_bytes(cfg, case.tp, case.batch, torch.finfo(dtype).bits // 8)
-    modelled = mode == "fake" and case.tp > 1
-    comm_s = sum(sent.values()) / (link_gbs * 1e9) if modelled else 0.0
-    step_s = compute + comm_s
-    flops = step_flops(cfg, "forecast", case.batch, 0.0) / case.tp
-    peak = peak_flops(device)
-    record.update(step_s=step_s, compute_s=compute, comm_s_modelled=comm_s,
-                  comm_gather_bytes=sent["gather"], comm_allreduce_bytes=sent["tp_allreduce"],
-                  samples_per_s=case.batch / step_s,
-                  tokens_per_s=case.batch * cfg.num_patches * case.channels / step_s,
-                  tflops_per_rank=flops / compute / 1e12,
-                  mfu=flops / compute / peak if peak else float("nan"))
+    record.update(step_comm(case, torch.finfo(dtype).bits // 8, record["params_per_rank"],
+                            link))
+    modelled = mode != "real"
+    record["comm_s_modelled"] = record["comm_s_modelled"] if modelled else 0.0
+    step_s = record["compute_s"] + record["comm_s_modelled"]
+    limit = memory_limit if fake or device.type != "cuda" else torch.cuda.get_device_properties(
+        device).total_memory
+    peak = max(record["peak_mem_bytes"], record.get("reserved_bytes") or 0.0)
+    peak_flops_ = peak_flops(device)
+    record.update(step_s=step_s, fits=bool(peak <= limit), memory_limit_bytes=float(limit),
+                  samples_per_s=case.batch * case.dp / step_s,
+                  tokens_per_s=case.batch * case.dp * cfg.num_patches * case.channels / step_s,
+                  tflops_per_rank=flops["total"] / record["compute_s"] / 1e12,
+                  mfu=flops["total"] / record["compute_s"] / peak_flops_ if peak_flops_
+                  else math.nan)
     return record
 
 
-def _peak_memory(step, model, opt, device: torch.device, warmup: int) -> float:
-    for _ in range(max(1, warmup)):
+def _training_step(case: Case, device: torch.device, dtype: torch.dtype, fake: bool):
+    """The model as training lays it out, AdamW (foreach, CUDA's default), synthetic
+    inputs, and a closure running one forward + backward + optimizer step."""
+    mesh = init_device_mesh(device.type, (case.dp, case.tp), mesh_dim_names=("dp", "tp"))
+    layout = Layout(tp_mesh=mesh["tp"], dp_mesh=mesh["dp"], device=device,
+                    compute_dtype=dtype, ac=case.ac, ac_channels=case.ac_channels,
+                    split_aggregation=case.aggregation == "head-split", fsdp=True)
+    materialize = _fake_mode() if fake else None
+    cfg = case.model_config()
+    make = (lambda: MAE(cfg)) if case.task == "mae" else (lambda: Forecaster(cfg))
+    model = build_sharded(make, layout, None if fake else 0, materialize)
+    with materialize or contextlib.nullcontext():
+        opt = build_optimizer(model, 1e-4, 0.05, foreach=True)
+        h, w = case.img
+        gen = None if fake else torch.Generator(device=device).manual_seed(1)
+        x = torch.randn(case.batch, case.channels, h, w, device=device, generator=gen)
+        y = torch.randn(case.batch, N_OUT, h, w, device=device, generator=gen)
+        lead = torch.full((case.batch,), 24.0, device=device)
+        lat = torch.linspace(-87.0, 87.0, h, device=device)
+        noise = torch.rand(case.batch, cfg.num_patches, device=device, generator=gen)
+
+    def loss() -> torch.Tensor:
+        if case.task == "mae":
+            return model(x, mask_ratio=MASK_RATIO, noise=noise)[0]
+        return lat_weighted_mse(model(x, lead), y, lat)
+
+    def step() -> None:
+        loss().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step.optimizer = opt  # type: ignore[attr-defined]
+    # The fake mode must be the outer one when MemTracker (itself a dispatch mode) runs.
+    step.mode = materialize or contextlib.nullcontext()  # type: ignore[attr-defined]
+    return model, step
+
+
+_FAKE = None
+
+
+def _fake_mode():
+    """One FakeTensorMode for a case: its tensors must not meet another mode's."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    global _FAKE
+    _FAKE = FakeTensorMode(allow_non_fake_inputs=True)
+    return _FAKE
+
+
+def _whole_model_parameters(case: Case) -> int:
+    with torch.device("meta"):
+        model = MAE(case.model_config()) if case.task == "mae" else Forecaster(
+            case.model_config())
+        return sum(p.numel() for p in model.parameters())
+
+
+def _local(p: torch.Tensor) -> torch.Tensor:
+    return p.to_local() if hasattr(p, "to_local") else p
+
+
+def _peak_memory(step, model, device: torch.device, warmup: int, fake: bool) -> dict:
+    for _ in range(max(1, warmup)):  # optimizer state exists after the first step
         step()
-    if device.type == "cuda":
+    if device.type == "cuda" and not fake:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         step()
         torch.cuda.synchronize(device)
-        return float(torch.cuda.max_memory_allocated(device))
+        return {"peak_mem_bytes": float(torch.cuda.max_memory_allocated(device)),
+                "reserved_bytes": float(torch.cuda.max_memory_reserved(device))}
     from torch.distributed._tools.mem_tracker import MemTracker
 
     tracker = MemTracker()
-    tracker.track_external(model, opt)
+    tracker.track_external(model, step.optimizer)
     with tracker:
         step()
     snapshot = tracker.get_tracker_snapshot("peak")
-    return float(max(s["Total"] for s in snapshot.values()))
+    worst = max(snapshot.values(), key=lambda s: s["Total"])
+    out = {"peak_mem_bytes": float(worst["Total"]), "reserved_bytes": math.nan}
+    for key, name in MEM_CATEGORIES.items():
+        out[f"mem_{name}_bytes"] = float(sum(v for k, v in worst.items()
+                                             if getattr(k, "value", k) == key))
+    return out
+
+
+def _median_step_time(step, device: torch.device, steps: int) -> float:
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def _count_collectives(step) -> dict[str, int]:
@@ -178,16 +222,19 @@ def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def run_fake(cases: list[Case], device: torch.device, warmup: int, steps: int,
-             link_gbs: float, dtype: torch.dtype, on_done=None) -> list[dict]:
-    """Every case in this process, as rank 0 of a fake TP group of its size."""
+def run_in_process(cases: list[Case], device: torch.device, mode: str, link: Link,
+                   warmup: int, steps: int, dtype: torch.dtype, memory_limit: float,
+                   on_done=None) -> list[dict]:
+    """Every case in this process, as rank 0 of a fake process group of its size (modes
+    `fake` and `estimate`)."""
     from torch.testing._internal.distributed.fake_pg import FakeStore
 
     records = []
     for case in cases:
-        dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=case.tp)
+        dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=case.world)
         try:
-            records.append(measure(case, device, "fake", warmup, steps, link_gbs, dtype))
+            records.append(measure(case, device, mode, link, warmup, steps, dtype,
+                                   memory_limit))
         finally:
             dist.destroy_process_group()
         if on_done:
@@ -195,20 +242,22 @@ def run_fake(cases: list[Case], device: torch.device, warmup: int, steps: int,
     return records
 
 
-def run_real_rank(arg: tuple[list[Case], int, int, float, str]) -> list[dict]:
-    """What each of tp real ranks runs (gloo or NCCL); rank 0's records are returned,
+def run_real_rank(arg: tuple) -> list[dict]:
+    """What each of tp·dp real ranks runs (gloo or NCCL); rank 0's records are returned,
     with the largest peak memory over the ranks."""
     from pipelines.train.distributed import init_rank, shutdown
 
-    cases, warmup, steps, link_gbs, dtype_name = arg
+    cases, link, warmup, steps, dtype_name, memory_limit = arg
     ctx = init_rank(cases[0].tp, timeout_min=10)
     dtype = getattr(torch, dtype_name)
     records = []
     for case in cases:
-        rec = measure(case, ctx.device, "real", warmup, steps, link_gbs, dtype)
-        mem = torch.tensor([rec["peak_mem_bytes"]], dtype=torch.float64, device=ctx.device)
-        dist.all_reduce(mem, op=dist.ReduceOp.MAX)
-        rec["peak_mem_bytes"] = float(mem)
+        rec = measure(case, ctx.device, "real", link, warmup, steps, dtype, memory_limit)
+        for key in ("peak_mem_bytes", "reserved_bytes"):
+            mem = torch.tensor([rec.get(key, math.nan)], dtype=torch.float64,
+                               device=ctx.device)
+            dist.all_reduce(mem, op=dist.ReduceOp.MAX)
+            rec[key] = float(mem)
         records.append(rec)
     shutdown()
     return records

@@ -20,6 +20,7 @@ from itertools import pairwise
 import torch
 from torch import Tensor, nn
 
+from pipelines.model.channel_math import FoldedTokens
 from pipelines.model.config import ModelConfig
 from pipelines.model.layers import QueryAttention
 
@@ -45,32 +46,46 @@ class LinearLevel(nn.Module):
 
     def __init__(self, n_in: int, n_out: int, dim: int):
         super().__init__()
-        assign = block_assignment(n_in, n_out)
-        self.register_buffer("assign", torch.tensor(assign), persistent=False)
-        # Starts as the mean of each block.
-        self.weight = nn.Parameter(torch.tensor([1.0 / assign.count(o) for o in assign]))
-        self.bias = nn.Parameter(torch.zeros(n_out, dim))
+        self.assignment = block_assignment(n_in, n_out)
         self.n_out = n_out
+        self.register_buffer("assign", torch.tensor(self.assignment), persistent=False)
+        # Starts as the mean of each block.
+        self.weight = nn.Parameter(torch.tensor([1.0 / self.assignment.count(o)
+                                                 for o in self.assignment]))
+        self.bias = nn.Parameter(torch.zeros(n_out, dim))
+
+    def reset_buffers(self) -> None:
+        self.assign = torch.tensor(self.assignment, device=self.assign.device)
+
+    def mix(self, members: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
+        """The level as a matrix (n_out, s) over its present members, and which outputs
+        have any member."""
+        onehot = nn.functional.one_hot(self.assign[members], self.n_out).T
+        mix = onehot.to(self.weight.dtype) * (self.weight[members] * present)
+        return mix, (onehot.bool() & present).any(dim=1)
 
     def forward(self, x: Tensor, members: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
         """x (N, s, D) holds inputs `members` (s,) of this level; present (s,) bool."""
-        onehot = nn.functional.one_hot(self.assign[members], self.n_out).T.to(x.dtype)
-        mix = onehot * (self.weight[members] * present.to(x.dtype))  # (n_out, s)
-        out = torch.einsum("os,nsd->nod", mix, x) + self.bias
-        return out, (onehot.bool() & present).any(dim=1)
+        mix, any_present = self.mix(members, present)
+        out = torch.einsum("os,nsd->nod", mix.to(x.dtype), x) + self.bias
+        return out, any_present
 
 
 class AttentionLevel(nn.Module):
     """Each output is a learned-query cross-attention over its members (D-CHAG-C)."""
 
-    def __init__(self, n_in: int, n_out: int, dim: int, heads: int):
+    def __init__(self, n_in: int, n_out: int, dim: int, heads: int, impl: str = "fused"):
         super().__init__()
-        self.register_buffer("assign", torch.tensor(block_assignment(n_in, n_out)),
-                             persistent=False)
-        self.attn = QueryAttention(dim, heads, n_queries=n_out)
+        self.assignment = block_assignment(n_in, n_out)
+        self.register_buffer("assign", torch.tensor(self.assignment), persistent=False)
+        self.attn = QueryAttention(dim, heads, n_queries=n_out, impl=impl)
         self.n_out = n_out
 
-    def forward(self, x: Tensor, members: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
+    def reset_buffers(self) -> None:
+        self.assign = torch.tensor(self.assignment, device=self.assign.device)
+
+    def forward(self, x: Tensor | FoldedTokens, members: Tensor, present: Tensor
+                ) -> tuple[Tensor, Tensor]:
         allowed = nn.functional.one_hot(self.assign[members], self.n_out).T.bool() & present
         return self.attn(x, allowed), allowed.any(dim=1)
 
@@ -86,17 +101,38 @@ class GroupAggregator(nn.Module):
         counts.append(1)
         self.counts = counts
         make = (lambda a, b: LinearLevel(a, b, cfg.embed_dim)) if cfg.variant == "L" else (
-            lambda a, b: AttentionLevel(a, b, cfg.embed_dim, cfg.heads))
+            lambda a, b: AttentionLevel(a, b, cfg.embed_dim, cfg.heads, cfg.channel_impl))
         self.levels = nn.ModuleList(make(a, b) for a, b in pairwise(counts))
 
-    def forward(self, x: Tensor, members: Tensor) -> tuple[Tensor, Tensor]:
-        """x (N, s, D): the present channels `members` (s,) (ids relative to the group).
-        Returns the partial (N, 1, D) and whether any member was present (1,)."""
-        present = torch.ones(members.numel(), dtype=torch.bool, device=x.device)
+    def forward(self, x: Tensor | FoldedTokens, members: Tensor) -> tuple[Tensor, Tensor]:
+        """x (N, s, D) — or, for D-CHAG-C's first level, `FoldedTokens` — holds the present
+        channels `members` (s,) (ids relative to the group). Returns the partial (N, 1, D)
+        and whether any member was present (1,)."""
+        present = torch.ones(members.numel(), dtype=torch.bool, device=members.device)
         for level in self.levels:
             x, present = level(x, members, present)
             members = torch.arange(x.shape[1], device=x.device)
         return x, present
+
+    def linear_fold(self, members: Tensor) -> tuple[Tensor, Tensor]:
+        """D-CHAG-L's levels folded into one weighted sum: partial = Σ_s α_s x_s + β,
+        returns α (s,) and β (D,)."""
+        present = torch.ones(members.numel(), dtype=torch.bool, device=members.device)
+        alpha, beta = None, None
+        for level in self.levels:
+            mix, present = level.mix(members, present)
+            alpha = mix if alpha is None else mix @ alpha
+            beta = level.bias if beta is None else mix @ beta + level.bias
+            members = torch.arange(mix.shape[0], device=mix.device)
+        return alpha[0], beta[0]
+
+    def first_blocks(self, members: Tensor) -> list[tuple[int, int]] | None:
+        """The contiguous member range of each of the first level's outputs, when the
+        group is complete (no channel subset); None otherwise."""
+        if members.numel() != self.counts[0]:
+            return None
+        bounds = split_even(self.counts[0], self.counts[1])
+        return list(pairwise(bounds))
 
 
 class ChannelAggregator(nn.Module):
@@ -112,11 +148,11 @@ class ChannelAggregator(nn.Module):
         self.variant = cfg.variant
         self.bounds = split_even(cfg.channels, cfg.n_groups)
         if cfg.variant == "baseline":
-            self.full = QueryAttention(cfg.embed_dim, cfg.heads, n_queries=1)
+            self.full = QueryAttention(cfg.embed_dim, cfg.heads, 1, cfg.channel_impl)
         else:
             self.groups = nn.ModuleDict({str(g): GroupAggregator(hi - lo, cfg)
                                          for g, (lo, hi) in enumerate(pairwise(self.bounds))})
-            self.final = QueryAttention(cfg.embed_dim, cfg.heads, n_queries=1)
+            self.final = QueryAttention(cfg.embed_dim, cfg.heads, 1, cfg.channel_impl)
 
     @property
     def n_groups(self) -> int:
@@ -132,12 +168,12 @@ class ChannelAggregator(nn.Module):
         return torch.zeros(self.n_groups, dtype=torch.bool, device=channel_ids.device
                            ).index_fill(0, group_of, True)
 
-    def partial(self, group: int, tokens: Tensor, members: Tensor) -> Tensor:
+    def partial(self, group: int, tokens: Tensor | FoldedTokens, members: Tensor) -> Tensor:
         """Tokens (B, L, s, D) of one group's present channels `members` (ids relative to
         the group) → that group's partial token (B, L, D)."""
-        b, length, s, d = tokens.shape
-        out, _ = self.groups[str(group)](tokens.reshape(b * length, s, d), members)
-        return out.reshape(b, length, d)
+        b, length = tokens.shape[:2]
+        out, _ = self.groups[str(group)](flat_tokens(tokens), members)
+        return out.reshape(b, length, -1)
 
     def combine(self, partials: Tensor, present: Tensor) -> Tensor:
         """The final cross-attention over all G partials (B, L, G, D) → (B, L, D)."""
@@ -145,7 +181,16 @@ class ChannelAggregator(nn.Module):
         out = self.final(partials.reshape(b * length, g, d), present[None, :])
         return out.reshape(b, length, d)
 
-    def forward(self, tokens: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor | FoldedTokens) -> Tensor:
         """Baseline: one cross-attention over all channel tokens (B, L, C, D) → (B, L, D)."""
-        b, length, c, d = tokens.shape
-        return self.full(tokens.reshape(b * length, c, d)).reshape(b, length, d)
+        b, length = tokens.shape[:2]
+        return self.full(flat_tokens(tokens)).reshape(b, length, -1)
+
+
+def flat_tokens(tokens: Tensor | FoldedTokens) -> Tensor | FoldedTokens:
+    """(B, L, s, ·) → (B·L, s, ·): aggregation runs over every location at once."""
+    if isinstance(tokens, FoldedTokens):
+        p = tokens.patches
+        return FoldedTokens(p.reshape(-1, *p.shape[2:]), tokens.weight, tokens.bias,
+                            tokens.blocks)
+    return tokens.reshape(-1, *tokens.shape[2:])

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pipelines.errors import DchagError
 
 VARIANTS = ("baseline", "L", "C")
+CHANNEL_IMPLS = ("fused", "folded", "direct")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class ModelConfig:
     decoder_depth: int = 1
     decoder_heads: int = 2
     out_channels: int | None = None  # forecast outputs; None → all input channels
+    # How the channel stage executes: "fused" (default: no keys or values; D-CHAG-L as one
+    # matmul), "folded" (also no channel tokens for attention over channels) or "direct",
+    # the reference. All compute the same function with the same parameters, so this is
+    # not part of a checkpoint's identity.
+    channel_impl: str = "fused"
 
     def __post_init__(self) -> None:
         for name in ("channels", "patch", "embed_dim", "heads", "decoder_dim", "decoder_heads",
@@ -42,6 +48,9 @@ class ModelConfig:
             raise DchagError(f"--groups {self.groups} must be at least 1")
         if min(self.img_size) < 1 or self.depth < 0 or self.decoder_depth < 0:
             raise DchagError(f"image {self.img_size} and depths must be positive")
+        if self.channel_impl not in CHANNEL_IMPLS:
+            raise DchagError(f"--channel-impl {self.channel_impl!r}",
+                             fix=f"choose one of {', '.join(CHANNEL_IMPLS)}")
         if self.variant not in VARIANTS:
             raise DchagError(f"unknown variant {self.variant!r}", fix=f"choose one of {VARIANTS}")
         if self.tree not in (0, 1, 2):

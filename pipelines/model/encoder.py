@@ -11,11 +11,13 @@ from itertools import pairwise
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from pipelines.model.aggregate import ChannelAggregator
+from pipelines.model.channel_math import FoldedTokens
 from pipelines.model.config import ModelConfig
 from pipelines.model.layers import Block, sincos_2d
-from pipelines.model.tokenizer import ChannelTokenizer
+from pipelines.model.tokenizer import ChannelTokenizer, select_patches, tokenize
 
 GatherFn = Callable[[Tensor], Tensor]
 
@@ -41,41 +43,89 @@ class DCHAGEncoder(nn.Module):
         # and the all-gather that joins the partials of all ranks.
         self.local_groups: list[int] = list(range(self.aggregator.n_groups))
         self.gather_partials: GatherFn = _no_gather
+        # Recompute the channel stage in the backward pass instead of keeping its
+        # (B, L, C, D)-sized activations (`--ac-channels`).
+        self.checkpoint_channels = False
 
-    def group_tokens(self, x: Tensor, channel_ids: Tensor | None, patch_ids: Tensor | None
+    def reset_buffers(self) -> None:
+        self.pos_embed = sincos_2d(self.cfg.embed_dim, self.cfg.grid).to(self.pos_embed.device)
+
+    def group_inputs(self, x: Tensor, channel_ids: Tensor | None
                      ) -> list[tuple[int, Tensor, Tensor]]:
-        """(group, tokens (B, L', c_g, D), member ids relative to the group) for each local
-        group; input channels outside the local groups are ignored. Without `channel_ids`,
-        x holds every channel in order and each group takes a slice (no copy)."""
+        """(group, its channels of x (B, c_g, H, W), member ids relative to the group) for
+        each local group; input channels outside the local groups are ignored. Without
+        `channel_ids`, x holds every channel in order and each group takes a slice."""
         out = []
         for g in self.local_groups:
             lo, hi = self.aggregator.group_channels(g)
             if channel_ids is None:
-                members = torch.arange(hi - lo, device=x.device)
-                part = x[:, lo:hi]
+                out.append((g, x[:, lo:hi], torch.arange(hi - lo, device=x.device)))
             else:
                 sel = torch.nonzero((channel_ids >= lo) & (channel_ids < hi)).flatten()
-                members, part = channel_ids[sel] - lo, x[:, sel]
-            out.append((g, self.tokenizers[str(g)](part, members, patch_ids), members))
+                out.append((g, x[:, sel], channel_ids[sel] - lo))
         return out
 
     def embed(self, x: Tensor, channel_ids: Tensor | None = None,
               patch_ids: Tensor | None = None) -> Tensor:
         """x (B, c, H, W) → aggregated tokens with position embedding (B, L or L', D)."""
-        tokens = self.group_tokens(x, channel_ids, patch_ids)
         if self.cfg.variant == "baseline":
-            z = self.aggregator(torch.cat([t for _, t, _ in tokens], dim=2))
+            z = self._run_channel_stage(self.baseline_stage, x, channel_ids, patch_ids)
         else:
+            partials = self._run_channel_stage(self.local_partials, x, channel_ids, patch_ids)
             # Known to every rank from the channel ids: no communication needed.
             present = (torch.ones(self.aggregator.n_groups, dtype=torch.bool, device=x.device)
                        if channel_ids is None else self.aggregator.group_presence(channel_ids))
-            partials = torch.stack([self.aggregator.partial(g, t, m) for g, t, m in tokens],
-                                   dim=2)
             z = self.aggregator.combine(self.gather_partials(partials), present)
         pos = self.pos_embed.to(z.dtype)
         if patch_ids is None:
             return z + pos
         return z + pos[patch_ids]
+
+    def _run_channel_stage(self, stage, x: Tensor, channel_ids: Tensor | None,
+                           patch_ids: Tensor | None) -> Tensor:
+        if self.checkpoint_channels and torch.is_grad_enabled():
+            return checkpoint(stage, x, channel_ids, patch_ids, use_reentrant=False)
+        return stage(x, channel_ids, patch_ids)
+
+    def local_partials(self, x: Tensor, channel_ids: Tensor | None,
+                       patch_ids: Tensor | None) -> Tensor:
+        """D-CHAG: the partial tokens of this rank's groups (B, L', g, D).
+
+        `fused`/`folded`: D-CHAG-L's partial is one matrix product per group (its levels
+        folded into the tokenizer), and `folded` D-CHAG-C's first level attends over
+        channels it never tokenizes (`channel_math`)."""
+        impl, out = self.cfg.channel_impl, []
+        for g, part, members in self.group_inputs(x, channel_ids):
+            tokenizer, group = self.tokenizers[str(g)], self.aggregator.groups[str(g)]
+            if self.cfg.variant == "L" and impl != "direct":
+                out.append(tokenizer(part, members, patch_ids,
+                                     fold=group.linear_fold(members)))
+                continue
+            if impl == "folded":
+                tokens = tokenizer.folded(part, members, patch_ids,
+                                          group.first_blocks(members))
+            else:
+                tokens = tokenizer(part, members, patch_ids)
+            out.append(self.aggregator.partial(g, tokens, members))
+        return torch.stack(out, dim=2)
+
+    def baseline_stage(self, x: Tensor, channel_ids: Tensor | None,
+                       patch_ids: Tensor | None) -> Tensor:
+        """Pure TP: every channel tokenized in one batched matmul (a single (B, L', C, D)
+        tensor, no per-group copies), then one cross-attention over all of them."""
+        weights, biases = [], []
+        for g in self.local_groups:
+            tok = self.tokenizers[str(g)]
+            weights.append(tok.weight)
+            biases.append(tok.bias + tok.channel_embed)
+        weight, bias = torch.cat(weights), torch.cat(biases)
+        if channel_ids is not None:
+            weight, bias = weight[channel_ids], bias[channel_ids]
+        if self.cfg.channel_impl == "folded":
+            patches = select_patches(x, self.cfg.patch, patch_ids)
+            return self.aggregator(FoldedTokens(patches, weight, bias))
+        return self.aggregator(tokenize(x, weight, bias, self.cfg.patch, patch_ids))
+
     def blocks_forward(self, z: Tensor) -> Tensor:
         for block in self.blocks:
             z = block(z)

@@ -41,9 +41,13 @@ class Forecaster(nn.Module):
         index = out_index if out_index is not None else list(range(cfg.n_out))
         if len(index) != cfg.n_out:
             raise ValueError(f"out_index has {len(index)} entries for {cfg.n_out} outputs")
+        self.index = list(index)
         self.register_buffer("out_index", torch.tensor(index, dtype=torch.long),
                              persistent=False)
         self.residual = residual
+
+    def reset_buffers(self) -> None:
+        self.out_index = torch.tensor(self.index, dtype=torch.long, device=self.out_index.device)
 
     def forward(self, x: Tensor, lead_hours: Tensor, channel_ids: Tensor | None = None) -> Tensor:
         lead = self.lead_embed((lead_hours.to(x.dtype) / 100.0)[:, None])[:, None, :]

@@ -51,6 +51,10 @@ class MAE(nn.Module):
         self.decoder_norm = nn.LayerNorm(dd)
         self.decoder_pred = nn.Linear(dd, cfg.channels * cfg.patch**2)
 
+    def reset_buffers(self) -> None:
+        self.decoder_pos = sincos_2d(self.cfg.decoder_dim, self.cfg.grid).to(
+            self.decoder_pos.device)
+
     def decode(self, latent: Tensor, ids_restore: Tensor, channel_ids: Tensor | None) -> Tensor:
         """Visible latents (B, L_keep, D) → predictions for every patch (B, L, c, p·p)."""
         x = self.decoder_embed(latent)

@@ -14,6 +14,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from pipelines.model.channel_math import FoldedTokens, linear_partial
+
 
 def patchify(x: Tensor, patch: int) -> Tensor:
     """(B, C, H, W) → (B, L, C, p·p), patches in row-major order."""
@@ -48,15 +50,42 @@ class ChannelTokenizer(nn.Module):
         self.bias = nn.Parameter(torch.empty(channels, dim).uniform_(-bound, bound))
         self.channel_embed = nn.Parameter(torch.randn(channels, dim) * 0.02)
 
-    def forward(self, x: Tensor, channel_ids: Tensor, patch_ids: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, channel_ids: Tensor, patch_ids: Tensor | None = None,
+                fold: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """x (B, c, H, W) holds the channels `channel_ids` (c,); `patch_ids` (B, L') keeps
-        only those patches (MAE's visible ones). Returns (B, L or L', c, D)."""
-        if x.shape[1] != channel_ids.numel():
-            raise ValueError(f"x has {x.shape[1]} channels but {channel_ids.numel()} channel ids")
-        patches = patchify(x, self.patch)  # (B, L, c, k)
-        if patch_ids is not None:
-            idx = patch_ids[:, :, None, None].expand(-1, -1, *patches.shape[2:])
-            patches = torch.gather(patches, 1, idx)
-        w = self.weight[channel_ids]  # (c, k, D)
-        tokens = torch.einsum("blck,ckd->blcd", patches, w)
-        return tokens + (self.bias[channel_ids] + self.channel_embed[channel_ids])
+        only those patches (MAE's visible ones). Returns tokens (B, L or L', c, D) — or,
+        given D-CHAG-L's folded mixing `fold` = (α, β), the group's partial (B, L', D) as
+        one matrix product, without the tokens."""
+        weight, bias = self.weight[channel_ids], self.bias[channel_ids] + \
+            self.channel_embed[channel_ids]
+        if fold is not None:
+            if x.shape[1] != weight.shape[0]:
+                raise ValueError(f"x has {x.shape[1]} channels but {weight.shape[0]} ids")
+            return linear_partial(select_patches(x, self.patch, patch_ids), weight, bias,
+                                  *fold)
+        return tokenize(x, weight, bias, self.patch, patch_ids)
+
+    def folded(self, x: Tensor, channel_ids: Tensor, patch_ids: Tensor | None,
+               blocks: list[tuple[int, int]] | None = None) -> FoldedTokens:
+        """The tokens of `forward`, described rather than computed (`channel_math`)."""
+        return FoldedTokens(select_patches(x, self.patch, patch_ids), self.weight[channel_ids],
+                            self.bias[channel_ids] + self.channel_embed[channel_ids], blocks)
+
+
+def select_patches(x: Tensor, patch: int, patch_ids: Tensor | None) -> Tensor:
+    """(B, c, H, W) → patches (B, L or L', c, p·p), keeping only `patch_ids` if given."""
+    patches = patchify(x, patch)  # (B, L, c, k)
+    if patch_ids is None:
+        return patches
+    idx = patch_ids[:, :, None, None].expand(-1, -1, *patches.shape[2:])
+    return torch.gather(patches, 1, idx)
+
+
+def tokenize(x: Tensor, weight: Tensor, bias: Tensor, patch: int,
+             patch_ids: Tensor | None) -> Tensor:
+    """Channel tokens (B, L', c, D) of x (B, c, H, W) with per-channel weights (c, p², D)
+    and biases (c, D), as one batched matmul."""
+    if x.shape[1] != weight.shape[0]:
+        raise ValueError(f"x has {x.shape[1]} channels but {weight.shape[0]} channel weights")
+    tokens = torch.einsum("blck,ckd->blcd", select_patches(x, patch, patch_ids), weight)
+    return tokens + bias

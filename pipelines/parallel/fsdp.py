@@ -9,6 +9,8 @@ gradient reduction stay in fp32.
 
 from __future__ import annotations
 
+import warnings
+
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
@@ -16,6 +18,9 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 def apply_fsdp(model: nn.Module, dp_mesh: DeviceMesh,
                policy: MixedPrecisionPolicy | None = None) -> nn.Module:
+    # Blocks return views (checkpointed outputs, MAE's reconstruction); nothing modifies
+    # them in place, which is the only case the warning is about.
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view")
     policy = policy or MixedPrecisionPolicy()
     blocks = list(model.encoder.blocks)  # type: ignore[union-attr]
     blocks += list(getattr(model, "decoder_blocks", []))

@@ -7,15 +7,26 @@ Kept apart from the model (as torchtitan does): the model code never changes.
   each group once, under the single-process names, so it loads on any tp.
   The pure-TP baseline (`variant="baseline"`) instead tokenizes and aggregates all
   channels on every rank.
+- The aggregation over all ranks' inputs — D-CHAG's final cross-attention over the G
+  gathered partials, the baseline's cross-attention over all C channel tokens — is split
+  by heads (`split_aggregation`, the default, as the D-CHAG authors do): each rank projects
+  and attends with heads/tp heads, the output projection's partial sums are all-reduced
+  once forward and the input gradient once backward. Replicated on every rank instead, it
+  costs the full attention per rank; that form is kept only when asked for, and named in
+  every output ("replicated" vs "head-split").
 - ViT blocks: q, k, v and fc1 column-parallel, proj and fc2 row-parallel (each rank holds
   heads/tp heads and 1/tp of the MLP), through DTensor's `parallelize_module`.
+
+Everything here works on a model built on the meta device (nothing is materialised).
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.tensor import Replicate
+from torch.distributed.tensor import Replicate, Shard, distribute_tensor
 from torch.distributed.tensor.parallel import (
     ColwiseParallel,
     PrepareModuleInput,
@@ -26,6 +37,8 @@ from torch.distributed.tensor.parallel import (
 from pipelines.errors import DchagError
 from pipelines.model.config import ModelConfig
 from pipelines.model.encoder import DCHAGEncoder
+from pipelines.model.layers import QueryAttention
+from pipelines.parallel.collectives import copy_to_tp, reduce_from_tp
 from pipelines.parallel.gather import make_gather
 
 BLOCK_PLAN = {
@@ -60,7 +73,26 @@ def check_tp(cfg: ModelConfig, tp: int) -> None:
                          fix="choose --groups as a multiple of --tp")
 
 
-def apply_tensor_parallel(model: nn.Module, tp_mesh: DeviceMesh) -> nn.Module:
+AGGREGATION_PLAN = {"k": ColwiseParallel(), "v": ColwiseParallel(), "proj": RowwiseParallel()}
+TP_LOCAL_PREFIXES = ("encoder.tokenizers.", "encoder.aggregator.groups.")
+
+
+def split_by_heads(attn: QueryAttention, tp_mesh: DeviceMesh) -> None:
+    """Shard a learned-query attention by heads (its forward reads the local shards)."""
+    parallelize_module(attn, tp_mesh, AGGREGATION_PLAN)  # shards the parameters only
+    attn.query = nn.Parameter(distribute_tensor(attn.query, tp_mesh, [Shard(1)],
+                                                src_data_rank=None))
+    group = tp_mesh.get_group()
+    attn.enter = partial(copy_to_tp, group=group)
+    attn.leave = partial(reduce_from_tp, group=group)
+
+
+def aggregation_kind(split: bool) -> str:
+    return "head-split" if split else "replicated"
+
+
+def apply_tensor_parallel(model: nn.Module, tp_mesh: DeviceMesh,
+                          split_aggregation: bool = True) -> nn.Module:
     """Shard the encoder of `model` (an MAE or Forecaster) over `tp_mesh` in place."""
     encoder: DCHAGEncoder = model.encoder  # type: ignore[assignment]
     tp = tp_mesh.size()
@@ -73,6 +105,17 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh: DeviceMesh) -> nn.Module:
                 del encoder.aggregator.groups[str(g)]
         encoder.local_groups = owned
         encoder.gather_partials = make_gather(tp_mesh.get_group())
+    if split_aggregation:
+        split_by_heads(encoder.aggregator.full if encoder.cfg.variant == "baseline"
+                       else encoder.aggregator.final, tp_mesh)
     for block in encoder.blocks:
         parallelize_module(block, tp_mesh, BLOCK_PLAN)
     return model
+
+
+def tp_local_names(model: nn.Module, tp: int) -> tuple[str, ...]:
+    """Name prefixes of parameters that exist on one TP rank only (its channel groups):
+    their gradient norm must be summed over the TP ranks too."""
+    if tp == 1 or model.encoder.cfg.variant == "baseline":  # type: ignore[union-attr]
+        return ()
+    return TP_LOCAL_PREFIXES

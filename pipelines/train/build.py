@@ -1,17 +1,27 @@
-"""Build the model of a run and lay it out over the (dp, tp) mesh.
+"""Build a model and lay it out over the (dp, tp) mesh without ever materialising it whole.
 
-Order as in torchtitan: tensor parallelism (D-CHAG's channel groups and the Megatron ViT),
-then activation checkpointing, then FSDP over dp with the mixed-precision policy.
+The torchtitan order: construct on the meta device (no memory), apply tensor parallelism
+(D-CHAG's channel groups, the head-split aggregation, the Megatron ViT), activation
+checkpointing, then FSDP over dp with the mixed-precision policy; only then give every
+rank memory for its own shards (`to_empty`) and fill them (`init_weights`: identical to
+the single-process model for the same seed). A 26B model therefore needs, per rank, its
+shard plus the largest single parameter — never the 97 GiB of the whole fp32 model.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy
 
 from pipelines.model.config import ModelConfig, preset_config
 from pipelines.model.forecast import Forecaster
+from pipelines.model.init import init_buffers, init_weights
 from pipelines.model.mae import MAE
 from pipelines.parallel.checkpointing import apply_activation_checkpointing
 from pipelines.parallel.fsdp import apply_fsdp
@@ -21,11 +31,25 @@ from pipelines.train.data import Artifact
 from pipelines.train.distributed import RankContext
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How one rank holds the model: meshes, device, precision and memory savers."""
+
+    tp_mesh: DeviceMesh | None
+    dp_mesh: DeviceMesh | None
+    device: torch.device
+    compute_dtype: torch.dtype = torch.float32
+    ac: bool = False  # recompute each transformer block in the backward pass
+    ac_channels: bool = False  # recompute the channel stage too
+    split_aggregation: bool = True
+    fsdp: bool = True
+
+
 def model_config(cfg: TrainConfig, art: Artifact) -> ModelConfig:
     extra = {"out_channels": len(art.out_index)} if cfg.task == "forecast" else {}
     return preset_config(cfg.preset, len(art.channel_names), variant=cfg.variant,
                          tree=cfg.tree, groups=cfg.groups, img_size=art.img_size,
-                         patch=cfg.patch, **extra)
+                         patch=cfg.patch, channel_impl=cfg.channel_impl, **extra)
 
 
 def make_model(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig) -> nn.Module:
@@ -40,20 +64,38 @@ def compute_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def build_parallel_model(cfg: TrainConfig, art: Artifact, ctx: RankContext) -> nn.Module:
-    """The same seed builds the same weights on every rank; then each keeps its part."""
-    mcfg = model_config(cfg, art)
-    torch.manual_seed(cfg.seed)
-    with torch.device(ctx.device):
-        model = make_model(cfg, art, mcfg)
-    if ctx.tp_mesh.size() > 1:
-        apply_tensor_parallel(model, ctx.tp_mesh)
-    if cfg.ac:
+def build_sharded(make: Callable[[], nn.Module], layout: Layout, seed: int | None,
+                  materialize: contextlib.AbstractContextManager | None = None) -> nn.Module:
+    """`make()` on the meta device, laid out per `layout`, then this rank's shards given
+    memory and (unless `seed` is None, as in the memory planner) initialised. The memory
+    planner passes a `FakeTensorMode` as `materialize`: the shards are then fake tensors
+    that take no memory."""
+    with torch.device("meta"):
+        model = make()
+    if layout.tp_mesh is not None and layout.tp_mesh.size() > 1:
+        apply_tensor_parallel(model, layout.tp_mesh, layout.split_aggregation)
+    if layout.ac:
         apply_activation_checkpointing(model.encoder.blocks)  # type: ignore[union-attr,arg-type]
         if isinstance(model, MAE):
             apply_activation_checkpointing(model.decoder_blocks)
-    dtype = compute_dtype(cfg, ctx.device)
-    if ctx.world > 1 or dtype != torch.float32:
-        policy = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
-        apply_fsdp(model, ctx.dp_mesh, policy)
+    model.encoder.checkpoint_channels = layout.ac_channels  # type: ignore[union-attr]
+    if layout.fsdp and layout.dp_mesh is not None:
+        policy = MixedPrecisionPolicy(param_dtype=layout.compute_dtype,
+                                      reduce_dtype=torch.float32)
+        apply_fsdp(model, layout.dp_mesh, policy)
+    with materialize or contextlib.nullcontext():
+        model.to_empty(device=layout.device)
+        init_buffers(model)
+    if seed is not None:
+        init_weights(model, seed)
     return model
+
+
+def build_parallel_model(cfg: TrainConfig, art: Artifact, ctx: RankContext) -> nn.Module:
+    mcfg = model_config(cfg, art)
+    dtype = compute_dtype(cfg, ctx.device)
+    layout = Layout(tp_mesh=ctx.tp_mesh, dp_mesh=ctx.dp_mesh, device=ctx.device,
+                    compute_dtype=dtype, ac=cfg.ac, ac_channels=cfg.ac_channels,
+                    split_aggregation=cfg.aggregation == "head-split",
+                    fsdp=ctx.world > 1 or dtype != torch.float32)
+    return build_sharded(lambda: make_model(cfg, art, mcfg), layout, cfg.seed)

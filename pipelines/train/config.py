@@ -22,6 +22,8 @@ from pipelines.errors import DchagError
 
 TASKS = ("mae", "forecast")
 PRECISIONS = ("auto", "bf16", "fp32")
+AGGREGATIONS = ("head-split", "replicated")
+CHANNEL_IMPLS = ("fused", "folded", "direct")
 # Fields that define the model: a checkpoint only loads into a run that agrees on these.
 MODEL_FIELDS = ("task", "preset", "variant", "tree", "groups", "patch", "crop", "channels",
                 "out_channels")
@@ -45,6 +47,9 @@ class TrainConfig:
     gpus: int = 1
     tp: int | None = None  # None: all ranks
     ac: bool = False
+    ac_channels: bool = False  # recompute the channel stage in the backward pass
+    aggregation: str = "head-split"  # the all-input aggregation over TP: or "replicated"
+    channel_impl: str = "fused"  # the channel stage: or "folded", "direct"
     precision: str = "auto"  # bf16 on GPU, fp32 on CPU
     timeout_min: float = 10.0
     # optimisation
@@ -74,8 +79,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise DchagError(f"unknown task {self.task!r}", fix=f"choose one of {TASKS}")
-        if self.precision not in PRECISIONS:
-            raise DchagError(f"--precision {self.precision!r}", fix=f"choose one of {PRECISIONS}")
+        for name, value, choices in (("precision", self.precision, PRECISIONS),
+                                     ("aggregation", self.aggregation, AGGREGATIONS),
+                                     ("channel-impl", self.channel_impl, CHANNEL_IMPLS)):
+            if value not in choices:
+                raise DchagError(f"--{name} {value!r}", fix=f"choose one of {', '.join(choices)}")
         if self.gpus < 1:
             raise DchagError(f"--gpus {self.gpus}: need at least 1")
         if self.gpus % self.tp_size:

@@ -1,10 +1,11 @@
 """Process groups, the (dp, tp) device mesh, and starting N local workers.
 
 `launch` uses torch's elastic launcher (the machinery behind `torchrun`) for N > 1 local
-workers; under `torchrun` or srun, where RANK and WORLD_SIZE are already set, the worker
-runs in the calling process. A failing worker makes the launcher stop the others and
-report the failing rank's error, rather than leaving survivors blocked in a collective;
-collectives also time out after `timeout_min`.
+workers; under `torchrun` (or `srun`, whose SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID are
+taken as RANK/WORLD_SIZE/LOCAL_RANK) the worker runs in the calling process, and
+WORLD_SIZE — not `--gpus` — is the truth about the job. A failing worker makes the
+launcher stop the others and report the failing rank's error, rather than leaving
+survivors blocked in a collective; collectives also time out after `timeout_min`.
 """
 
 from __future__ import annotations
@@ -52,9 +53,31 @@ class RankContext:
         return self.rank == 0
 
 
+def adopt_slurm_env() -> None:
+    """Inside a multi-task `srun` step without torchrun, take SLURM's task numbering as
+    torch's rank variables (MASTER_ADDR and MASTER_PORT must be exported by the job)."""
+    env = os.environ
+    if "RANK" in env or "SLURM_STEP_ID" not in env or int(env.get("SLURM_NTASKS", "1")) < 2:
+        return
+    if "MASTER_ADDR" not in env or "MASTER_PORT" not in env:
+        raise DchagError("running under srun with several tasks but MASTER_ADDR/MASTER_PORT "
+                         "are not set", fix="export MASTER_ADDR=$(scontrol show hostnames "
+                         "$SLURM_JOB_NODELIST | head -n1) MASTER_PORT=29500 in the job script")
+    env["RANK"], env["WORLD_SIZE"] = env["SLURM_PROCID"], env["SLURM_NTASKS"]
+    env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+    per_node = env.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
+    if per_node.isdigit():
+        env["LOCAL_WORLD_SIZE"] = per_node
+
+
 def under_launcher() -> bool:
     """True inside torchrun/srun/elastic workers (the rank variables are set)."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def launcher_world() -> int | None:
+    """WORLD_SIZE under an external launcher, else None."""
+    return int(os.environ["WORLD_SIZE"]) if under_launcher() else None
 
 
 def is_global_rank_zero() -> bool:
@@ -65,7 +88,12 @@ def is_global_rank_zero() -> bool:
 def init_rank(tp: int, timeout_min: float) -> RankContext:
     """Join the process group (NCCL on GPUs, gloo on CPU) and build the (dp, tp) mesh."""
     world = int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if "LOCAL_RANK" not in os.environ:
+        raise DchagError("RANK and WORLD_SIZE are set but LOCAL_RANK is not, so this "
+                         "process cannot tell which GPU is its own",
+                         fix="launch with torchrun (it sets LOCAL_RANK), or export it (srun: "
+                         "LOCAL_RANK=$SLURM_LOCALID)")
+    local_rank = int(os.environ["LOCAL_RANK"])
     if world % tp:
         raise DchagError(f"{world} ranks cannot be split into tensor-parallel groups of {tp}",
                          fix="choose --tp dividing the number of ranks")
@@ -103,10 +131,15 @@ def _free_port() -> int:
 
 
 def check_devices(gpus: int) -> None:
-    """On a GPU machine, one worker per GPU; on CPU any number of gloo workers (testing)."""
-    if torch.cuda.is_available() and gpus > torch.cuda.device_count():
-        raise DchagError(f"--gpus {gpus} but this machine has {torch.cuda.device_count()} GPU(s)",
-                         fix="lower --gpus, or launch on more nodes with torchrun")
+    """On a GPU machine, one worker per GPU of *this node*; on CPU any number of gloo
+    workers (testing). A multi-node job (torchrun --nnodes, srun) checks only its own node."""
+    if not torch.cuda.is_available():
+        return
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "0")) if under_launcher() else gpus
+    if local > torch.cuda.device_count():
+        raise DchagError(f"{local} ranks on this node but it has {torch.cuda.device_count()} "
+                         "GPU(s)", fix="lower --gpus (or --nproc-per-node), or use more nodes "
+                         "with torchrun --nnodes / srun")
 
 
 def launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:

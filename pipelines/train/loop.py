@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import resource
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +25,7 @@ from pipelines.errors import DchagError
 from pipelines.model.forecast import lat_weighted_mse
 from pipelines.notes import note
 from pipelines.parallel.gather import all_gather_flat
+from pipelines.parallel.tensor_parallel import tp_local_names
 from pipelines.provenance import provenance
 from pipelines.train.build import build_parallel_model, compute_dtype, model_config
 from pipelines.train.checkpoint import (
@@ -38,7 +38,7 @@ from pipelines.train.checkpoint import (
 from pipelines.train.config import TrainConfig
 from pipelines.train.data import Artifact, StepBatches, describe_artifact, step_loader
 from pipelines.train.distributed import RankContext, init_rank, shutdown
-from pipelines.train.flops import peak_flops, step_flops
+from pipelines.train.flops import peak_flops, rank_flops
 from pipelines.train.metrics import MetricsLog
 from pipelines.train.optim import build_optimizer, clip_grads, lr_at, set_lr
 
@@ -58,8 +58,6 @@ class TrainResult:
 
 def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> TrainResult:
     """Entry point of one rank (the process group is created and torn down here)."""
-    # MAE returns its reconstruction as a view; nothing modifies it in place.
-    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view")
     ctx = init_rank(cfg.tp_size, cfg.timeout_min)
     dist.barrier()  # under torchrun, global rank 0 has prepared the run folder by now
     try:
@@ -79,8 +77,9 @@ class _Trainer:
         self.art: Artifact = describe_artifact(Path(cfg.data), cfg)
         self.mcfg = model_config(cfg, self.art)
         self.model = build_parallel_model(cfg, self.art, ctx)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = build_optimizer(self.model, cfg.lr, cfg.weight_decay)
+        self.tp_group = ctx.tp_mesh.get_group() if ctx.tp_mesh.size() > 1 else None
+        self.tp_local = tp_local_names(self.model, ctx.tp_mesh.size())
         dev = ctx.device
         self.norm = Normalizer(torch.from_numpy(self.art.mean), torch.from_numpy(self.art.std)
                                ).to(dev)
@@ -99,7 +98,9 @@ class _Trainer:
                 self.art, cfg, "val", ctx.dp_rank, cfg.dp_size, self.mcfg.num_patches)
         except DchagError:
             self.val_ds = None  # too little data for a validation split
-        self.flops = step_flops(self.mcfg, cfg.task, self.local_batch, cfg.mask_ratio)
+        # Per rank and component (what is sharded, what every rank repeats), as the bench.
+        self.flops = rank_flops(self.mcfg, cfg.task, self.local_batch, cfg.mask_ratio,
+                                ctx.tp_mesh.size(), cfg.aggregation == "head-split")
         self.peak = peak_flops(dev)
 
     # -- one step ------------------------------------------------------------------
@@ -186,7 +187,7 @@ class _Trainer:
             set_lr(self.opt, lr)
             loss = self.loss(batch)
             loss.backward()
-            gnorm = clip_grads(self.params, cfg.clip)
+            gnorm = clip_grads(self.model, cfg.clip, self.tp_group, self.tp_local)
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)
             window_loss += loss.detach().float()
@@ -198,7 +199,7 @@ class _Trainer:
                     torch.cuda.synchronize(ctx.device)
                 seconds = (time.perf_counter() - window_t0) / window_steps
                 last_loss = self.dp_mean(window_loss / window_steps)
-                tflops = self.flops / ctx.tp_mesh.size() / seconds / 1e12
+                tflops = self.flops["total"] / seconds / 1e12
                 record = {"step": done, "loss": last_loss, "lr": lr, "grad_norm": gnorm,
                           "samples_per_s": cfg.batch_size / seconds,
                           "tokens_per_s": cfg.batch_size * tokens / seconds,
@@ -238,7 +239,7 @@ class _Trainer:
                  "model": self.mcfg.to_dict(), "channels": self.art.channel_names,
                  "mesh": {"dp": self.cfg.dp_size, "tp": self.cfg.tp_size},
                  "dtype": str(compute_dtype(self.cfg, self.ctx.device)),
-                 "flops_per_step_per_dp_rank": self.flops,
+                 "flops_per_step_per_rank": self.flops,
                  "provenance": provenance(f"train {self.cfg.task}", self.cfg.to_dict(),
                                           [Path(self.cfg.data)], seed=self.cfg.seed)}
         log.write_zarr(self.run_dir / "metrics.zarr", attrs)

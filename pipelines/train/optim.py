@@ -1,8 +1,15 @@
 """AdamW with warm-up and cosine decay, and gradient clipping over mixed meshes.
 
-Parameters live on different meshes (FSDP shards over dp, TP blocks over dp × tp, the
-channel groups of one TP rank over dp only), so the global gradient norm is assembled per
-(mesh, placement) family: one small collective each, not one per parameter.
+Parameters live on different meshes: FSDP shards over dp, TP blocks over dp × tp, and the
+channel groups of one TP rank over dp only — each TP rank holding *different* groups. The
+global gradient norm therefore sums, per (mesh, placements) family, the local squares
+over every mesh dimension the family is sharded on, and additionally over the TP ranks for
+parameters that exist on one TP rank only; replicated copies are counted once. One small
+collective per family, not one per parameter.
+
+AdamW's multi-tensor (`foreach`, CUDA's default) kernels cannot mix plain tensors and
+DTensors in one call (the crash of tensor parallelism without FSDP); see
+`build_optimizer`.
 """
 
 from __future__ import annotations
@@ -14,18 +21,35 @@ from collections.abc import Iterable
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.distributed.tensor import DTensor
+
+from pipelines.model.init import clean_name
+from pipelines.model.layers import never_updated
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """No weight decay on biases, norms and embeddings (1-D parameters), as in MAE."""
+def _kind(p: Tensor) -> tuple:
+    mesh = getattr(p, "device_mesh", None)
+    if mesh is None:
+        return ("plain",)
+    return ("dtensor", id(mesh), tuple(map(str, p.placements)))
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
+                    foreach: bool | None = None) -> torch.optim.AdamW:
+    """No weight decay on biases, norms and embeddings (1-D parameters), as in MAE.
+
+    The two groups do not depend on the layout, so optimizer state saved on one (dp, tp)
+    loads on any other. Under FSDP every parameter is a DTensor and the multi-tensor
+    kernels work; a model mixing plain tensors and DTensors (tensor parallelism without
+    FSDP) takes the per-tensor kernels instead of crashing."""
     decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
+    for name, p in model.named_parameters():
+        if p.requires_grad and not never_updated(clean_name(name)):
             (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+    if any(len({_kind(p)[0] for p in g["params"]}) > 1 for g in groups):
+        foreach = False
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), foreach=foreach)
 
 
 def lr_at(step: int, base: float, minimum: float, warmup: int, total: int) -> float:
@@ -41,41 +65,45 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def grad_norm(params: Iterable[nn.Parameter]) -> Tensor:
-    """The global L2 norm of all gradients, whatever their sharding.
-
-    Per family: the local sum of squares, summed over the mesh dimensions the family is
-    sharded on (not over replicated ones, which hold copies)."""
+def grad_norm(named: Iterable[tuple[str, nn.Parameter]], tp_group: dist.ProcessGroup | None,
+              tp_local: tuple[str, ...]) -> Tensor:
+    """The global L2 norm of all gradients, whatever their sharding (a float64 scalar)."""
     families: dict[tuple, list[Tensor]] = defaultdict(list)
-    meshes = {}
-    total = torch.zeros((), dtype=torch.float64)
-    for p in params:
-        if p.grad is None:
-            continue
+    meshes: dict[tuple, object] = {}
+    for name, p in named:
         g = p.grad
-        if isinstance(g, DTensor):
-            key = (id(g.device_mesh), tuple(g.placements))
-            meshes[key] = g.device_mesh
-            families[key].append(g.to_local())
-        else:
-            total += torch.linalg.vector_norm(g, dtype=torch.float32).double().cpu() ** 2
-    for key, grads in families.items():
+        if g is None:
+            continue
+        only_here = tp_group is not None and clean_name(name).startswith(tp_local)
+        kind = (_kind(g), only_here)
+        if hasattr(g, "device_mesh"):
+            meshes[kind] = g
+            g = g.to_local()
+        families[kind].append(g)
+    total = torch.zeros((), dtype=torch.float64)
+    for kind, grads in families.items():
+        device = grads[0].device
         sq = torch.stack([torch.linalg.vector_norm(g, dtype=torch.float32) ** 2
-                          for g in grads]).sum()
-        mesh = meshes[key]
-        for dim, placement in enumerate(key[1]):
-            if placement.is_shard():
-                dist.all_reduce(sq, group=mesh.get_group(dim))
+                          for g in grads]).sum().to(device)
+        ref = meshes.get(kind)
+        if ref is not None:
+            for dim, placement in enumerate(ref.placements):
+                if placement.is_shard():
+                    dist.all_reduce(sq, group=ref.device_mesh.get_group(dim))
+        if kind[1]:  # held by this TP rank only: the other ranks hold the other groups
+            dist.all_reduce(sq, group=tp_group)
         total += sq.double().cpu()
     return total.sqrt()
 
 
-def clip_grads(params: list[nn.Parameter], max_norm: float) -> float:
-    """Scale gradients so their global norm is at most `max_norm`; returns the norm before."""
-    norm = float(grad_norm(params))
+def clip_grads(model: nn.Module, max_norm: float, tp_group: dist.ProcessGroup | None = None,
+               tp_local: tuple[str, ...] = ()) -> float:
+    """Scale gradients so their global norm is at most `max_norm`; returns the norm before.
+    Every rank computes the same norm, so replicated parameters stay bit-identical."""
+    named = [(n, p) for n, p in model.named_parameters() if p.grad is not None]
+    norm = float(grad_norm(named, tp_group, tp_local))
     if max_norm > 0 and math.isfinite(norm) and norm > max_norm:
         scale = max_norm / (norm + 1e-6)
-        for p in params:
-            if p.grad is not None:
-                p.grad.mul_(scale)
+        for _, p in named:
+            p.grad.mul_(scale)
     return norm

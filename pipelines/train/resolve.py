@@ -25,7 +25,7 @@ from pipelines.train.config import (
     save_config,
 )
 from pipelines.train.data import Artifact, describe_artifact, split_samples
-from pipelines.train.distributed import check_devices
+from pipelines.train.distributed import check_devices, launcher_world
 
 # Model fields the encoder's weights depend on (what `--init` must agree on).
 RUN_HINT = "--resume it, pass --overwrite, or choose another --out"
@@ -43,6 +43,12 @@ def resolve(task: str, flags: dict[str, Any], config_file: Path | None,
         settings.update(coerce_settings(read_config_file(config_file), str(config_file)))
     settings.update({k: v for k, v in flags.items() if v is not None})
     settings["task"] = task
+    world = launcher_world()
+    if world is not None:  # torchrun/srun decide the job's size
+        if flags.get("gpus") is not None and flags["gpus"] != world:
+            raise DchagError(f"--gpus {flags['gpus']} but the launcher started {world} ranks "
+                             "(WORLD_SIZE)", fix=f"pass --gpus {world} or leave it out")
+        settings["gpus"] = world
     if resume is not None:
         settings["out"] = str(resume)
     if not settings.get("data"):

@@ -166,7 +166,17 @@ def test_more_gpus_than_present_is_refused(monkeypatch, tmp_path, sample_era5_za
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr),
                             "--gpus", "8", "--lead", "6h", "--out", str(tmp_path / "r")])
-    assert r.exit_code == 1 and "--gpus 8 but this machine has 2 GPU(s)" in r.output
+    assert r.exit_code == 1 and "8 ranks on this node but it has 2 GPU(s)" in r.output
+    assert "--nnodes" in r.output  # more nodes are the way to more GPUs
+    # Under a multi-node launcher only this node's ranks count.
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr("pipelines.train.resolve.describe_artifact",
+                        lambda *a: (_ for _ in ()).throw(SystemExit(7)))
+    r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr),
+                            "--lead", "6h", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 7  # got past the device check to reading the data
 
 
 def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(

@@ -53,6 +53,29 @@ def reference(tmp_path_factory, sample_era5_zarr) -> list[dict]:
     return _metrics(run)
 
 
+def _torchrun(*args: str) -> subprocess.Popen:
+    """The real torchrun (CPU, gloo) starting 2 processes that each run `dchag …`."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc-per-node", "2", "-m", "dchag_cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_torchrun_trains_checkpoints_and_resumes(tmp_path, sample_era5_zarr, reference):
+    run = tmp_path / "run"
+    code, text = _finish(_torchrun(*ARGS, "--data", str(sample_era5_zarr), "--steps", "24",
+                                   "--out", str(run), "--stop-at", "8"))
+    assert code == 0, text
+    assert "tp 2" in text and (run / "checkpoints" / "step_00000008").is_dir()
+    code, text = _finish(_torchrun("train", "forecast", "--resume", str(run)))
+    assert code == 0, text
+    _same_curve(_metrics(run), reference)
+    code, text = _finish(_torchrun(*ARGS, "--data", str(sample_era5_zarr), "--out",
+                                   str(tmp_path / "other"), "--gpus", "4"))
+    assert code != 0 and "--gpus 4 but the launcher started 2 ranks" in text
+    assert not (tmp_path / "other").exists()
+
+
 def test_saved_on_four_ranks_resumed_on_two(tmp_path, sample_era5_zarr, reference):
     run = tmp_path / "run"
     code, text = _finish(_dchag(*ARGS, "--data", str(sample_era5_zarr), "--steps", "24",
@@ -128,5 +151,6 @@ def test_dchag_on_two_ranks_matches_the_single_process_baseline_within_one_perce
     dchag, base = _metrics(tmp_path / "dchag"), _metrics(tmp_path / "base")
     for curve in (dchag, base):  # both really learned: well below the loss at step 50
         assert curve[-1]["loss"] < 0.8 * curve[0]["loss"]
-    assert dchag[-1]["loss"] == pytest.approx(base[-1]["loss"], rel=0.01)
-    assert dchag[-1]["val_loss"] == pytest.approx(base[-1]["val_loss"], rel=0.01)
+    # "<1% quality loss": D-CHAG may not be more than 1% worse (being better is no loss).
+    assert dchag[-1]["loss"] <= 1.01 * base[-1]["loss"]
+    assert dchag[-1]["val_loss"] <= 1.01 * base[-1]["val_loss"]
