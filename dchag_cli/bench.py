@@ -8,11 +8,8 @@ from pathlib import Path
 
 import typer
 
-from dchag_cli.bench_dchag import build_cases, print_table, run_sweep
 from dchag_cli.console import err, key_value_table, out, user_errors
-from pipelines.bench.appl_bench import bench_appl
 from pipelines.bench.comm import Link
-from pipelines.bench.regrid_bench import bench_prep_rate, bench_regrid
 from pipelines.errors import DchagError
 
 app = typer.Typer(help="Benchmarks; results are written to files. With no subcommand: a quick "
@@ -39,6 +36,8 @@ def regrid(
     """
     if min(fields, xarray_fields, repeats) < 1:
         raise DchagError("--fields, --xarray-fields and --repeats must be at least 1")
+    from pipelines.bench.regrid_bench import bench_prep_rate, bench_regrid
+
     err.print("benchmarking regrid of 721×1440 fields to 32×64 …")
     result = bench_regrid(fields=fields, xarray_fields=xarray_fields, repeats=repeats)
     if sample.exists():
@@ -75,6 +74,8 @@ def prep_appl_bench(
     """ENVI → appl.zarr conversion rate (cubes/s, MB/s) and the training loader's read rate
     of appl.zarr (samples/s of float16 cubes).
     """
+    from pipelines.bench.appl_bench import bench_appl
+
     err.print(f"generating {cubes} synthetic cubes and benchmarking …")
     r = bench_appl(cubes=cubes, source_size=source_size, size=size, bands=bands,
                    workers=workers, epochs=epochs, compress=compress)
@@ -109,6 +110,8 @@ def _sweep(title: str, presets: str, channels: str, variants: str, trees: str, t
            dp: str, img: str, patch: int, batch: int, mode: str, impl: str,
            aggregation: str, ac: bool, ac_channels: bool, precision: str, warmup: int,
            steps: int, link: Link, memory_limit: float, out_path: Path) -> None:
+    from dchag_cli.bench_dchag import build_cases, print_table, run_sweep
+
     cases, skipped = build_cases(presets, channels, variants, trees, tp, img, patch, batch, dp,
                                  impl, aggregation, ac, ac_channels)
     if skipped:

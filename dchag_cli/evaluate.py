@@ -3,34 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 import typer
 from rich.table import Table
 
 from dchag_cli.console import RichProgress, err, out, user_errors
-from pipelines.data.zarr_store import check_writable_target, open_artifact
 from pipelines.errors import DchagError
-from pipelines.eval.forecast import (
-    METHODS,
-    ForecastScores,
-    evaluate_forecast,
-    write_predictions,
-    write_scores,
-)
-from pipelines.eval.runs import load_run, run_files
 from pipelines.guard import output_folder
 from pipelines.metrics.weather import CONVENTIONS
-from pipelines.plots.forecast import plot_maps, plot_scores_vs_lead
 from pipelines.provenance import provenance
 from pipelines.train.config import format_lead, parse_leads
+
+if TYPE_CHECKING:
+    import torch
+
+    from pipelines.eval.forecast import ForecastScores
 
 eval_app = typer.Typer(help="Score trained runs against baselines.", no_args_is_help=True)
 predict_app = typer.Typer(help="Run trained models on data.", no_args_is_help=True)
 
 
 def device() -> torch.device:
+    import torch
+
     return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
 
 
@@ -62,6 +59,10 @@ def forecast(
         raise DchagError(f"--convention {convention!r}", fix=f"choose {', '.join(CONVENTIONS)}")
     if batch < 1:
         raise DchagError(f"--batch {batch} must be at least 1")
+    from pipelines.eval.forecast import evaluate_forecast, write_predictions, write_scores
+    from pipelines.eval.runs import load_run, run_files
+    from pipelines.plots.forecast import plot_maps, plot_scores_vs_lead
+
     trained = load_run(run, "forecast", device())
     leads = parse_leads(lead) if lead else sorted(trained.cfg.leads)
     if map_channel is not None and map_channel not in trained.out_channels:
@@ -93,6 +94,8 @@ def forecast(
 def _first_truth(data: Path, res: ForecastScores, channel: str) -> tuple[np.ndarray, int]:
     """The observed field for the map (first init of the first lead) and that init's
     position among the predictions' init times."""
+    from pipelines.data.zarr_store import open_artifact
+
     group = open_artifact(data, "era5")
     names = [str(n) for n in group.attrs["channels"]]
     plan = res.plans[0]
@@ -101,6 +104,8 @@ def _first_truth(data: Path, res: ForecastScores, channel: str) -> tuple[np.ndar
 
 
 def print_forecast_tables(res: ForecastScores) -> None:
+    from pipelines.eval.forecast import METHODS
+
     for li, plan in enumerate(res.plans):
         how = f", rolled out in {plan.lead // plan.step} steps of " \
               f"{format_lead(plan.step)}" if plan.rollout else ""
@@ -140,7 +145,9 @@ def predict_masks_cmd(
 
     Example: [cyan]dchag predict masks --run runs/mae --data appl.zarr --mask-ratio 0.75[/]
     """
+    from pipelines.data.zarr_store import check_writable_target
     from pipelines.eval.masks import predict_masks
+    from pipelines.eval.runs import load_run, run_files
 
     if batch < 1:
         raise DchagError(f"--batch {batch} must be at least 1")
@@ -171,6 +178,7 @@ def eval_masks_cmd(
 
     Example: [cyan]dchag eval masks --recon runs/mae/reconstruction.zarr --data appl.zarr[/]
     """
+    from pipelines.data.zarr_store import open_artifact
     from pipelines.eval.masks import eval_masks, write_mask_scores
     from pipelines.plots.masks import plot_reconstruction
 

@@ -6,12 +6,8 @@ import typer
 from rich.table import Table
 
 from dchag_cli.console import err, human_bytes, out, user_errors
-from pipelines.bench.case import Case
-from pipelines.bench.planner import plan
 from pipelines.errors import DchagError
 from pipelines.model.config import PRESETS, VARIANTS
-from pipelines.model.info import parameter_counts
-from pipelines.parallel.tensor_parallel import check_tp
 
 app = typer.Typer(help="Inspect model presets: parameters and memory.", no_args_is_help=True)
 
@@ -58,6 +54,11 @@ def info(
         raise DchagError(f"--task {task!r}: choose mae or forecast")
     if batch < 1 or tp < 1 or dp < 1:
         raise DchagError("--batch, --tp and --dp must be at least 1")
+    from pipelines.bench.case import Case
+    from pipelines.bench.planner import plan
+    from pipelines.model.info import parameter_counts
+    from pipelines.parallel.tensor_parallel import check_tp
+
     size = parse_size(img)
     case = Case(preset, channels, variant, tree, tp, size, patch, batch, dp, channel_impl,
                 "head-split", ac, ac_channels, task, groups)

@@ -7,11 +7,10 @@ from pathlib import Path
 import typer
 
 from dchag_cli.console import RichProgress, human_bytes, key_value_table, out, user_errors
-from pipelines.data.appl_prep import ApplPrepConfig, prep_appl
 from pipelines.data.channels import DEFAULT_PRESET
-from pipelines.data.era5_prep import Era5PrepConfig, parse_years, prep_era5
-from pipelines.data.regrid import METHODS
-from pipelines.data.regrid_backends import BACKENDS
+from pipelines.data.options import REGRID_BACKENDS as BACKENDS
+from pipelines.data.options import REGRID_METHODS as METHODS
+from pipelines.data.options import parse_years
 from pipelines.errors import DchagError
 
 app = typer.Typer(help="Prepare raw data as zarr artifacts.", no_args_is_help=True)
@@ -57,6 +56,8 @@ def era5(
     """
     if append and overwrite:
         raise DchagError("--append and --overwrite exclude each other")
+    from pipelines.data.era5_prep import Era5PrepConfig, prep_era5
+
     cfg = Era5PrepConfig(
         sources=sources, out=out_path, preset=None if channels else preset, channels=channels,
         method=method, backend=backend, weights=weights, resolution=resolution,
@@ -124,6 +125,8 @@ def appl(
     """
     if append and overwrite:
         raise DchagError("--append and --overwrite exclude each other")
+    from pipelines.data.appl_prep import ApplPrepConfig, prep_appl
+
     cfg = ApplPrepConfig(sources=sources, out=out_path, bands=bands,
                          range_nm=_parse_range(range_nm), size=size, spatial=spatial,
                          dtype=dtype, ndvi=ndvi, min_plant_pixels=min_plant_pixels,

@@ -8,8 +8,6 @@ import typer
 
 from dchag_cli.console import human_bytes, out, user_errors
 from pipelines.data.channels import resolve_channels
-from pipelines.sample.appl import generate_appl
-from pipelines.sample.era5 import generate_era5
 
 app = typer.Typer(help="Write synthetic sample inputs in real formats.", no_args_is_help=True)
 
@@ -37,6 +35,8 @@ def era5(
 
     Example: [cyan]dchag sample era5 --out era5_raw --days 365[/]
     """
+    from pipelines.sample.era5 import generate_era5
+
     chans = resolve_channels(None if channels else preset, channels)
     paths = generate_era5(out_dir, chans, start, days, step_hours, resolution, seed, split_days)
     size = sum(p.stat().st_size for p in paths)
@@ -58,6 +58,8 @@ def appl(
 
     Example: [cyan]dchag sample appl --out appl_raw --n 16 --size 128[/]
     """
+    from pipelines.sample.appl import generate_appl
+
     paths = generate_appl(out_dir, n, size, seed)
     total = sum(p.with_suffix(".raw").stat().st_size for p in paths)
     out.print(f"wrote {len(paths)} cubes ({human_bytes(total)}) and manifest.csv to {out_dir}")

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from dchag_cli.console import out, user_errors
-from pipelines.plots.appl import show_sample
 
 
 @user_errors
@@ -21,5 +20,7 @@ def show(
 
     Example: [cyan]dchag show appl.zarr --sample 3[/]
     """
+    from pipelines.plots.appl import show_sample
+
     target = out_path or store.with_name(f"{store.stem}-sample-{sample}.png")
     out.print(f"wrote {show_sample(store, sample, target)}")

@@ -12,24 +12,18 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dchag_cli.console import err, human_bytes, key_value_table, out, show_notes, user_errors
-from pipelines.bench.case import Case
-from pipelines.bench.planner import plan
-from pipelines.data.zarr_store import store_bytes
 from pipelines.locks import write_lock
 from pipelines.model.config import PRESETS, VARIANTS
-from pipelines.model.info import parameter_counts
-from pipelines.train.checkpoint import clean_partials, latest_checkpoint
 from pipelines.train.config import TrainConfig, format_lead, parse_leads
-from pipelines.train.distributed import adopt_slurm_env, is_global_rank_zero, launch
-from pipelines.train.loop import TrainResult, train
-from pipelines.train.resolve import create_run, prepare, resolve
+
+if TYPE_CHECKING:
+    from pipelines.train.loop import TrainResult
 
 app = typer.Typer(help="Train models on prepared artifacts.", no_args_is_help=True)
 
@@ -163,6 +157,11 @@ def pretrain(**given: Any) -> None:
 
 
 def _run(task: str, given: dict[str, Any]) -> None:
+    # Heavy imports (torch, the distributed engine) only once a command really runs.
+    from pipelines.train.checkpoint import clean_partials, latest_checkpoint
+    from pipelines.train.distributed import adopt_slurm_env, is_global_rank_zero, launch
+    from pipelines.train.resolve import create_run, prepare, resolve
+
     adopt_slurm_env()
     resume = given.get("resume")
     config_file = given.get("config")
@@ -197,6 +196,8 @@ def _run(task: str, given: dict[str, Any]) -> None:
 
 def run_rank(cfg: TrainConfig) -> TrainResult:
     """What every rank runs (module level, so the launcher can start it in new processes)."""
+    from pipelines.train.loop import train
+
     if os.environ.get("RANK", "0") != "0":
         return train(cfg)
     show_notes()
@@ -231,6 +232,12 @@ class _RichTrainProgress:
 
 
 def _print_plan(cfg: TrainConfig, mcfg: Any) -> None:
+    import torch
+
+    from pipelines.bench.case import Case
+    from pipelines.bench.planner import plan
+    from pipelines.model.info import parameter_counts
+
     counts = parameter_counts(mcfg, cfg.task)
     err.print("planning one training step per rank on fake tensors …")
     case = Case(cfg.preset, mcfg.channels, cfg.variant, cfg.tree, cfg.tp_size, mcfg.img_size,
@@ -256,6 +263,8 @@ def _print_plan(cfg: TrainConfig, mcfg: Any) -> None:
 
 
 def _print_result(cfg: TrainConfig, result: TrainResult) -> None:
+    from pipelines.data.zarr_store import store_bytes
+
     run = Path(result.run)
     rows = [("steps", str(result.steps_done)), ("final train loss", f"{result.final_loss:.5g}")]
     if result.final_val_loss is not None:

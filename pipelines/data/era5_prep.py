@@ -114,20 +114,6 @@ class PrepSummary:
         return self.new_times * self.channels / max(self.seconds, 1e-9)
 
 
-def parse_years(text: str | None) -> tuple[int, int] | None:
-    """`1979:2015` → (1979, 2015); `2018` → (2018, 2018)."""
-    if not text:
-        return None
-    a, _, b = text.partition(":")
-    try:
-        years = (int(a), int(b or a))
-    except ValueError as exc:
-        raise DchagError(f"--train-years {text!r} is not YEAR or FIRST:LAST") from exc
-    if years[0] > years[1]:
-        raise DchagError(f"--train-years {text!r}: first year after last")
-    return years
-
-
 def _hours(times: np.ndarray) -> np.ndarray:
     return ((times.astype("datetime64[s]") - EPOCH) // HOURS).astype(np.int64)
 

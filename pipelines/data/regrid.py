@@ -20,10 +20,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from pipelines.data.grid import LatLonGrid, is_global_lon, lat_bounds, lon_bounds
+from pipelines.data.options import REGRID_METHODS
 from pipelines.errors import DchagError
 
 Method = Literal["bilinear", "conservative"]
-METHODS: tuple[str, ...] = ("bilinear", "conservative")
+METHODS = REGRID_METHODS
 
 
 def _to_original_columns(w: sp.csr_matrix, order: np.ndarray) -> sp.csr_matrix:

@@ -15,10 +15,11 @@ import scipy.sparse as sp
 import xarray as xr
 
 from pipelines.data.grid import LatLonGrid
+from pipelines.data.options import REGRID_BACKENDS
 from pipelines.data.regrid import Regridder, SparseRegridder, build_regridder
 from pipelines.errors import DchagError
 
-BACKENDS = ("native", "xesmf")
+BACKENDS = REGRID_BACKENDS
 ESMPY_FIX = "install esmpy from conda-forge (`conda install -c conda-forge esmpy xesmf`) " \
             "or use the default --backend native"
 
