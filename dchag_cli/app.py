@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from dchag_cli import bench, evaluate, info, model, prep, quickstart, sample, show, train
+from dchag_cli import (
+    bench,
+    evaluate,
+    export,
+    info,
+    model,
+    prep,
+    quickstart,
+    sample,
+    show,
+    train,
+)
+from dchag_cli.console import readable_metavars
 from pipelines import __version__
 
 app = typer.Typer(
@@ -18,7 +30,7 @@ app = typer.Typer(
         "[bold]pretrain[/] (MAE with distributed D-CHAG), "
         "[bold]train forecast[/] (weather forecasting), "
         "[bold]eval[/] / [bold]predict[/] (scores against baselines, reconstructions), "
-        "[bold]show[/] (a PNG of an artifact), "
+        "[bold]export[/] (WeatherBench 2 layout), [bold]show[/] (a PNG of an artifact), "
         "[bold]sample[/] (synthetic inputs in real formats), "
         "[bold]model[/] (parameters and memory of a preset), "
         "[bold]bench[/] (speed and memory), [bold]channels[/] (channel presets)."
@@ -36,6 +48,7 @@ app.add_typer(train.app, name="train")
 app.command("pretrain")(train.pretrain)
 app.add_typer(evaluate.eval_app, name="eval")
 app.add_typer(evaluate.predict_app, name="predict")
+app.add_typer(export.app, name="export")
 app.command("quickstart")(quickstart.quickstart)
 app.command("channels")(info.channels)
 app.command("show")(show.show)
@@ -55,5 +68,12 @@ def root(
     """Root options shared by every stage."""
 
 
+def cli():
+    """The click command tree with readable metavars (what `dchag` runs)."""
+    command = typer.main.get_command(app)
+    readable_metavars(command)
+    return command
+
+
 def main() -> None:
-    app()
+    cli()(prog_name="dchag")

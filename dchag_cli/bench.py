@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from dchag_cli.console import err, key_value_table, out, user_errors
+from dchag_cli.console import err, key_value_table, out, reflow, user_errors
 from pipelines.bench.comm import Link
 from pipelines.errors import DchagError
 
@@ -188,7 +188,7 @@ def _command(name: str, doc: str, default_mode: str = "auto"):
                ac_channels, precision, warmup, steps,
                _link(link_name, link_gbs, link_latency_us), memory_limit, out_path)
 
-    command.__doc__ = doc
+    command.__doc__ = reflow(doc)
     return command
 
 

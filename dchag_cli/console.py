@@ -7,6 +7,7 @@ on a terminal, so logs of batch jobs are not flooded with redraws.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import sys
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipelines.errors import DchagError
+from pipelines.errors import DchagError, Interrupted
 from pipelines.notes import logger as note_logger
 
 # Redirected to a file (a batch job's log), output is never cut to a terminal's 80 columns.
@@ -34,6 +35,63 @@ err = Console(stderr=True, highlight=False,
 out = Console(highlight=False, width=None if sys.stdout.isatty() else _FILE_WIDTH)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reflow(doc: str | None) -> str | None:
+    """A docstring as `--help` should show it: lines of a paragraph joined (the terminal
+    wraps them), paragraphs kept apart."""
+    if not doc:
+        return doc
+    paragraphs = [" ".join(line.strip() for line in block.splitlines() if line.strip())
+                  for block in inspect.cleandoc(doc).split("\n\n")]
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+# How a value looks in --help, by option name, then by type: never `<list[Path]>`.
+METAVARS = {"lead": "LEADS", "period": "PERIOD", "img": "HxW", "crop": "HxW",
+            "channels": "NAMES", "out_channels": "NAMES", "region": "S:N,W:E",
+            "train_years": "Y0:Y1", "range_nm": "NM:NM", "presets": "NAMES",
+            "variants": "NAMES", "trees": "N,…", "tp": "N", "dp": "N", "channel_impl": "NAME",
+            "aggregation": "NAME", "convention": "NAME", "preset": "NAME", "variant": "NAME",
+            "method": "NAME", "backend": "NAME", "precision": "NAME", "mode": "NAME",
+            "samples": "val|all", "spatial": "resize|crop", "dtype": "NAME",
+            "task": "mae|forecast"}
+_BY_TYPE = {bool: "", int: "N", float: "X", str: "TEXT"}
+
+
+def readable_metavars(command: Any) -> None:
+    """Give every parameter of the command tree a plain metavar (flags none), where
+    Typer would print `<list[Path]>` or `<bool>`."""
+    for sub in getattr(command, "commands", {}).values():
+        readable_metavars(sub)
+    make_help = command.get_help_option
+
+    def help_option(ctx: Any, make_help: Callable = make_help) -> Any:
+        option = make_help(ctx)
+        if option is not None:  # created on demand, after the loop below has run
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for param in getattr(command, "params", []):
+        desc = getattr(param, "type_descriptor", None)
+        annotation = getattr(desc, "annotation", None)
+        if getattr(param, "is_flag", False) or annotation is bool:
+            param.metavar = ""
+        elif param.name in METAVARS:
+            param.metavar = METAVARS[param.name]
+        elif desc is not None and desc.is_path:
+            param.metavar = "PATH"
+        else:
+            base = getattr(annotation, "__args__", (annotation,))[0] if desc and desc.is_list \
+                else annotation
+            param.metavar = _BY_TYPE.get(base, "TEXT")
+        if type(param).__name__ == "TyperArgument":  # usage adds "..." to lists itself
+            param.metavar = param.name.upper()
+            param.display_type_rich = lambda ctx, label=param.metavar: None
+        elif getattr(desc, "is_list", False) and param.metavar and not \
+                param.metavar.endswith("..."):
+            param.metavar += "..."
 
 
 def user_errors(fn: F) -> F:
@@ -52,11 +110,14 @@ def user_errors(fn: F) -> F:
             where = f"{exc.filename}: " if exc.filename else ""
             err.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", soft_wrap=True)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err.print("[bold red]interrupted[/] (Ctrl-C); nothing half-written was kept",
-                      soft_wrap=True)
-            raise typer.Exit(130) from None
+        except (KeyboardInterrupt, Interrupted) as exc:
+            signum = getattr(exc, "signum", 2)
+            name = "Ctrl-C" if signum == 2 else f"signal {signum}"
+            err.print(f"[bold red]interrupted[/] ({name}): stopped; finished outputs and "
+                      "checkpoints are intact, nothing half-written is kept", soft_wrap=True)
+            raise typer.Exit(128 + signum) from None
 
+    wrapper.__doc__ = reflow(fn.__doc__)
     return wrapper  # type: ignore[return-value]
 
 

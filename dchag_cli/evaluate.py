@@ -12,7 +12,7 @@ from rich.table import Table
 from dchag_cli.console import RichProgress, err, out, user_errors
 from pipelines.errors import DchagError
 from pipelines.guard import output_folder
-from pipelines.metrics.weather import CONVENTIONS
+from pipelines.metrics.weather import CLIMAX_BATCH, CONVENTIONS
 from pipelines.provenance import provenance
 from pipelines.train.config import format_lead, parse_leads
 
@@ -34,111 +34,208 @@ def device() -> torch.device:
 @eval_app.command("forecast")
 @user_errors
 def forecast(
-    run: Path = typer.Option(..., help="A run of `dchag train forecast`."),
-    data: Path = typer.Option(..., help="era5.zarr to evaluate on (same channels and grid)."),
-    lead: list[str] = typer.Option(None, help="Lead times (6h, 3d, 2w); repeat or comma-"
-                                   "separate. [default: the run's trained leads]"),
-    period: str = typer.Option(None, help="Init times to use: 2018, 2017:2018 or "
-                               "2018-01-01:2018-03-31. [default: all]"),
+    run: Path = typer.Option(None, help="A run of `dchag train forecast` to score.",
+                             show_default="runs/forecast, where `dchag train forecast` "
+                             "puts it"),
+    forecast_file: Path = typer.Option(None, "--forecast", help="Or: another model's "
+                                       "forecast in WeatherBench 2's layout (zarr or "
+                                       "netCDF), scored against --data."),
+    data: Path = typer.Option(Path("era5.zarr"), help="era5.zarr with the truth (same "
+                              "channels and grid as the run)."),
+    lead: list[str] = typer.Option(None, help="Lead times (6h, 3d, 7d); repeat or comma-"
+                                   "separate.", show_default="the run's trained leads"),
+    period: str = typer.Option(None, help="Init times to score: 2018, 2018-12, 2018-12-24, "
+                               "2018-12-24T18, or FIRST:LAST of those (whole spans).",
+                               show_default="the run's held-out test period"),
+    climatology: Path = typer.Option(None, help="A climatology in WeatherBench 2's layout "
+                                     "(hour, dayofyear, latitude, longitude), regridded "
+                                     "if needed.", show_default="the one in --data"),
     rollout: bool = typer.Option(False, help="Reach untrained leads by applying a trained "
                                  "lead repeatedly (models predicting their full input)."),
     convention: str = typer.Option("weatherbench2", help=f"Score definitions: "
                                    f"{', '.join(CONVENTIONS)} (see README)."),
-    map_channel: str = typer.Option(None, help="Channel for the map PNG. [default: first]"),
+    climax_batch: int = typer.Option(CLIMAX_BATCH, help="climax convention: inits per ACC "
+                                     "batch (ClimaX's test batch size)."),
+    map_channel: str = typer.Option(None, help="Channel for the map PNG.",
+                                    show_default="first"),
     batch: int = typer.Option(16, help="Init times per forward pass."),
     out_dir: Path = typer.Option(None, "--out", "-o", help="Folder for predictions.zarr, "
-                                 "scores.zarr and PNGs. [default: RUN/eval]"),
+                                 "scores.zarr and PNGs.",
+                                 show_default="RUN/eval, or FILE_eval beside --forecast"),
     overwrite: bool = typer.Option(False, help="Replace earlier results in --out."),
 ) -> None:
-    """Forecast every init time of --period at each --lead and score the model side by side
-    with persistence and climatology: RMSE, MSE and latitude-weighted ACC, in physical units.
+    """Forecast every init time of the period at each lead and score it beside persistence
+    and climatology: RMSE, MSE and latitude-weighted ACC in physical units, globally and in
+    WeatherBench 2's regions.
 
-    Example: [cyan]dchag eval forecast --run runs/fc --data era5.zarr --lead 1d,3d --period 2018[/]
+    By default the run's held-out test period is scored (it says which). An init is scored
+    by every forecaster or by none; those left out are listed with the reason.
+
+    Example: [cyan]dchag eval forecast --run runs/forecast --lead 7d[/]
+
+    Another model: [cyan]dchag eval forecast --forecast other.zarr --data era5.zarr[/]
     """
+    if run is not None and forecast_file is not None:
+        raise DchagError("score either a run or a forecast file",
+                         fix="pass --run RUN or --forecast FILE (one of them)")
+    if forecast_file is None and run is None:
+        run = default_input(Path("runs/forecast"), "run", "dchag train forecast",
+                            "--run RUN or --forecast FILE")
     if convention not in CONVENTIONS:
         raise DchagError(f"--convention {convention!r}", fix=f"choose {', '.join(CONVENTIONS)}")
-    if batch < 1:
-        raise DchagError(f"--batch {batch} must be at least 1")
+    if batch < 1 or climax_batch < 1:
+        raise DchagError("--batch and --climax-batch must be at least 1")
+    if period is not None:
+        from pipelines.eval.period import period_hours
+
+        period_hours(period)
     from pipelines.eval.forecast import evaluate_forecast, write_predictions, write_scores
-    from pipelines.eval.runs import load_run, run_files
+    from pipelines.eval.runs import run_files
     from pipelines.plots.forecast import plot_maps, plot_scores_vs_lead
 
-    trained = load_run(run, "forecast", device())
-    leads = parse_leads(lead) if lead else sorted(trained.cfg.leads)
-    if map_channel is not None and map_channel not in trained.out_channels:
+    source = _forecast_source(run, forecast_file, data)
+    leads = parse_leads(lead) if lead else _default_leads(source)
+    if map_channel is not None and map_channel not in source.channels:
         raise DchagError(f"--map-channel {map_channel} is not a forecast channel",
-                         fix=f"choose from {', '.join(trained.out_channels)}")
-    channel = map_channel or trained.out_channels[0]
-    out_dir = out_dir or run / "eval"
+                         fix=f"choose from {', '.join(source.channels)}")
+    channel = map_channel or source.channels[0]
+    if out_dir is None:
+        out_dir = run / "eval" if run is not None else \
+            forecast_file.with_name(forecast_file.name.split(".")[0] + "_eval")
+    inputs = [*run_files(run)] if run is not None else [forecast_file]
+    inputs += [data] + ([climatology] if climatology else [])
     items = {"predictions.zarr": "predictions", "scores.zarr": "scores",
              f"map_{channel}.png": None, "scores_vs_lead.png": None}
-    with output_folder(out_dir, items, overwrite, [*run_files(run), data]) as stage:
+    with output_folder(out_dir, items, overwrite, inputs) as stage:
         with RichProgress() as progress:
-            res = evaluate_forecast(trained, data, leads, period, rollout, convention, batch,
-                                    device(), progress)
-        attrs = {"run": str(run.resolve()), "checkpoint_step": trained.step,
-                 "provenance": provenance("eval forecast", {
-                     "leads": leads, "period": period, "rollout": rollout,
-                     "convention": convention}, [data], seed=None)}
+            res = evaluate_forecast(source, data, leads, period, rollout, convention, batch,
+                                    climatology, climax_batch, progress)
+        attrs = {"provenance": provenance("eval forecast", {
+            "leads": leads, "period": period, "rollout": rollout, "convention": convention,
+            "climax_batch": climax_batch, "climatology": str(climatology) if climatology
+            else None}, [p for p in (data, forecast_file, climatology) if p], seed=None)}
+        if run is not None:
+            attrs.update(run=str(run.resolve()), checkpoint_step=source.run.step)
         write_predictions(res, stage / "predictions.zarr", attrs)
         write_scores(res, stage / "scores.zarr", attrs)
-        truth, init_pos = _first_truth(data, res, channel)
-        plot_maps(res, truth, channel, init_pos, 0, stage / f"map_{channel}.png")
+        truth, init_pos, lead_pos = _first_truth(data, res, channel)
+        plot_maps(res, truth, channel, init_pos, lead_pos, stage / f"map_{channel}.png")
         plot_scores_vs_lead(res, stage / "scores_vs_lead.png")
+    out.print(f"scored: {res.source}\nperiod: {res.period}\nclimatology: {res.climatology}")
     print_forecast_tables(res)
     for text in res.notes:
-        err.print(f"[yellow]note:[/] {text}")
+        err.print(f"[yellow]note:[/] {text}", soft_wrap=True)
     out.print(f"written: {', '.join(str(out_dir / name) for name in items)}")
 
 
-def _first_truth(data: Path, res: ForecastScores, channel: str) -> tuple[np.ndarray, int]:
-    """The observed field for the map (first init of the first lead) and that init's
-    position among the predictions' init times."""
+def default_input(path: Path, what: str, producer: str, flag: str) -> Path:
+    """The output a previous stage writes by default, if it is here (said in a note)."""
+    from pipelines.notes import note
+
+    if not path.exists():
+        raise DchagError(f"no {what} given, and no {path} here",
+                         fix=f"pass {flag}, or run `{producer}` first (it writes {path})")
+    note(f"using {path} (the default output of `{producer}`)")
+    return path
+
+
+def _forecast_source(run: Path | None, forecast_file: Path | None, data: Path):
+    """What makes the forecasts: a trained run, or another model's WB2 file read against
+    the store's channels and grid."""
+    from pipelines.eval.forecast import RunSource, WB2Source
+
+    if run is not None:
+        from pipelines.eval.runs import load_run
+
+        return RunSource(load_run(run, "forecast", device()), device())
+    from pipelines.data.grid import LatLonGrid
+    from pipelines.data.zarr_store import open_artifact
+    from pipelines.eval.wb2 import WB2Forecast
+
+    group = open_artifact(data, "era5")
+    names = [str(n) for n in group.attrs["channels"]]
+    return WB2Source(WB2Forecast(forecast_file, names, LatLonGrid(group["lat"][:],
+                                                                  group["lon"][:])))
+
+
+def _default_leads(source) -> list[int]:
+    from pipelines.eval.forecast import RunSource
+
+    if isinstance(source, RunSource):
+        return sorted(source.run.cfg.leads)
+    return sorted(source.wb2.leads)
+
+
+def _first_truth(data: Path, res: ForecastScores, channel: str) -> tuple[np.ndarray, int, int]:
+    """The observed field for the map — the first scored init of the first lead with any —
+    and that init's and lead's positions in the predictions."""
     from pipelines.data.zarr_store import open_artifact
 
     group = open_artifact(data, "era5")
     names = [str(n) for n in group.attrs["channels"]]
-    plan = res.plans[0]
+    lead_pos = next(i for i, p in enumerate(res.plans) if p.inits)
+    plan = res.plans[lead_pos]
     pos = int(np.flatnonzero(res.init_hours == group["time"][plan.inits[0]])[0])
-    return group["data"][plan.valid[0], names.index(channel)], pos
+    return group["data"][plan.valid[0], names.index(channel)], pos, lead_pos
+
+
+REGION_LABELS = {"tropics": "tropics", "nh-extratropics": "NH extratr.",
+                 "sh-extratropics": "SH extratr."}
 
 
 def print_forecast_tables(res: ForecastScores) -> None:
-    from pipelines.eval.forecast import METHODS
+    """Per lead: global RMSE of each forecaster and wACC of model and persistence, then
+    the model's RMSE per region."""
+    from pipelines.eval.forecast import FORECASTERS
+    from pipelines.metrics.weather import REGIONS
 
+    regions = list(REGIONS)
     for li, plan in enumerate(res.plans):
+        if not plan.inits:
+            continue
         how = f", rolled out in {plan.lead // plan.step} steps of " \
               f"{format_lead(plan.step)}" if plan.rollout else ""
         table = Table(title=f"lead {format_lead(plan.lead)}{how}: {len(plan.inits)} init "
-                      f"times, {res.convention} convention (lower RMSE, higher wACC is "
-                      "better)", title_justify="left")
+                      f"times, {res.convention} convention, global (lower RMSE, higher "
+                      "wACC is better; best RMSE in bold)", title_justify="left")
         table.add_column("channel")
-        for m in METHODS:
-            table.add_column(f"RMSE {m}", justify="right")
-        for m in METHODS[:2]:
-            table.add_column(f"wACC {m}", justify="right")
-        table.add_column("MSE model", justify="right")
-        for c, name in enumerate(res.channels):
-            rmse = res.scores["rmse"][:, li, c]
+        table.add_column("units")
+        for f in FORECASTERS:
+            table.add_column(f"RMSE {f}", justify="right")
+        for f in FORECASTERS[:2]:
+            table.add_column(f"wACC {f}", justify="right")
+        for r in regions[1:]:
+            table.add_column(f"model RMSE {REGION_LABELS[r]}", justify="right")
+        from pipelines.data.channels import pretty_units
+        from pipelines.eval.forecast import channel_units
+
+        for c, (name, unit) in enumerate(zip(res.channels, map(pretty_units, channel_units(
+                res.channels)), strict=True)):
+            rmse = res.scores["rmse"][:, li, c, 0]
             best = int(np.nanargmin(rmse)) if np.isfinite(rmse).any() else -1
             cells = [(f"[bold]{v:.4g}[/]" if m == best else f"{v:.4g}") if np.isfinite(v)
                      else "—" for m, v in enumerate(rmse)]
-            accs = [f"{v:.3f}" if np.isfinite(v) else "—" for v in res.scores["wacc"][:2, li, c]]
-            table.add_row(name, *cells, *accs, f"{res.scores['mse'][0, li, c]:.4g}")
+            accs = [f"{v:.3f}" if np.isfinite(v) else "—"
+                    for v in res.scores["wacc"][:2, li, c, 0]]
+            region_cells = [f"{v:.4g}" if np.isfinite(v) else "—"
+                            for v in res.scores["rmse"][0, li, c, 1:]]
+            table.add_row(name, unit, *cells, *accs, *region_cells)
         out.print(table)
 
 
 @predict_app.command("masks")
 @user_errors
 def predict_masks_cmd(
-    run: Path = typer.Option(..., help="A run of `dchag pretrain` on appl.zarr."),
-    data: Path = typer.Option(..., help="appl.zarr with the run's bands."),
+    run: Path = typer.Option(Path("runs/pretrain"), help="A run of `dchag pretrain` on "
+                             "appl.zarr."),
+    data: Path = typer.Option(Path("appl.zarr"), help="appl.zarr with the run's bands."),
     mask_ratio: float = typer.Option(0.75, help="Share of patches hidden from the model."),
     samples: str = typer.Option("val", help="val (the run's held-out plants) or all."),
     seed: int = typer.Option(0, help="Seed of the masks."),
     batch: int = typer.Option(8, help="Cubes per forward pass."),
     out_path: Path = typer.Option(None, "--out", "-o",
-                                  help="[default: RUN/reconstruction.zarr]"),
+                                  help="The reconstruction store to write.",
+                                  show_default="RUN/reconstruction.zarr"),
     overwrite: bool = typer.Option(False, help="Replace an existing reconstruction."),
 ) -> None:
     """Hide a random share of each cube's patches and reconstruct every band of them.
@@ -167,11 +264,13 @@ def predict_masks_cmd(
 @eval_app.command("masks")
 @user_errors
 def eval_masks_cmd(
-    recon: Path = typer.Option(..., help="reconstruction.zarr from `dchag predict masks`."),
-    data: Path = typer.Option(..., help="The appl.zarr it was predicted from."),
+    recon: Path = typer.Option(Path("runs/pretrain/reconstruction.zarr"),
+                               help="reconstruction.zarr from `dchag predict masks`."),
+    data: Path = typer.Option(Path("appl.zarr"), help="The appl.zarr it was predicted "
+                              "from."),
     sample: int = typer.Option(0, help="Which reconstructed cube to draw."),
     out_dir: Path = typer.Option(None, "--out", "-o", help="Folder for mask_scores.zarr and "
-                                 "the PNG. [default: next to the reconstruction]"),
+                                 "the PNG.", show_default="next to the reconstruction"),
 ) -> None:
     """Score reconstructions on the masked pixels: RMSE and MSE (reflectance), PSNR and SSIM
     per band, and the spectral angle (SAM) on plant pixels.
@@ -200,8 +299,8 @@ def eval_masks_cmd(
     table.add_column("value", justify="right")
     table.add_row("RMSE (reflectance, masked pixels)", f"{scores.rmse:.4g}")
     table.add_row("MSE", f"{scores.mse:.4g}")
-    table.add_row("PSNR (dB, mean over bands)", f"{np.nanmean(scores.psnr):.2f}")
-    table.add_row("SSIM (mean over bands)", f"{np.nanmean(scores.ssim):.3f}")
+    table.add_row("PSNR (dB, masked pixels, mean over bands)", f"{np.nanmean(scores.psnr):.2f}")
+    table.add_row("SSIM (masked pixels, mean over bands)", f"{np.nanmean(scores.ssim):.3f}")
     table.add_row("SAM (degrees, masked plant pixels)", f"{np.nanmean(scores.sample_sam):.2f}")
     for name, value in scores.region_rmse.items():
         table.add_row(f"RMSE {name}", f"{value:.4g}")

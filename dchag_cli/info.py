@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
@@ -11,9 +13,17 @@ from pipelines.data.channels import DEFAULT_PRESET, PRESETS, VARIABLES, resolve_
 
 @user_errors
 def channels(
-    preset: str = typer.Argument(None, help="Show one preset's channels in full."),
+    preset: str = typer.Argument(None, help="A preset to show in full, or an era5.zarr / "
+                                 "appl.zarr whose channels to list."),
 ) -> None:
-    """List the ERA5 channel presets and supported variables (`--preset` of `prep era5`)."""
+    """List the ERA5 channel presets and supported variables (`--preset` of `prep era5`),
+    or the channels of a prepared store.
+
+    Example: [cyan]dchag channels era5.zarr[/]
+    """
+    if preset and (preset.endswith(".zarr") or Path(preset).is_dir()):
+        _store_channels(Path(preset))
+        return
     if preset:
         names = [c.name for c in resolve_channels(preset, None)]
         out.print(f"[bold]{preset}[/] ({len(names)} channels): {', '.join(names)}")
@@ -33,3 +43,23 @@ def channels(
         variables.add_row(v.short, v.long, v.units, "pressure (VAR_hPa)" if v.pressure_level
                           else "single")
     out.print(variables)
+
+
+def _store_channels(path: Path) -> None:
+    import zarr
+
+    from pipelines.data.zarr_store import open_artifact
+    from pipelines.errors import DchagError
+
+    kind = zarr.open_group(str(path), mode="r").attrs.get("dchag_artifact") \
+        if path.exists() else None
+    if kind not in ("era5", "appl"):
+        raise DchagError("not an era5.zarr or appl.zarr", path=path)
+    group = open_artifact(path, kind)
+    if kind == "era5":
+        names = [str(n) for n in group.attrs["channels"]]
+    else:
+        from pipelines.train.data import band_names
+
+        names = band_names(group["wavelength"][:])
+    out.print(f"[bold]{path}[/] ({kind}, {len(names)} channels): {', '.join(names)}")

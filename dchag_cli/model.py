@@ -30,8 +30,8 @@ def info(
     channels: int = typer.Option(80, help="Input channels (bands)."),
     variant: str = typer.Option("L", help=f"Aggregation: {', '.join(VARIANTS)}."),
     tree: int = typer.Option(0, help="Extra aggregation levels per channel group (0-2)."),
-    groups: int = typer.Option(None, help="Channel groups G. [default: max(8, tp), at most "
-                               "the channels]"),
+    groups: int = typer.Option(None, help="Channel groups G.",
+                               show_default="max(8, tp), at most the channels"),
     img: str = typer.Option("128x256", help="Image size HEIGHTxWIDTH."),
     patch: int = typer.Option(4, help="Patch size."),
     task: str = typer.Option("forecast", help="forecast or mae."),

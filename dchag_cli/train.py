@@ -6,6 +6,7 @@ Both commands share one option set (declared once below); each flag can also com
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -28,71 +29,107 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Train models on prepared artifacts.", no_args_is_help=True)
 
 
-def _opt(kind: Any, help_text: str, *flags: str) -> tuple[Any, Any]:
-    """(type, default) of an option defaulting to None: 'not given, keep the config's value'."""
-    return (kind, typer.Option(None, *flags, help=help_text))
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
+def _opt(kind: Any, help_text: str, *flags: str, shown: str | None = None) -> tuple[Any, Any]:
+    """(type, default) of an option defaulting to None — 'not given: keep the config file's
+    or the resumed run's value' — whose help still shows the real default."""
+    return (kind, typer.Option(None, *flags, help=help_text, show_default=shown or False))
+
+
+def _dflt(name: str) -> str:
+    value = _DEFAULTS[name]
+    return str(value) if not isinstance(value, float) else f"{value:g}"
+
+
+def _where(data_help: str, data_default: str, run_default: str) -> dict[str, tuple[Any, Any]]:
+    """--data and --out, with each command's own defaults."""
+    return {
+        "data": _opt(Path, data_help, shown=data_default),
+        "out": _opt(Path, "The run folder (checkpoints, metrics.zarr, loss.png); missing "
+                    "parent folders are created.", "--out", "-o", shown=run_default)}
+
+
+MAE_WHERE = _where("The artifact to pretrain on: appl.zarr or era5.zarr.",
+                   "appl.zarr, else era5.zarr: where `dchag prep` writes them",
+                   "runs/pretrain")
+FORECAST_WHERE = _where("The era5.zarr to train on.",
+                        "era5.zarr: where `dchag prep era5` writes it", "runs/forecast")
 COMMON: dict[str, tuple[Any, Any]] = {
-    "data": _opt(Path, "The artifact to train on: era5.zarr or appl.zarr."),
-    "out": _opt(Path, "The run folder (checkpoints, metrics.zarr, loss.png). [default: run]",
-                "--out", "-o"),
-    "config": _opt(Path, "Settings from a TOML or YAML file (keys spelled like the flags)."),
-    "resume": _opt(Path, "Continue this run from its last checkpoint (any --gpus/--tp)."),
-    "overwrite": _opt(bool, "Replace an existing run folder.", "--overwrite"),
-    "dry_run": _opt(bool, "Print the resolved config, mesh, parameters and memory; exit.",
-                    "--dry-run"),
-    "gpus": _opt(int, "Ranks to start (GPUs; gloo processes on a CPU). [default: 1]"),
-    "tp": _opt(int, "Tensor-parallel ranks per model replica. [default: --gpus]"),
-    "preset": _opt(str, f"Model size: {', '.join(PRESETS)}. [default: tiny]"),
-    "variant": _opt(str, f"Channel aggregation: {', '.join(VARIANTS)} "
-                    "(baseline = pure TP). [default: L]"),
-    "tree": _opt(int, "Extra aggregation levels per channel group: 0, 1, 2. [default: 0]"),
-    "groups": _opt(int, "Channel groups G, a multiple of --tp. [default: 8 or fewer]"),
-    "patch": _opt(int, "Patch size in pixels. [default: 4]"),
-    "channels": _opt(str, "Channel subset: names (z_500,t2m) or band ranges (450-700)."),
-    "steps": _opt(int, "Optimizer steps. [default: 1000]"),
+    "config": _opt(Path, "Settings from a TOML or YAML file: keys and values as the flags "
+                   "(channels = \"z_500,t2m\" or a list; lead = \"6h,1d\")."),
+    "resume": _opt(Path, "Continue this run from its last intact checkpoint (any "
+                   "--gpus/--tp)."),
+    "overwrite": (bool, typer.Option(False, "--overwrite", help="Replace an existing run "
+                                     "folder (only one dchag made).")),
+    "dry_run": (bool, typer.Option(False, "--dry-run", help="Print the resolved config, "
+                                   "mesh, parameters and planned memory; change nothing.")),
+    "gpus": _opt(int, "Ranks to start (GPUs; gloo processes on a CPU). Under torchrun/srun "
+                 "the job's WORLD_SIZE.", shown=_dflt("gpus")),
+    "tp": _opt(int, "Tensor-parallel ranks per model replica.",
+               shown="--gpus, or the largest size the preset splits over"),
+    "preset": _opt(str, f"Model size: {', '.join(PRESETS)}.", shown=_dflt("preset")),
+    "variant": _opt(str, f"Channel aggregation: {', '.join(VARIANTS)} (baseline = pure TP).",
+                    shown=_dflt("variant")),
+    "tree": _opt(int, "Extra aggregation levels per channel group: 0, 1, 2.",
+                 shown=_dflt("tree")),
+    "groups": _opt(int, "Channel groups G, a multiple of --tp.", shown="8 or fewer"),
+    "patch": _opt(int, "Patch size in pixels.", shown=_dflt("patch")),
+    "channels": _opt(str, "Channel subset: names (z_500,t2m) or band ranges (450-700).",
+                     shown="all"),
+    "steps": _opt(int, "Optimizer steps.", shown=_dflt("steps")),
     "stop_at": _opt(int, "Checkpoint and exit at this step; --resume continues (for job "
                     "time limits)."),
-    "batch_size": _opt(int, "Global batch (split over data-parallel ranks). [default: 8]"),
-    "lr": _opt(float, "Peak learning rate (AdamW). [default: 1.5e-4]"),
-    "min_lr": _opt(float, "Learning rate at the end of the cosine decay. [default: 1e-6]"),
-    "warmup": _opt(int, "Warm-up steps before cosine decay. [default: 5% of --steps]"),
-    "weight_decay": _opt(float, "AdamW weight decay. [default: 0.05]"),
-    "clip": _opt(float, "Clip the global gradient norm (0: off). [default: 1.0]"),
-    "seed": _opt(int, "Seed for weights, data order, masks and leads. [default: 0]"),
-    "ac": _opt(bool, "Activation checkpointing per transformer block.", "--ac/--no-ac"),
+    "batch_size": _opt(int, "Global batch (split over data-parallel ranks).",
+                       shown=_dflt("batch_size")),
+    "lr": _opt(float, "Peak learning rate (AdamW).", shown=_dflt("lr")),
+    "min_lr": _opt(float, "Learning rate at the end of the cosine decay.",
+                   shown=_dflt("min_lr")),
+    "warmup": _opt(int, "Warm-up steps before cosine decay.", shown="5% of --steps"),
+    "weight_decay": _opt(float, "AdamW weight decay.", shown=_dflt("weight_decay")),
+    "clip": _opt(float, "Clip the global gradient norm (0: off).", shown=_dflt("clip")),
+    "seed": _opt(int, "Seed for weights, data order, masks and leads.", shown=_dflt("seed")),
+    "ac": _opt(bool, "Activation checkpointing per transformer block.", "--ac/--no-ac",
+               shown="no-ac"),
     "ac_channels": _opt(bool, "Recompute the channel stage (tokens, aggregation) in the "
-                        "backward pass instead of keeping it.", "--ac-channels/--no-ac-channels"),
+                        "backward pass instead of keeping it.", "--ac-channels/--no-ac-channels",
+                        shown="no-ac-channels"),
     "aggregation": _opt(str, "The aggregation over all ranks' inputs under tensor "
-                        "parallelism: head-split (heads over TP ranks) or replicated. "
-                        "[default: head-split]"),
-    "channel_impl": _opt(str, "fused (no per-channel keys/values; D-CHAG-L as one matmul) or "
-                         "direct (the reference). Same function, same checkpoints. "
-                         "[default: fused]"),
-    "precision": _opt(str, "auto (bf16 on GPU, fp32 on CPU), bf16 or fp32."),
-    "workers": _opt(int, "Data-loader processes per rank. [default: 2]"),
-    "log_every": _opt(int, "Steps between metric records. [default: 10]"),
-    "val_every": _opt(int, "Steps between validation losses. [default: 100]"),
-    "ckpt_every": _opt(int, "Steps between checkpoints. [default: 100]"),
-    "val_fraction": _opt(float, "Share held out for validation: the latest times (weather) "
-                         "or plants (hyperspectral). [default: 0.1]"),
-    "val_batches": _opt(int, "Batches per validation. [default: 4]"),
-    "keep": _opt(int, "Checkpoints to keep. [default: 2]"),
-    "timeout_min": _opt(float, "Collective timeout in minutes. [default: 10]"),
+                        "parallelism: head-split (heads over TP ranks) or replicated.",
+                        shown=_dflt("aggregation")),
+    "channel_impl": _opt(str, "fused (no per-channel keys/values; D-CHAG-L as one matmul), "
+                         "folded (no channel tokens either) or direct (the reference). Same "
+                         "function, same checkpoints.", shown=_dflt("channel_impl")),
+    "precision": _opt(str, "auto (bf16 on GPU, fp32 on CPU), bf16 or fp32.",
+                      shown=_dflt("precision")),
+    "workers": _opt(int, "Data-loader processes per rank.", shown=_dflt("workers")),
+    "log_every": _opt(int, "Steps between metric records.", shown=_dflt("log_every")),
+    "val_every": _opt(int, "Steps between validation losses.", shown=_dflt("val_every")),
+    "ckpt_every": _opt(int, "Steps between checkpoints.", shown=_dflt("ckpt_every")),
+    "val_fraction": _opt(float, "Share held out for validation: a period before the test "
+                         "period (weather), or plants (hyperspectral).",
+                         shown=_dflt("val_fraction")),
+    "test_fraction": _opt(float, "Weather: the latest share of the record, held out for "
+                          "`dchag eval forecast` (periods are separated by the longest "
+                          "lead).", shown=_dflt("test_fraction")),
+    "val_batches": _opt(int, "Batches per validation.", shown=_dflt("val_batches")),
+    "keep": _opt(int, "Checkpoints to keep.", shown=_dflt("keep")),
+    "timeout_min": _opt(float, "Collective timeout in minutes.", shown=_dflt("timeout_min")),
 }
 MAE_ONLY = {
-    "mask_ratio": _opt(float, "Fraction of patches masked. [default: 0.75]"),
+    "mask_ratio": _opt(float, "Fraction of patches masked.", shown=_dflt("mask_ratio")),
     "norm_pix_loss": _opt(bool, "Reconstruct per-patch normalised pixels.",
-                          "--norm-pix-loss/--no-norm-pix-loss"),
-    "crop": _opt(str, "Random crops HEIGHTxWIDTH (hyperspectral), e.g. 192x384."),
+                          "--norm-pix-loss/--no-norm-pix-loss", shown="no-norm-pix-loss"),
+    "crop": _opt(str, "Random crops HEIGHTxWIDTH (hyperspectral), e.g. 192x384.",
+                 shown="whole images"),
 }
 FORECAST_ONLY = {
     "lead": _opt(list[str], "Lead times, e.g. --lead 6h,1d,3d,7d (a random one per "
-                 "sample). [default: 6h,1d,3d,7d]"),
+                 "sample).", shown="6h,1d,3d,7d"),
     "init": _opt(Path, "Start from this pretrained run's encoder."),
-    "out_channels": _opt(str, "Channels to predict. [default: z_500,t_850,t2m,u10,v10 "
-                         "where present]"),
+    "out_channels": _opt(str, "Channels to predict, or all.",
+                         shown="z_500,t_850,t2m,u10,v10 where present"),
 }
 
 
@@ -130,7 +167,7 @@ def _flags(given: dict[str, Any]) -> dict[str, Any]:
 
 @app.command("forecast")
 @user_errors
-@train_options({**COMMON, **FORECAST_ONLY})
+@train_options({**FORECAST_WHERE, **COMMON, **FORECAST_ONLY})
 def forecast(**given: Any) -> None:
     """Train a forecaster on [bold]era5.zarr[/]: state at t → output channels at t + lead.
 
@@ -143,7 +180,7 @@ def forecast(**given: Any) -> None:
 
 
 @user_errors
-@train_options({**COMMON, **MAE_ONLY})
+@train_options({**MAE_WHERE, **COMMON, **MAE_ONLY})
 def pretrain(**given: Any) -> None:
     """MAE pretraining with distributed D-CHAG on [bold]appl.zarr[/] or [bold]era5.zarr[/].
 
@@ -167,8 +204,9 @@ def _run(task: str, given: dict[str, Any]) -> None:
     config_file = given.get("config")
     cfg = resolve(task, _flags(given), config_file, resume)
     overwrite = bool(given.get("overwrite"))
-    art, mcfg = prepare(cfg, resume=resume is not None, overwrite=overwrite,
-                        config_file=config_file)
+    cfg, art, mcfg = prepare(cfg, resume=resume is not None, overwrite=overwrite,
+                             config_file=config_file, tp_given=given.get("tp") is not None,
+                             owns_run=is_global_rank_zero())
     if given.get("dry_run"):
         _print_plan(cfg, mcfg)
         return
@@ -178,6 +216,8 @@ def _run(task: str, given: dict[str, Any]) -> None:
         launch(run_rank, cfg, cfg.gpus)
         return
     run = Path(cfg.out)
+    note_cpu_ranks(cfg.gpus)
+    run.parent.mkdir(parents=True, exist_ok=True)
     with write_lock(run):
         if resume is None:
             create_run(cfg, art, mcfg, overwrite, config_file)
@@ -192,6 +232,17 @@ def _run(task: str, given: dict[str, Any]) -> None:
                 shutil.rmtree(run, ignore_errors=True)  # nothing worth keeping
             raise
     _print_result(cfg, result)
+
+
+def note_cpu_ranks(ranks: int) -> None:
+    import torch
+
+    from pipelines.notes import note
+
+    cores = os.cpu_count() or 1
+    if not torch.cuda.is_available() and ranks > cores:
+        note(f"{ranks} gloo ranks on {cores} CPU cores: they take turns, so this is slow — "
+             "fine for checking a layout, not for training")
 
 
 def run_rank(cfg: TrainConfig) -> TrainResult:

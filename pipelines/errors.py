@@ -18,3 +18,12 @@ class DchagError(Exception):
         if fix:
             parts.append(fix)
         super().__init__(" — ".join(parts))
+
+
+class Interrupted(BaseException):
+    """The job was stopped by a signal (Ctrl-C, a scheduler's SIGTERM): not an error of the
+    input; the CLI exits with 128 + the signal number and one line."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signum)

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 
-from pipelines.bench.case import N_OUT, Case
+from pipelines.bench.case import Case
 from pipelines.bench.comm import Link, step_comm
 from pipelines.model.forecast import Forecaster, lat_weighted_mse
 from pipelines.model.mae import MAE
@@ -115,7 +115,7 @@ def _training_step(case: Case, device: torch.device, dtype: torch.dtype, fake: b
         h, w = case.img
         gen = None if fake else torch.Generator(device=device).manual_seed(1)
         x = torch.randn(case.batch, case.channels, h, w, device=device, generator=gen)
-        y = torch.randn(case.batch, N_OUT, h, w, device=device, generator=gen)
+        y = torch.randn(case.batch, case.out_channels, h, w, device=device, generator=gen)
         lead = torch.full((case.batch,), 24.0, device=device)
         lat = torch.linspace(-87.0, 87.0, h, device=device)
         noise = torch.rand(case.batch, cfg.num_patches, device=device, generator=gen)

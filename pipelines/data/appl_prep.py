@@ -179,12 +179,20 @@ def _create(g: zarr.Group, cfg: ApplPrepConfig) -> None:
         if cfg.compress else None
     dims_array(g, "cube", ["sample", "band", "y", "x"], shape=(0, cfg.bands, s, s),
                chunks=(1, cfg.bands, s, s), dtype=cfg.dtype, fill_value=None,
-               compressors=comp)
+               compressors=comp).attrs.update({
+                   "long_name": "surface reflectance", "units": "1",
+                   "standard_name": "surface_bidirectional_reflectance",
+                   "coordinates": "wavelength"})
     # No fill values anywhere: xarray would read real zeros as missing.
     dims_array(g, "mask", ["sample", "y", "x"], shape=(0, s, s), chunks=(1, s, s), dtype="u1",
-               fill_value=None)
-    dims_array(g, "wavelength", ["band"], shape=(cfg.bands,), dtype="f8",
-               fill_value=None)[:] = cfg.target_nm
+               fill_value=None).attrs.update({"long_name": "plant pixels", "units": "1",
+                                              "flag_values": [0, 1],
+                                              "flag_meanings": "background plant"})
+    wl = dims_array(g, "wavelength", ["band"], shape=(cfg.bands,), dtype="f8",
+                    fill_value=None)
+    wl[:] = cfg.target_nm
+    wl.attrs.update({"units": "nm", "long_name": "band centre wavelength",
+                     "standard_name": "radiation_wavelength"})
     for name in META_FIELDS:  # variable-length: no path is ever cut short
         dims_array(g, name, ["sample"], shape=(0,), chunks=(4096,), dtype=str,
                    fill_value=None)

@@ -18,26 +18,47 @@ class Variable:
     long: str
     units: str
     pressure_level: bool
+    standard_name: str | None = None  # CF standard name, where one exists
+
+    @property
+    def title(self) -> str:
+        """A readable long name: `u component of wind`."""
+        return self.long.replace("_", " ")
 
 
 VARIABLES: dict[str, Variable] = {v.short: v for v in [
-    Variable("z", "geopotential", "m**2 s**-2", True),
-    Variable("t", "temperature", "K", True),
-    Variable("u", "u_component_of_wind", "m s**-1", True),
-    Variable("v", "v_component_of_wind", "m s**-1", True),
-    Variable("q", "specific_humidity", "kg kg**-1", True),
-    Variable("r", "relative_humidity", "%", True),
-    Variable("w", "vertical_velocity", "Pa s**-1", True),
-    Variable("t2m", "2m_temperature", "K", False),
-    Variable("u10", "10m_u_component_of_wind", "m s**-1", False),
-    Variable("v10", "10m_v_component_of_wind", "m s**-1", False),
-    Variable("msl", "mean_sea_level_pressure", "Pa", False),
-    Variable("sp", "surface_pressure", "Pa", False),
-    Variable("tp", "total_precipitation", "m", False),
-    Variable("tcwv", "total_column_water_vapour", "kg m**-2", False),
-    Variable("tisr", "toa_incident_solar_radiation", "J m**-2", False),
-    Variable("lsm", "land_sea_mask", "1", False),
+    Variable("z", "geopotential", "m**2 s**-2", True, "geopotential"),
+    Variable("t", "temperature", "K", True, "air_temperature"),
+    Variable("u", "u_component_of_wind", "m s**-1", True, "eastward_wind"),
+    Variable("v", "v_component_of_wind", "m s**-1", True, "northward_wind"),
+    Variable("q", "specific_humidity", "kg kg**-1", True, "specific_humidity"),
+    Variable("r", "relative_humidity", "%", True, "relative_humidity"),
+    Variable("w", "vertical_velocity", "Pa s**-1", True,
+             "lagrangian_tendency_of_air_pressure"),
+    Variable("t2m", "2m_temperature", "K", False, "air_temperature"),
+    Variable("u10", "10m_u_component_of_wind", "m s**-1", False, "eastward_wind"),
+    Variable("v10", "10m_v_component_of_wind", "m s**-1", False, "northward_wind"),
+    Variable("msl", "mean_sea_level_pressure", "Pa", False, "air_pressure_at_mean_sea_level"),
+    Variable("sp", "surface_pressure", "Pa", False, "surface_air_pressure"),
+    Variable("tp", "total_precipitation", "m", False, "lwe_thickness_of_precipitation_amount"),
+    Variable("tcwv", "total_column_water_vapour", "kg m**-2", False,
+             "atmosphere_mass_content_of_water_vapor"),
+    Variable("tisr", "toa_incident_solar_radiation", "J m**-2", False,
+             "integral_wrt_time_of_toa_incoming_shortwave_flux"),
+    Variable("lsm", "land_sea_mask", "1", False, "land_area_fraction"),
 ]}
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def pretty_units(units: str) -> str:
+    """`m**2 s**-2` → `m² s⁻²` for figures and tables (files keep the CF spelling)."""
+    parts = []
+    for part in units.split():
+        base, _, power = part.partition("**")
+        parts.append(base + power.translate(_SUPERSCRIPT))
+    return " ".join(parts)
+
+
 _BY_LONG = {v.long: v.short for v in VARIABLES.values()}
 
 WB13_LEVELS = (50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)

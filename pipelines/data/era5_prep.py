@@ -192,23 +192,40 @@ def _create_arrays(g: zarr.Group, channels: list[Channel], target: LatLonGrid,
                    cfg: Era5PrepConfig) -> None:
     c = len(channels)
     h, w = target.shape
-    dims_array(g, "data", ["time", "channel", "lat", "lon"], shape=(0, c, h, w),
-               chunks=(1, c, h, w), dtype="f4", fill_value=np.nan, compressors=COMPRESSOR)
+    by_channel = {x.name: x.units for x in channels}
+    data = dims_array(g, "data", ["time", "channel", "lat", "lon"], shape=(0, c, h, w),
+                      chunks=(1, c, h, w), dtype="f4", fill_value=np.nan,
+                      compressors=COMPRESSOR)
+    # One array holds channels of different units: CF's single `units` cannot say that, so
+    # each channel's unit is the `channel_units` coordinate (and `units_by_channel`).
+    data.attrs.update({"long_name": "ERA5 fields on the regular grid, one per channel",
+                       "units_by_channel": by_channel, "coordinates": "channel_units"})
     t = dims_array(g, "time", ["time"], shape=(0,), chunks=(4096,), dtype="i8",
                    fill_value=None)
     t.attrs.update({"units": "hours since 1970-01-01", "calendar": "proleptic_gregorian",
                     "standard_name": "time"})
+    long_names = {"stats_sum": "sum of the field at each time step",
+                  "stats_sumsq": "sum of squares of the field at each time step",
+                  "stats_count": "finite grid points at each time step"}
     for name, dtype in zip(PER_STEP, ("f8", "f8", "i8"), strict=True):
         dims_array(g, name, ["time", "channel"], shape=(0, c), chunks=(4096, c), dtype=dtype,
-                   fill_value=None)
+                   fill_value=None).attrs["long_name"] = long_names[name]
     for name in ("mean", "std"):
-        dims_array(g, name, ["channel"], shape=(c,), dtype="f8", fill_value=None)
+        dims_array(g, name, ["channel"], shape=(c,), dtype="f8", fill_value=None
+                   ).attrs.update({"long_name": f"{name} over the store's statistics years",
+                                   "coordinates": "channel_units"})
     ch = dims_array(g, "channel", ["channel"], shape=(c,), dtype="<U24", fill_value=None)
     ch[:] = np.array([x.name for x in channels])
-    units = dims_array(g, "units", ["channel"], shape=(c,), dtype="<U24", fill_value=None)
+    ch.attrs["long_name"] = "variable and pressure level (hPa)"
+    units = dims_array(g, "channel_units", ["channel"], shape=(c,), dtype="<U24",
+                       fill_value=None)
     units[:] = np.array([x.units for x in channels])
-    for name, values, attrs in (("lat", target.lat, {"units": "degrees_north"}),
-                                ("lon", target.lon, {"units": "degrees_east"})):
+    units.attrs["long_name"] = "units of each channel (CF/ECMWF spelling)"
+    for name, values, attrs in (
+            ("lat", target.lat, {"units": "degrees_north", "standard_name": "latitude",
+                                 "long_name": "latitude"}),
+            ("lon", target.lon, {"units": "degrees_east", "standard_name": "longitude",
+                                 "long_name": "longitude"})):
         a = dims_array(g, name, [name], shape=values.shape, dtype="f8", fill_value=None)
         a[:] = values
         a.attrs.update(attrs)

@@ -89,12 +89,19 @@ class Climatology:
         shape = (N_DOY, hours.size, n_channels, *grid)
         chunks = (1, 1, n_channels, *grid)
         dims = ["dayofyear", "hour", "channel", "lat", "lon"]
+        long_names = {"clim_sum": "sum of the fields at this day of year and hour",
+                      "clim_count": "number of fields summed",
+                      "climatology": "WeatherBench 2 climatology: windowed mean per day of "
+                                     "year and hour of day"}
         for name, dtype in (("clim_sum", "f8"), ("clim_count", "i4"), ("climatology", "f4")):
-            dims_array(group, name, dims, shape=shape, chunks=chunks, dtype=dtype,
-                       fill_value=0 if name != "climatology" else np.nan)
+            a = dims_array(group, name, dims, shape=shape, chunks=chunks, dtype=dtype,
+                           fill_value=0 if name != "climatology" else np.nan)
+            a.attrs["long_name"] = long_names[name]
+            if name == "climatology":
+                a.attrs["coordinates"] = "channel_units"
         dims_array(group, "dayofyear", ["dayofyear"], data=np.arange(1, N_DOY + 1,
                                                                      dtype=np.int32),
-                   fill_value=None)
+                   fill_value=None).attrs["long_name"] = "day of year (1 = 1 January)"
         dims_array(group, "hour", ["hour"], data=hours.astype(np.int32), fill_value=None
                    ).attrs["units"] = "hours"
 

@@ -8,6 +8,7 @@ over a clone. Every write holds the target's lock, so two writers never interlea
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
@@ -23,6 +24,11 @@ from pipelines.fsops import clone_tree, remove_tree, replace_dir, temp_sibling
 from pipelines.guard import check_replaceable
 from pipelines.locks import write_lock
 
+# The command that writes each kind of artifact (for the hints of "wrong artifact" errors).
+PRODUCERS = {"era5": "dchag prep era5", "appl": "dchag prep appl",
+             "reconstruction": "dchag predict masks", "predictions": "dchag eval forecast",
+             "scores": "dchag eval forecast", "mask_scores": "dchag eval masks",
+             "bench": "dchag bench", "metrics": "dchag pretrain or dchag train forecast"}
 ZARR_FORMAT = 2  # readable by zarr 2.x tools (anemoi, older xarray) as well as zarr 3
 
 
@@ -39,6 +45,25 @@ def check_writable_target(out: Path, *, overwrite: bool, kinds: Iterable[str],
         raise DchagError("the output folder is not writable", path=parent,
                          fix="choose another --out")
     check_replaceable(Path(out), kinds, inputs, overwrite)
+
+
+def drain_pending_writes(timeout: float = 30.0) -> None:
+    """Wait for chunk writes zarr still has in flight. When one write of an array update
+    fails (a full disk), zarr's gather returns at once while the others run on in its
+    I/O loop; removing the partial store before they end would let them recreate it."""
+    try:
+        from zarr.core.sync import _get_loop
+    except ImportError:  # another zarr layout: nothing we can wait on
+        return
+    loop = _get_loop()
+
+    async def drain() -> None:
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout + 1)
 
 
 def _is_disk_full(exc: BaseException) -> bool:
@@ -68,7 +93,28 @@ def atomic_store(out: Path) -> Iterator[zarr.Group]:
             fault_point("store:before-swap")
             zarr.consolidate_metadata(str(tmp))
             replace_dir(tmp, out)
-        except OSError as exc:
+        except BaseException as exc:
+            drain_pending_writes()
+            if _is_disk_full(exc):
+                raise _disk_full(out, existed) from exc
+            raise
+        finally:
+            remove_tree(tmp)
+
+
+def write_dataset(ds, out: Path) -> None:
+    """Write an xarray Dataset as a zarr store with `atomic_store`'s guarantees: built
+    beside `out`, swapped in only when complete, the previous `out` untouched on failure."""
+    out = Path(out)
+    with write_lock(out):
+        tmp = temp_sibling(out, "partial")
+        existed = out.exists()
+        try:
+            ds.to_zarr(str(tmp), mode="w", zarr_format=ZARR_FORMAT, consolidated=True)
+            fault_point("store:before-swap")
+            replace_dir(tmp, out)
+        except BaseException as exc:
+            drain_pending_writes()
             if _is_disk_full(exc):
                 raise _disk_full(out, existed) from exc
             raise
@@ -94,7 +140,8 @@ def store_transaction(store: Path) -> Iterator[zarr.Group]:
             fault_point("append:before-swap")
             zarr.consolidate_metadata(str(tmp))
             replace_dir(tmp, store)
-        except OSError as exc:
+        except BaseException as exc:
+            drain_pending_writes()
             if _is_disk_full(exc):
                 raise _disk_full(store, True) from exc
             raise
@@ -134,7 +181,7 @@ def open_artifact(path: Path, kind: str, mode: str = "r") -> zarr.Group:
     found = group.attrs.get("dchag_artifact")
     if found != kind:
         raise DchagError(f"not a dchag {kind} artifact (found {found!r})", path=path,
-                         fix=f"produce one with `dchag prep {kind}`")
+                         fix=f"produce one with `{PRODUCERS.get(kind, 'dchag')}`")
     return group
 
 

@@ -1,6 +1,11 @@
 """The climatology that ACC and the climatology forecast are measured against.
 
-`era5.zarr` holds one per (day of year, hour of day) — WeatherBench 2's definition.
+`era5.zarr` holds one per (day of year, hour of day) — WeatherBench 2's definition — as
+exact sums over the store's climatology years. A run holds out validation and test
+periods; when the store's sums include them, evaluation removes their contributions
+(read from the held-out times alone) and smooths again, so the reference is the
+climatology of the run's *training* period and no scored time informs its own baseline.
+
 Stores written by older dchag versions hold one per day of year only; they are still
 read, with a note that their ACC counts the diurnal cycle as skill.
 """
@@ -9,45 +14,116 @@ from __future__ import annotations
 
 import numpy as np
 import zarr
+from scipy.ndimage import correlate1d
 
-from pipelines.data.era5_stats import day_of_year_index, hour_of_day
+from pipelines.data.era5_stats import (
+    N_DOY,
+    _is_leap,
+    day_of_year_index,
+    hour_of_day,
+    in_years,
+    window_weights,
+)
 from pipelines.notes import note
 
 EPOCH = np.datetime64("1970-01-01T00", "h")
 
 
 class StoreClimatology:
-    """Climatology fields of the store's own `climatology` array."""
+    """Climatology fields of the store, optionally without the contributions of
+    `exclude` (hours since 1970: times the climatology must not have seen)."""
 
-    def __init__(self, group: zarr.Group, channel_index: list[int], where: object):
-        self.arr = group["climatology"]
+    def __init__(self, group: zarr.Group, channel_index: list[int], where: object,
+                 exclude: np.ndarray | None = None):
+        self.group, self.arr = group, group["climatology"]
         self.index = channel_index
         dims = self.arr.attrs.get("_ARRAY_DIMENSIONS", [])
         self.hours = [int(h) for h in group["hour"][:]] if "hour" in dims else None
+        self.removed = 0
+        self._corr: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._smoothed: dict[int, np.ndarray] = {}
         if self.hours is None:
             note(f"{where}: this store's climatology is per day of year only (an older "
                  "dchag): ACC then counts the diurnal cycle as skill; prepare the store "
                  "again for WeatherBench 2's hour-of-day climatology")
+        elif exclude is not None and len(exclude):
+            self._prepare_exclusion(np.asarray(exclude, np.int64))
 
     @property
     def description(self) -> str:
-        return ("per day of year and hour (WeatherBench 2)" if self.hours is not None
-                else "per day of year (older store; no hour of day)")
+        if self.hours is None:
+            return "per day of year (older store; no hour of day)"
+        years = self.group.attrs.get("train_years")
+        span = f"years {years[0]}–{years[1]}" if years else "all the store's times"
+        if self.removed:
+            return (f"per day of year and hour (WeatherBench 2, "
+                    f"{self.group.attrs.get('clim_window_days', '?')}-day window) over the "
+                    f"run's training period ({span} less {self.removed} held-out times)")
+        return (f"per day of year and hour (WeatherBench 2, "
+                f"{self.group.attrs.get('clim_window_days', '?')}-day window) over {span}")
+
+    def _prepare_exclusion(self, exclude: np.ndarray) -> None:
+        """Sums of the excluded times that the store's climatology did include."""
+        times = np.asarray(self.group["time"][:], np.int64)
+        stamps = EPOCH + times.astype("timedelta64[h]")
+        years = self.group.attrs.get("train_years")
+        counted = in_years(stamps, tuple(years) if years else None) & np.isin(times, exclude)
+        counted &= np.isin(hour_of_day(stamps), self.hours)
+        rows = np.flatnonzero(counted)
+        if not rows.size:
+            return
+        self.removed = int(rows.size)
+        doy, hod, leap = day_of_year_index(stamps[rows]), hour_of_day(stamps[rows]), \
+            _is_leap(stamps[rows])
+        shape = (N_DOY, len(self.index), *self.arr.shape[-2:])
+        data = self.group["data"]
+        for k, row in enumerate(rows):
+            h = self.hours.index(int(hod[k]))
+            if h not in self._corr:
+                self._corr[h] = (np.zeros(shape), np.zeros(shape))
+            s, n = self._corr[h]
+            x = np.asarray(data.get_orthogonal_selection(
+                (int(row), self.index, slice(None), slice(None))), np.float64)
+            valid = np.isfinite(x)
+            days = [int(doy[k])] + ([365] if not leap[k] and doy[k] == 364 else [])
+            for d in days:
+                s[d] += np.where(valid, x, 0.0)
+                n[d] += valid
+
+    def _hour_fields(self, h: int) -> np.ndarray:
+        """(366, c, H, W) smoothed climatology of hour slot h without the excluded times."""
+        if h not in self._smoothed:
+            sel = (slice(None), h, self.index, slice(None), slice(None))
+            s = np.asarray(self.group["clim_sum"].get_orthogonal_selection(sel), np.float64)
+            n = np.asarray(self.group["clim_count"].get_orthogonal_selection(sel), np.float64)
+            cs, cn = self._corr[h]
+            s, n = s - cs, n - cn
+            w = window_weights(int(self.group.attrs.get("clim_window_days", 61)))
+            s = correlate1d(s, w, axis=0, mode="wrap")
+            n = correlate1d(n, w, axis=0, mode="wrap")
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self._smoothed[h] = np.where(n > 1e-9, s / np.where(n > 1e-9, n, 1.0),
+                                             np.nan)
+        return self._smoothed[h]
 
     def at(self, valid_hours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fields (n, c, H, W) for valid times given as hours since 1970, and whether each
         one exists (False where the climatology has no such hour or day)."""
-        times = EPOCH + valid_hours.astype("timedelta64[h]")
+        times = EPOCH + np.asarray(valid_hours, np.int64).astype("timedelta64[h]")
         doy = day_of_year_index(times)
         shape = (len(valid_hours), len(self.index), *self.arr.shape[-2:])
         out = np.full(shape, np.nan)
-        for k, (d, h) in enumerate(zip(doy, hour_of_day(times), strict=True)):
+        for k, (d, hod) in enumerate(zip(doy, hour_of_day(times), strict=True)):
             if self.hours is None:
-                key: tuple = (int(d),)
-            elif int(h) in self.hours:
-                key = (int(d), self.hours.index(int(h)))
-            else:
+                out[k] = self.arr.get_orthogonal_selection(
+                    (int(d), self.index, slice(None), slice(None)))
                 continue
-            out[k] = self.arr.get_orthogonal_selection((*key, self.index, slice(None),
-                                                        slice(None)))
+            if int(hod) not in self.hours:
+                continue
+            h = self.hours.index(int(hod))
+            if h in self._corr:
+                out[k] = self._hour_fields(h)[int(d)]
+            else:
+                out[k] = self.arr.get_orthogonal_selection(
+                    (int(d), h, self.index, slice(None), slice(None)))
         return out, ~np.isnan(out).any(axis=(1, 2, 3))

@@ -1,10 +1,15 @@
-"""`dchag eval forecast`: a trained forecaster against persistence and climatology.
+"""`dchag eval forecast`: a forecast against persistence and climatology, in physical units.
 
-For each lead, every init time of the period whose valid time is in the artifact is
-forecast; predictions are returned to physical units with the *training* normalisation
-(recorded in the run), and scored per output channel with `pipelines.metrics.weather`.
-Leads the model was not trained for are reached by rolling it out autoregressively with
-a trained lead that divides them — only for models that predict their whole input state.
+The forecast comes from a trained run (returned to physical units with the run's
+*training* normalisation) or from another model's WeatherBench 2 forecast file; truth,
+persistence and the climatology come from `era5.zarr` (or a WB2 climatology file).
+
+Which init times are scored, and none silently dropped: by default the run's held-out
+test period (else its validation period), `--period` to choose; per lead, the inits of the
+period whose valid time is in the data. An init whose valid time has no climatology is
+left out of every forecaster's scores alike, and the output lists it with the reason.
+Leads a run was not trained for are reached by rolling it out with a trained lead that
+divides them — only for models that predict their whole input state.
 """
 
 from __future__ import annotations
@@ -17,23 +22,31 @@ import numpy as np
 import torch
 import zarr
 
+from pipelines.data.channels import parse_channel
+from pipelines.data.grid import LatLonGrid
 from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
 from pipelines.errors import DchagError
 from pipelines.eval.climatology import StoreClimatology
+from pipelines.eval.period import in_period
 from pipelines.eval.runs import TrainedRun
-from pipelines.metrics.weather import mse, rmse, wacc
+from pipelines.eval.wb2 import WB2Climatology, WB2Forecast
+from pipelines.metrics.weather import CLIMAX_BATCH, REGIONS, mse, rmse, wacc
 from pipelines.progress import NoProgress, Progress
 from pipelines.train.config import format_lead
+from pipelines.train.periods import Periods, hour_text
 
-METHODS = ("model", "persistence", "climatology")
+FORECASTERS = ("model", "persistence", "climatology")
+EPOCH = np.datetime64("1970-01-01T00", "h")
 
 
 @dataclass
 class LeadPlan:
     lead: int
     step: int  # the trained lead applied `lead // step` times
-    inits: list[int]  # indices of init times in the artifact
-    valid: list[int]  # indices of the valid times
+    inits: list[int]  # store indices of the scored init times
+    valid: list[int]  # store indices of their valid times
+    left_out: list[tuple[int, str]] = field(default_factory=list)  # (init hour, why)
+    beyond: int = 0  # inits of the period whose valid time is past the data
 
     @property
     def rollout(self) -> bool:
@@ -46,68 +59,115 @@ class ForecastScores:
     channels: list[str]
     init_hours: np.ndarray  # union over leads
     predictions: np.ndarray  # (init, lead, channel, lat, lon), NaN where not forecast
-    scores: dict[str, np.ndarray]  # metric → (method, lead, channel)
+    scores: dict[str, np.ndarray]  # metric → (forecaster, lead, channel, region)
     plans: list[LeadPlan]
     convention: str
     lat: np.ndarray
     lon: np.ndarray
+    period: str  # what was scored, in words
+    climatology: str
+    source: str
     notes: list[str] = field(default_factory=list)
 
 
-def parse_period(text: str | None, hours: np.ndarray) -> np.ndarray:
-    """`2018`, `2018:2019` or `2018-01-01:2018-03-31` → a mask over `hours`."""
-    if not text:
-        return np.ones(hours.shape, bool)
-    first, _, last = text.partition(":")
-    last = last or first
-    try:
-        lo = _start(first)
-        hi = _end(last)
-    except ValueError as exc:
-        raise DchagError(f"--period {text!r} is not YEAR, YEAR:YEAR or DATE:DATE") from exc
-    t = hours.astype("timedelta64[h]") + np.datetime64("1970-01-01T00", "h")
-    return (t >= lo) & (t < hi)
+class RunSource:
+    """Forecasts of a trained run."""
 
+    def __init__(self, run: TrainedRun, device: torch.device):
+        self.run, self.device = run, device
+        self.channels = run.out_channels
+        self.name = f"run {run.path}"
+        self.index: list[int] = []  # positions of the run's input channels in the store
 
-def _start(text: str) -> np.datetime64:
-    return np.datetime64(f"{text}-01-01" if len(text) == 4 else text, "h")
+    def bind(self, group: zarr.Group, data: Path) -> None:
+        self.index = check_compatible(self.run, group, data)
 
+    def default_period(self) -> tuple[str | None, str]:
+        periods = self.run.info.get("periods")
+        if not periods:
+            return None, ("all times (this run records no held-out period, so training "
+                          "times are scored too)")
+        p = Periods.from_dict(periods)
+        for name, words in (("test", "test"), ("val", "validation")):
+            bounds = getattr(p, name)
+            if bounds:
+                return (f"{hour_text(bounds[0])}:{hour_text(bounds[1])}",
+                        f"the run's {words} period {p.describe(name)} (held out from training)")
+        return None, "all times (the run holds out no period)"
 
-def _end(text: str) -> np.datetime64:
-    if len(text) == 4:
-        return np.datetime64(f"{int(text) + 1}-01-01", "h")
-    return np.datetime64(text, "h") + np.timedelta64(24, "h")
+    def held_out(self, times: np.ndarray) -> np.ndarray | None:
+        """Times outside the run's training period (the climatology must not see them)."""
+        periods = self.run.info.get("periods")
+        if not periods:
+            return None
+        return times[~Periods.from_dict(periods).contains("train", times)]
 
-
-def plan_leads(run: TrainedRun, leads: list[int], rollout: bool, times: np.ndarray,
-               in_period: np.ndarray) -> list[LeadPlan]:
-    trained = sorted(run.cfg.leads)
-    full_state = run.out_channels == run.channels
-    at = {int(t): i for i, t in enumerate(times)}
-    plans = []
-    for lead in leads:
+    def steps(self, lead: int, rollout: bool) -> int:
+        trained = sorted(self.run.cfg.leads)
         if lead in trained:
-            step = lead
-        else:
-            usable = [s for s in trained if lead % s == 0]
-            if not rollout or not usable:
-                how = ("pass --rollout" if usable else
-                       f"no trained lead ({', '.join(map(format_lead, trained))}) divides it")
-                raise DchagError(f"lead {format_lead(lead)} was not trained "
-                                 f"({', '.join(map(format_lead, trained))}): {how}",
-                                 path=run.path)
-            if not full_state:
-                raise DchagError(f"lead {format_lead(lead)} needs a rollout, but the model "
-                                 f"predicts {len(run.out_channels)} of its "
-                                 f"{len(run.channels)} input channels", path=run.path,
-                                 fix="train with --out-channels set to every input channel")
-            step = max(usable)
-        inits = [i for i in np.flatnonzero(in_period) if int(times[i]) + lead in at]
-        if not inits:
-            raise DchagError(f"no init time in the period has data {format_lead(lead)} later",
-                             fix="widen --period or use a shorter --lead")
-        plans.append(LeadPlan(lead, step, inits, [at[int(times[i]) + lead] for i in inits]))
-    return plans
+            return lead
+        names = ", ".join(map(format_lead, trained))
+        usable = [s for s in trained if lead % s == 0]
+        if not usable:
+            raise DchagError(f"lead {format_lead(lead)} was not trained ({names}) and no "
+                             "trained lead divides it", path=self.run.path,
+                             fix=f"train with --lead including {format_lead(lead)}")
+        if self.run.out_channels != self.run.channels:
+            raise DchagError(f"lead {format_lead(lead)} was not trained ({names}); rolling "
+                             f"out needs a model predicting its whole input, this one "
+                             f"predicts {len(self.run.out_channels)} of its "
+                             f"{len(self.run.channels)} input channels", path=self.run.path,
+                             fix=f"train with --lead including {format_lead(lead)}, or with "
+                             "--out-channels all to allow --rollout")
+        if not rollout:
+            raise DchagError(f"lead {format_lead(lead)} was not trained ({names})",
+                             path=self.run.path, fix=f"pass --rollout to reach it in "
+                             f"{lead // max(usable)} steps of {format_lead(max(usable))}")
+        return max(usable)
+
+    def forecast(self, plan: LeadPlan, chunk: list[int], arr: zarr.Array, times: np.ndarray
+                 ) -> np.ndarray:
+        run, dev, index = self.run, self.device, self.index
+        mean = torch.tensor(run.info["mean"], dtype=torch.float32, device=dev)[:, None, None]
+        std = torch.tensor(run.info["std"], dtype=torch.float32, device=dev)[:, None, None]
+        out_run = [run.channels.index(c) for c in run.out_channels]
+        x = torch.from_numpy(np.stack([arr.get_orthogonal_selection(
+            (i, index, slice(None), slice(None))) for i in chunk])).to(dev)
+        state = (x.float() - mean) / std
+        with torch.no_grad():
+            for _ in range(plan.lead // plan.step):
+                state = run.model(state, torch.full((len(chunk),), float(plan.step),
+                                                    device=dev))
+        return (state * std[out_run] + mean[out_run]).cpu().numpy()
+
+
+class WB2Source:
+    """Another model's forecasts from a WeatherBench 2 file."""
+
+    def __init__(self, forecast: WB2Forecast):
+        self.wb2 = forecast
+        self.channels = forecast.channels
+        self.name = f"forecast {forecast.path}"
+
+    def bind(self, group: zarr.Group, data: Path) -> None:
+        """The file was opened against this store's channels and grid already."""
+
+    def default_period(self) -> tuple[str | None, str]:
+        return None, "every init time of the forecast file"
+
+    def held_out(self, times: np.ndarray) -> None:
+        return None  # another model's training period is unknown: the store's climatology
+
+    def steps(self, lead: int, rollout: bool) -> int:
+        if lead not in self.wb2.leads:
+            raise DchagError(f"lead {format_lead(lead)} is not in the forecast file (it has "
+                             f"{', '.join(map(format_lead, self.wb2.leads))})",
+                             path=self.wb2.path)
+        return lead
+
+    def forecast(self, plan: LeadPlan, chunk: list[int], arr: zarr.Array, times: np.ndarray
+                 ) -> np.ndarray:
+        return self.wb2.fields_at(plan.lead, [int(times[i]) for i in chunk])
 
 
 def check_compatible(run: TrainedRun, group: zarr.Group, data: Path) -> list[int]:
@@ -125,98 +185,181 @@ def check_compatible(run: TrainedRun, group: zarr.Group, data: Path) -> list[int
     return [names.index(c) for c in run.channels]
 
 
-def evaluate_forecast(run: TrainedRun, data: Path, leads: list[int], period: str | None,
-                      rollout: bool, convention: str, batch: int, device: torch.device,
+def evaluate_forecast(source: RunSource | WB2Source, data: Path, leads: list[int],
+                      period: str | None, rollout: bool, convention: str, batch: int,
+                      climatology: Path | None = None, climax_batch: int = CLIMAX_BATCH,
                       progress: Progress | None = None) -> ForecastScores:
     progress = progress or NoProgress()
     group = open_artifact(data, "era5")
-    index = check_compatible(run, group, data)
     names = [str(n) for n in group.attrs["channels"]]
-    out_art = [names.index(c) for c in run.out_channels]
-    out_run = [run.channels.index(c) for c in run.out_channels]
+    source.bind(group, data)
+    out_art = [names.index(c) for c in source.channels]
     times = np.asarray(group["time"][:], dtype=np.int64)
-    in_period = parse_period(period, times)
-    if not in_period.any():
-        raise DchagError(f"no time of the data falls in --period {period}", path=data)
-    plans = plan_leads(run, leads, rollout, times, in_period)
-    mean = torch.tensor(run.info["mean"], dtype=torch.float32, device=device)[:, None, None]
-    std = torch.tensor(run.info["std"], dtype=torch.float32, device=device)[:, None, None]
-    arr = group["data"]
-    clim = StoreClimatology(group, out_art, data)
     lat, lon = group["lat"][:], group["lon"][:]
+    if period is None:
+        period, words = source.default_period()
+    else:
+        words = f"--period {period}"
+    chosen = in_period(period, times) if period else np.ones(times.shape, bool)
+    if isinstance(source, WB2Source):
+        chosen &= np.isin(times, source.wb2.init_hours)
+    if not chosen.any():
+        raise DchagError(f"no init time of the data falls in {words}", path=data,
+                         fix="choose a --period inside the data")
+    clim = WB2Climatology(climatology, source.channels, LatLonGrid(lat, lon)) \
+        if climatology else StoreClimatology(group, out_art, data, source.held_out(times))
+    plans = [_plan(source.steps(lead, rollout), lead, times, chosen, clim) for lead in leads]
+    if not any(p.inits for p in plans):
+        why = "; ".join(_notes(plans)) or "no init time to score"
+        raise DchagError(f"nothing to score in {words}: {why}", path=data,
+                         fix="choose a --period with data a lead ahead, or shorter --lead")
+    arr = group["data"]
     all_inits = sorted({i for p in plans for i in p.inits})
     pos = {i: k for k, i in enumerate(all_inits)}
     h, w = arr.shape[2:]
     preds = np.full((len(all_inits), len(plans), len(out_art), h, w), np.nan, np.float32)
-    shape = (len(METHODS), len(plans), len(out_art))
+    shape = (len(FORECASTERS), len(plans), len(out_art), len(REGIONS))
     scores = {m: np.full(shape, np.nan) for m in ("rmse", "mse", "wacc")}
-    notes = []
+    period_mean = _period_mean(arr, times, chosen, out_art) if convention == "climax" \
+        else None
     progress.start(sum(len(p.inits) for p in plans), "forecasting")
     for li, plan in enumerate(plans):
         model_out = []
         for s in range(0, len(plan.inits), batch):
             chunk = plan.inits[s:s + batch]
-            x = torch.from_numpy(np.stack([arr.get_orthogonal_selection(
-                (i, index, slice(None), slice(None))) for i in chunk])).to(device)
-            state = (x.float() - mean) / std
-            with torch.no_grad():
-                for _ in range(plan.lead // plan.step):
-                    lead_h = torch.full((len(chunk),), float(plan.step), device=device)
-                    state = run.model(state, lead_h)
-            model_out.append((state * std[out_run] + mean[out_run]).cpu().numpy())
+            model_out.append(source.forecast(plan, chunk, arr, times))
             progress.advance(len(chunk))
-        forecast = np.concatenate(model_out)
-        truth = np.stack([arr.get_orthogonal_selection((j, out_art, slice(None), slice(None)))
-                          for j in plan.valid]).astype(np.float64)
-        persistence = np.stack([arr.get_orthogonal_selection(
-            (i, out_art, slice(None), slice(None))) for i in plan.inits]).astype(np.float64)
+        if not plan.inits:
+            continue
+        forecast = np.concatenate(model_out).astype(np.float64)
+        truth = _fields(arr, plan.valid, out_art)
+        persistence = _fields(arr, plan.inits, out_art)
         climate, _ = clim.at(times[plan.valid])
-        if np.isnan(climate).any():
-            notes.append(f"{format_lead(plan.lead)}: the artifact's climatology lacks some "
-                         "valid days (outside its training years); wACC and the "
-                         "climatology forecast skip them")
         for k, i in enumerate(plan.inits):
             preds[pos[i], li] = forecast[k]
-        for mi, f in enumerate((forecast, persistence, climate)):
+        for fi, f in enumerate((forecast, persistence, climate)):
             for c in range(len(out_art)):
-                ok = ~np.isnan(climate[:, c]).any(axis=(-2, -1))
-                fc, tc, cc = f[ok, c], truth[ok, c], climate[ok, c]
-                if not ok.any():
-                    continue
-                scores["mse"][mi, li, c] = mse(fc, tc, lat)
-                scores["rmse"][mi, li, c] = rmse(fc, tc, lat, convention)
-                scores["wacc"][mi, li, c] = wacc(fc, tc, cc, lat, convention)
-    return ForecastScores([p.lead for p in plans], run.out_channels, times[all_inits], preds,
-                          scores, plans, convention, lat, lon, notes)
+                for ri, region in enumerate(REGIONS):
+                    scores["mse"][fi, li, c, ri] = mse(f[:, c], truth[:, c], lat, region)
+                    scores["rmse"][fi, li, c, ri] = rmse(f[:, c], truth[:, c], lat,
+                                                         convention, region)
+                    if fi < 2:
+                        scores["wacc"][fi, li, c, ri] = wacc(
+                            f[:, c], truth[:, c], climate[:, c], lat, convention, region,
+                            None if period_mean is None else period_mean[c], climax_batch)
+    notes = _notes(plans)
+    return ForecastScores([p.lead for p in plans], list(source.channels),
+                          times[all_inits], preds, scores, plans, convention, lat, lon,
+                          words, clim.description, source.name, notes)
+
+
+def _plan(step: int, lead: int, times: np.ndarray, chosen: np.ndarray, clim) -> LeadPlan:
+    at = {int(t): i for i, t in enumerate(times)}
+    candidates = [int(i) for i in np.flatnonzero(chosen)]
+    reach = [i for i in candidates if int(times[i]) + lead in at]
+    plan = LeadPlan(lead, step, [], [], beyond=len(candidates) - len(reach))
+    if not reach:
+        return plan
+    valid = [at[int(times[i]) + lead] for i in reach]
+    _, ok = clim.at(times[valid])
+    for i, j, good in zip(reach, valid, ok, strict=True):
+        if good:
+            plan.inits.append(i)
+            plan.valid.append(j)
+        else:
+            plan.left_out.append((int(times[i]), f"no climatology for valid time "
+                                  f"{hour_text(int(times[j]))}"))
+    return plan
+
+
+def _notes(plans: list[LeadPlan]) -> list[str]:
+    notes = []
+    for p in plans:
+        if p.left_out:
+            first = ", ".join(hour_text(h) for h, _ in p.left_out[:3])
+            notes.append(f"lead {format_lead(p.lead)}: {len(p.left_out)} init(s) left out of "
+                         f"every score ({p.left_out[0][1]}; e.g. {first})")
+        if p.beyond:
+            notes.append(f"lead {format_lead(p.lead)}: {p.beyond} init(s) of the period have "
+                         "no truth that far ahead (the data ends) and cannot be scored")
+        if not p.inits:
+            notes.append(f"lead {format_lead(p.lead)}: nothing to score")
+    return notes
+
+
+def _fields(arr: zarr.Array, rows: list[int], channels: list[int]) -> np.ndarray:
+    return np.stack([arr.get_orthogonal_selection((j, channels, slice(None), slice(None)))
+                     for j in rows]).astype(np.float64)
+
+
+def _period_mean(arr: zarr.Array, times: np.ndarray, chosen: np.ndarray,
+                 channels: list[int]) -> np.ndarray:
+    """ClimaX's reference for ACC: the evaluated period's mean field per channel."""
+    rows = np.flatnonzero(chosen)
+    total = np.zeros((len(channels), *arr.shape[2:]))
+    for j in rows:
+        total += arr.get_orthogonal_selection((int(j), channels, slice(None), slice(None)))
+    return total / len(rows)
+
+
+def channel_units(channels: list[str]) -> list[str]:
+    return [parse_channel(c).units for c in channels]
 
 
 def write_predictions(res: ForecastScores, out: Path, attrs: dict) -> None:
     with atomic_store(out) as g:
-        g.attrs.update({"dchag_artifact": "predictions", **attrs})
-        dims_array(g, "init_time", ["init_time"], data=res.init_hours, fill_value=None
-                   ).attrs["units"] = "hours since 1970-01-01"
+        g.attrs.update({"dchag_artifact": "predictions", "source": res.source, **attrs})
+        t = dims_array(g, "init_time", ["init_time"], data=res.init_hours, fill_value=None)
+        t.attrs.update({"units": "hours since 1970-01-01", "calendar": "proleptic_gregorian",
+                        "standard_name": "forecast_reference_time"})
         dims_array(g, "lead", ["lead"], data=np.array(res.leads), fill_value=None
-                   ).attrs["units"] = "hours"
+                   ).attrs.update({"units": "hours", "standard_name": "forecast_period"})
         dims_array(g, "channel", ["channel"], data=np.array(res.channels), fill_value=None)
-        dims_array(g, "lat", ["lat"], data=res.lat, fill_value=None)
-        dims_array(g, "lon", ["lon"], data=res.lon, fill_value=None)
-        dims_array(g, "prediction", ["init_time", "lead", "channel", "lat", "lon"],
-                   data=res.predictions, chunks=(1, 1, *res.predictions.shape[2:]),
-                   fill_value=None)
+        dims_array(g, "channel_units", ["channel"], data=np.array(channel_units(res.channels),
+                                                                  dtype=object),
+                   fill_value=None).attrs["long_name"] = "units of each channel"
+        dims_array(g, "lat", ["lat"], data=res.lat, fill_value=None).attrs.update(
+            {"units": "degrees_north", "standard_name": "latitude"})
+        dims_array(g, "lon", ["lon"], data=res.lon, fill_value=None).attrs.update(
+            {"units": "degrees_east", "standard_name": "longitude"})
+        p = dims_array(g, "prediction", ["init_time", "lead", "channel", "lat", "lon"],
+                       data=res.predictions, chunks=(1, 1, *res.predictions.shape[2:]),
+                       fill_value=None)
+        p.attrs.update({"long_name": "forecast in physical units (each channel in its own "
+                                     "unit: channel_units)",
+                        "units_by_channel": dict(zip(res.channels, channel_units(res.channels),
+                                                     strict=True)),
+                        "coordinates": "channel_units"})
 
 
 def write_scores(res: ForecastScores, out: Path, attrs: dict) -> None:
+    left_out = {format_lead(p.lead): [[hour_text(h), why] for h, why in p.left_out]
+                for p in res.plans}
     with atomic_store(out) as g:
         g.attrs.update({"dchag_artifact": "scores", "convention": res.convention,
+                        "period": res.period, "climatology": res.climatology,
+                        "source": res.source,
                         "rollout_leads": [p.lead for p in res.plans if p.rollout],
-                        "notes": res.notes, **attrs})
-        dims_array(g, "method", ["method"], data=np.array(METHODS), fill_value=None)
-        dims_array(g, "lead", ["lead"], data=np.array(res.leads), fill_value=None)
-        dims_array(g, "channel", ["channel"], data=np.array(res.channels), fill_value=None)
-        dims_array(g, "n_inits", ["lead"], data=np.array([len(p.inits) for p in res.plans]),
+                        "left_out": left_out, "notes": res.notes, **attrs})
+        dims_array(g, "forecaster", ["forecaster"], data=np.array(FORECASTERS),
                    fill_value=None)
+        dims_array(g, "lead", ["lead"], data=np.array(res.leads), fill_value=None
+                   ).attrs["units"] = "hours"
+        dims_array(g, "channel", ["channel"], data=np.array(res.channels), fill_value=None)
+        dims_array(g, "region", ["region"], data=np.array(list(REGIONS)), fill_value=None)
+        dims_array(g, "n_inits", ["lead"], data=np.array([len(p.inits) for p in res.plans]),
+                   fill_value=None).attrs["long_name"] = "init times scored (every forecaster)"
+        dims_array(g, "channel_units", ["channel"], data=np.array(
+            channel_units(res.channels), dtype=object), fill_value=None)
         for name, values in res.scores.items():
-            dims_array(g, name, ["method", "lead", "channel"], data=values, fill_value=None)
+            a = dims_array(g, name, ["forecaster", "lead", "channel", "region"], data=values,
+                           fill_value=None)
+            a.attrs.update({
+                "rmse": {"long_name": "latitude-weighted RMSE", "units": "channel_units"},
+                "mse": {"long_name": "latitude-weighted MSE", "units": "channel_units squared"},
+                "wacc": {"long_name": "latitude-weighted anomaly correlation", "units": "1"},
+            }[name])
+            a.attrs["coordinates"] = "channel_units"
 
 
 def init_time_text(hours: int) -> str:

@@ -17,7 +17,12 @@ import zarr
 from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
 from pipelines.errors import DchagError
 from pipelines.eval.runs import TrainedRun
-from pipelines.metrics.images import band_psnr_ssim, masked_mse, spectral_angle
+from pipelines.metrics.images import (
+    SSIM_CONVENTION,
+    band_psnr_ssim,
+    masked_mse,
+    spectral_angle,
+)
 from pipelines.model.tokenizer import unpatchify
 from pipelines.progress import NoProgress, Progress
 from pipelines.train.data import band_names, describe_artifact, split_positions
@@ -168,7 +173,7 @@ def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> Mas
         rec = rg["reconstruction"][i].astype(np.float64)
         hidden = rg["masked"][i].astype(bool)
         plant = group["mask"][int(k), r0:r0 + h, c0:c0 + w].astype(bool)
-        a, b = band_psnr_ssim(orig, rec)
+        a, b = band_psnr_ssim(orig, rec, hidden)
         psnr.append(a)
         ssim.append(b)
         mses.append(masked_mse(orig, rec, hidden))
@@ -187,7 +192,8 @@ def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> Mas
 
 def write_mask_scores(s: MaskScores, out: Path, attrs: dict) -> None:
     with atomic_store(out) as g:
-        g.attrs.update({"dchag_artifact": "mask_scores", "rmse": s.rmse, "mse": s.mse,
+        g.attrs.update({"dchag_artifact": "mask_scores", "convention": SSIM_CONVENTION,
+                        "rmse": s.rmse, "mse": s.mse,
                         "psnr_mean": float(np.nanmean(s.psnr)),
                         "ssim_mean": float(np.nanmean(s.ssim)),
                         "sam_deg_mean": float(np.nanmean(s.sample_sam)),

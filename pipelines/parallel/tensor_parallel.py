@@ -60,17 +60,33 @@ def owned_groups(n_groups: int, tp: int, rank: int) -> list[int]:
     return list(range(rank * per, (rank + 1) * per))
 
 
-def check_tp(cfg: ModelConfig, tp: int) -> None:
-    """Refuse a model that cannot be split over `tp` ranks (heads, MLP, channel groups)."""
+def tp_problem(cfg: ModelConfig, tp: int) -> str | None:
+    """Why the model cannot be split over `tp` ranks (heads, MLP, channel groups), or None."""
     if cfg.heads % tp:
-        raise DchagError(f"{cfg.heads} heads cannot be split over --tp {tp}",
-                         fix="choose --tp dividing the preset's heads")
+        return f"its {cfg.heads} heads cannot be split over --tp {tp}"
     if int(cfg.embed_dim * cfg.mlp_ratio) % tp:
-        raise DchagError(f"MLP width {int(cfg.embed_dim * cfg.mlp_ratio)} is not divisible "
-                         f"by --tp {tp}")
+        return f"its MLP width {int(cfg.embed_dim * cfg.mlp_ratio)} is not divisible by --tp {tp}"
     if cfg.variant != "baseline" and cfg.n_groups % tp:
-        raise DchagError(f"{cfg.n_groups} channel groups cannot be split over --tp {tp}",
-                         fix="choose --groups as a multiple of --tp")
+        return f"its {cfg.n_groups} channel groups cannot be split over --tp {tp}"
+    return None
+
+
+def splittable_tp(cfg: ModelConfig, ranks: int) -> list[int]:
+    """Tensor-parallel sizes dividing `ranks` that the model can be split over."""
+    return [t for t in range(1, ranks + 1) if ranks % t == 0 and tp_problem(cfg, t) is None]
+
+
+def check_tp(cfg: ModelConfig, tp: int, preset: str | None = None) -> None:
+    """Refuse a model that cannot be split over `tp` ranks, naming the preset and the fix."""
+    problem = tp_problem(cfg, tp)
+    if problem is None:
+        return
+    name = f"preset {preset!r}" if preset else "the model"
+    choices = ", ".join(map(str, splittable_tp(cfg, cfg.heads)))
+    more = "; or --groups as a multiple of --tp" if "groups" in problem else \
+        "; or a preset with more heads (base: 16, 1b and larger: 32)"
+    raise DchagError(f"{name} cannot be split: {problem}",
+                     fix=f"choose --tp among {choices}{more}")
 
 
 AGGREGATION_PLAN = {"k": ColwiseParallel(), "v": ColwiseParallel(), "proj": RowwiseParallel()}

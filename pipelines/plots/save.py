@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 
 def save_figure(fig: Figure, out: Path, dpi: float | None = None) -> Path:
     out = Path(out)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # figures may choose their own (constrained)
+        fig.tight_layout()
     tmp = out.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=dpi)
     plt.close(fig)

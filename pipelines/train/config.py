@@ -68,6 +68,7 @@ class TrainConfig:
     leads: list[int] = field(default_factory=lambda: [6, 24, 72, 168])  # hours
     init: str | None = None  # forecast: start from this (pretrained) run
     val_fraction: float = 0.1
+    test_fraction: float = 0.1  # weather: the latest share of the record, held out
     val_batches: int = 4
     # bookkeeping
     workers: int = 2
@@ -107,8 +108,10 @@ class TrainConfig:
             raise DchagError("--lr and --timeout-min must be positive")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise DchagError(f"--mask-ratio {self.mask_ratio} must be in [0, 1)")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise DchagError(f"--val-fraction {self.val_fraction} must be in [0, 1)")
+        if not 0.0 <= self.val_fraction < 1.0 or not 0.0 <= self.test_fraction < 1.0 or \
+                self.val_fraction + self.test_fraction >= 1.0:
+            raise DchagError(f"--val-fraction {self.val_fraction} and --test-fraction "
+                             f"{self.test_fraction} must be in [0, 1) and leave some training")
         if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 1):
             raise DchagError(f"--crop {self.crop} must be HEIGHTxWIDTH of at least 1 pixel")
         if not self.leads or min(self.leads) <= 0:
@@ -260,8 +263,7 @@ def parse_leads(items: list[str]) -> list[int]:
 
 
 def format_lead(hours: int) -> str:
-    if hours % 168 == 0:
-        return f"{hours // 168}w"
+    """`6h`, `1d`, `7d`, `14d`: days as weather people say them (not weeks)."""
     if hours % 24 == 0:
         return f"{hours // 24}d"
     return f"{hours}h"

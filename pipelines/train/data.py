@@ -18,9 +18,12 @@ import zarr
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from pipelines.data.era5_stats import mean_std
 from pipelines.data.zarr_store import open_artifact
 from pipelines.errors import DchagError
+from pipelines.notes import note
 from pipelines.train.config import TrainConfig
+from pipelines.train.periods import Periods, make_periods
 
 # The forecast targets of the D-CHAG authors' ERA5 run, when present in the artifact.
 KEY_VARIABLES = ("z_500", "t_850", "t2m", "u10", "v10")
@@ -56,6 +59,7 @@ class Artifact:
     mean: np.ndarray  # per run channel
     std: np.ndarray
     out_index: list[int]  # forecast: positions (in run channels) of the targets
+    periods: Periods | None = None  # weather: train / validation / test periods
 
 
 def _artifact_kind(path: Path) -> str:
@@ -105,7 +109,7 @@ def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
         missing = [c for c in wanted if c not in names]
         if missing:
             raise DchagError(f"channels not in the artifact: {', '.join(missing)}", path=path,
-                             fix="list its channels with `dchag channels --data` or rebuild it")
+                             fix=f"list its channels with `dchag channels {path}` or rebuild it")
         index = [names.index(c) for c in wanted]
         h, w = group["data"].shape[2:]
     else:
@@ -121,6 +125,8 @@ def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
     out_index: list[int] = []
     if cfg.task == "forecast":
         targets = cfg.out_channels or [c for c in KEY_VARIABLES if c in wanted] or wanted
+        if targets == ["all"]:
+            targets = list(wanted)
         missing = [c for c in targets if c not in wanted]
         if missing:
             raise DchagError(f"forecast targets not among the input channels: "
@@ -135,34 +141,64 @@ def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
     if img[0] % cfg.patch or img[1] % cfg.patch:
         raise DchagError(f"images of {img[0]}x{img[1]} are not divisible by --patch {cfg.patch}",
                          path=path, fix="choose a patch size dividing both sides (or --crop)")
-    mean = np.asarray(group["mean"][:], dtype=np.float64)[index]
-    std = np.asarray(group["std"][:], dtype=np.float64)[index]
-    return Artifact(kind, path, list(wanted), index, img, (h, w), mean, std, out_index)
+    periods = None
+    if kind == "era5":
+        times = np.asarray(group["time"][:], dtype=np.int64)
+        gap = max(cfg.leads) if cfg.task == "forecast" else 0
+        periods = make_periods(times, cfg.val_fraction, cfg.test_fraction, gap)
+        mean, std = _training_statistics(group, periods, times, index, path)
+    else:
+        mean = np.asarray(group["mean"][:], dtype=np.float64)[index]
+        std = np.asarray(group["std"][:], dtype=np.float64)[index]
+    return Artifact(kind, path, list(wanted), index, img, (h, w), mean, std, out_index,
+                    periods)
+
+
+def _training_statistics(group: zarr.Group, periods: Periods, times: np.ndarray,
+                         index: list[int], path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the run's channels over the training period only (from the store's
+    per-step sums): evaluation periods never leak into the normalisation."""
+    if "stats_sum" not in group or group["stats_sum"].ndim != 2:
+        note(f"{path}: an older store without per-step statistics; normalising with its "
+             "statistics over all times (prepare it again to use the training period's)")
+        return (np.asarray(group["mean"][:], np.float64)[index],
+                np.asarray(group["std"][:], np.float64)[index])
+    keep = periods.contains("train", times)
+    sums = [np.asarray(group[name].get_orthogonal_selection((np.flatnonzero(keep), index)),
+                       np.float64)
+            for name in ("stats_sum", "stats_sumsq", "stats_count")]
+    return mean_std(*sums)
 
 
 def split_samples(art: Artifact, cfg: TrainConfig, split: str
                   ) -> tuple[list[int], dict[int, list[tuple[int, int]]]]:
-    """The samples of a split ("train" or "val") and, for weather, each start's reachable
-    (lead, valid index) pairs. Weather splits by time (the latest starts validate);
-    hyperspectral by plant, so no plant is in both."""
+    """The samples of a split ("train", "val" or "test") and, for weather, each start's
+    (lead, valid index) pairs whose input and target both lie in the split's period
+    (`periods.py`); hyperspectral splits by plant, so no plant is in two splits."""
     group = zarr.open_group(str(art.path), mode="r")
-    frac = cfg.val_fraction
     if art.kind == "appl":
+        frac = cfg.val_fraction
         plants = [str(p) for p in group["plant_id"][:]]
         unique = sorted(set(plants))
         n_val = max(1, round(len(unique) * frac)) if len(unique) > 1 and frac > 0 else 0
         val_plants = set(unique[len(unique) - n_val:]) if n_val else set()
+        if split == "test":
+            return [], {}
         keep = [i for i, p in enumerate(plants) if (p in val_plants) == (split == "val")]
         return keep, {}
     times = np.asarray(group["time"][:], dtype=np.int64)
-    at = {int(t): i for i, t in enumerate(times)}
+    inside = art.periods.contains(split, times) if art.periods is not None else \
+        np.ones(times.shape, bool)
+    at = {int(t): i for i, t in enumerate(times) if inside[i]}
     leads = cfg.leads if cfg.task == "forecast" else [0]
-    targets = {i: [(lead, at[int(t) + lead]) for lead in leads if int(t) + lead in at]
-               for i, t in enumerate(times)}
-    starts = [i for i in range(len(times)) if targets[i]]
-    n_val = round(len(starts) * frac)
-    chosen = starts[len(starts) - n_val:] if split == "val" else starts[:len(starts) - n_val]
-    return chosen, {i: targets[i] for i in chosen}
+    chosen, reach = [], {}
+    for i in np.flatnonzero(inside):
+        pairs = [(lead, at[int(times[i]) + lead]) for lead in leads
+                 if int(times[i]) + lead in at]
+        if pairs:
+            chosen.append(int(i))
+            reach[int(i)] = pairs
+    return chosen, reach
 
 
 def split_positions(art: Artifact, cfg: TrainConfig, split: str) -> list[int]:

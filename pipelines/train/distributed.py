@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
 import socket
 import uuid
 from collections.abc import Callable
@@ -23,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
-from pipelines.errors import DchagError
+from pipelines.errors import DchagError, Interrupted
 
 _RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -163,11 +164,15 @@ def launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    for name in ("torch.distributed.elastic", "torch.distributed.launcher"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    # torch's elastic modules set a level on each of their loggers: quiet every one (our
+    # own one-line messages say what happened).
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("torch.distributed.elastic", "torch.distributed.launcher")):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nprocs,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0",
                           run_id=f"dchag-{uuid.uuid4().hex[:8]}", max_restarts=0,
@@ -175,7 +180,11 @@ def launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
     try:
         results = elastic_launch(config, worker)(arg)
     except ChildFailedError as exc:
+        if all(f.exitcode in (130, 143, -2, -15) for f in exc.failures.values()):
+            raise Interrupted(signal.SIGINT) from None  # the workers were stopped, not broken
         raise DchagError(_failure_summary(exc)) from None
+    except SignalException as exc:  # the agent's own handler for SIGINT/SIGTERM
+        raise Interrupted(int(exc.sigval)) from None
     return results[0]
 
 

@@ -7,8 +7,10 @@ curve. Rank 0 alone writes metrics and reports progress.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import resource
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ import zarr
 from torch import Tensor
 
 from pipelines.data.datasets import Normalizer
-from pipelines.errors import DchagError
+from pipelines.errors import DchagError, Interrupted
 from pipelines.model.forecast import lat_weighted_mse
 from pipelines.notes import note
 from pipelines.parallel.gather import all_gather_flat
@@ -59,15 +61,31 @@ class TrainResult:
 def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> TrainResult:
     """Entry point of one rank (the process group is created and torn down here)."""
     ctx = init_rank(cfg.tp_size, cfg.timeout_min)
-    dist.barrier()  # under torchrun, global rank 0 has prepared the run folder by now
+    stop_quietly_on(signal.SIGTERM)
     try:
+        dist.barrier()  # under torchrun, global rank 0 has prepared the run folder by now
         result = _Trainer(cfg, ctx, progress if ctx.is_main else None).run()
-    except BaseException:
+    except BaseException as exc:
         if dist.is_initialized():  # no barrier: the other ranks may be stuck mid-step
             dist.destroy_process_group()
+        if isinstance(exc, KeyboardInterrupt | Interrupted) and ctx.world > 1:
+            # Every rank got the signal: one line comes from the launcher, not a traceback
+            # from each worker. The last finished checkpoint is intact; a checkpoint being
+            # written stays `.partial` and is removed by the next run.
+            raise SystemExit(130 if isinstance(exc, KeyboardInterrupt)
+                             else 128 + exc.signum) from None
         raise
     shutdown()
     return result
+
+
+def stop_quietly_on(signum: int) -> None:
+    """A scheduler's SIGTERM stops training like Ctrl-C does (no traceback)."""
+    def handler(sig: int, frame: Any) -> None:
+        raise Interrupted(sig)
+
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers
+        signal.signal(signum, handler)
 
 
 class _Trainer:

@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter
 
 from pipelines.data.zarr_store import atomic_store, dims_array
 from pipelines.plots.save import save_figure
@@ -73,12 +74,19 @@ class MetricsLog:
         val = [(r["step"], r["val_loss"]) for r in self.records
                if r.get("val_loss") is not None]
         fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-        ax.plot(steps, loss, label="train", lw=1.2)
+        # markers when there are few points: one logged step is still visible
+        ax.plot(steps, loss, "o-" if len(steps) < 30 else "-", label="train", lw=1.2, ms=3)
         if val:
-            ax.plot(*zip(*val, strict=True), "o-", label="validation", ms=3)
+            ax.plot(*zip(*val, strict=True), "s-", label="validation", ms=3)
         ax.set(xlabel="step", ylabel="loss", title=title)
-        if loss and min(loss) > 0:
-            ax.set_yscale("log")
+        values = loss + [v for _, v in val]
+        if values and min(values) > 0 and max(values) / min(values) > 10:
+            ax.set_yscale("log")  # more than a decade: log, with plain tick labels
+            plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
+        else:
+            ax.ticklabel_format(axis="y", style="plain", useOffset=False)
         ax.grid(alpha=0.3)
         ax.legend()
         save_figure(fig, out)

@@ -4,6 +4,7 @@ and check it before any worker starts (a bad flag fails in a second, not after l
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,15 @@ import zarr
 from pipelines.errors import DchagError
 from pipelines.guard import check_no_overlap, check_replaceable, mark_folder
 from pipelines.model.config import ModelConfig
-from pipelines.parallel.tensor_parallel import check_tp
+from pipelines.notes import note
+from pipelines.parallel.tensor_parallel import check_tp, splittable_tp, tp_problem
 from pipelines.train.build import model_config
 from pipelines.train.checkpoint import intact_checkpoint
 from pipelines.train.config import (
     TrainConfig,
     check_same_model,
     coerce_settings,
+    format_lead,
     load_run_config,
     read_config_file,
     save_config,
@@ -41,6 +44,8 @@ def resolve(task: str, flags: dict[str, Any], config_file: Path | None,
         settings.update(saved.to_dict(), stop_at=None)
     if config_file is not None:
         settings.update(coerce_settings(read_config_file(config_file), str(config_file)))
+    if resume is not None and flags.get("gpus") is not None and flags.get("tp") is None:
+        settings.pop("tp", None)  # a new --gpus: choose the split afresh
     settings.update({k: v for k, v in flags.items() if v is not None})
     settings["task"] = task
     world = launcher_world()
@@ -51,12 +56,46 @@ def resolve(task: str, flags: dict[str, Any], config_file: Path | None,
         settings["gpus"] = world
     if resume is not None:
         settings["out"] = str(resume)
+    settings.setdefault("out", DEFAULT_RUNS[task])
     if not settings.get("data"):
-        raise DchagError("no training data given", fix="pass --data era5.zarr or appl.zarr")
+        settings["data"] = default_data(task)
     cfg = TrainConfig.from_dict(settings)
     if resume is not None:
         check_same_model(cfg, saved, "the run being resumed", resume)
     return cfg
+
+
+DEFAULT_RUNS = {"mae": "runs/pretrain", "forecast": "runs/forecast"}
+DEFAULT_DATA = {"mae": ("appl.zarr", "era5.zarr"), "forecast": ("era5.zarr",)}
+
+
+def default_data(task: str) -> str:
+    """Where the prep stages put their output by default, if it is here."""
+    for name in DEFAULT_DATA[task]:
+        if Path(name).is_dir():
+            note(f"training on {name} (the default output of `dchag prep "
+                 f"{name.removesuffix('.zarr')}`); --data chooses another")
+            return name
+    preps = " or ".join(f"`dchag prep {n.removesuffix('.zarr')}`" for n in DEFAULT_DATA[task])
+    raise DchagError("no training data given, and no "
+                     f"{' or '.join(DEFAULT_DATA[task])} here",
+                     fix=f"pass --data, or run {preps} first (it writes one here)")
+
+
+def choose_tp(cfg: TrainConfig, mcfg: ModelConfig, tp_given: bool) -> TrainConfig:
+    """--tp as given (checked), or, when left out, the largest size the preset splits over
+    (all ranks if it can): `dchag pretrain --gpus 8` works with any preset."""
+    if tp_given or tp_problem(mcfg, cfg.tp_size) is None:
+        check_tp(mcfg, cfg.tp_size, cfg.preset)
+        return cfg
+    sizes = [t for t in splittable_tp(mcfg, cfg.gpus)
+             if (cfg.batch_size % (cfg.gpus // t)) == 0]
+    if not sizes:
+        check_tp(mcfg, cfg.tp_size, cfg.preset)
+    tp = max(sizes)
+    note(f"preset {cfg.preset!r}: {tp_problem(mcfg, cfg.gpus)}; using --tp {tp} (dp "
+         f"{cfg.gpus // tp}) — pass --tp to choose, or a larger --preset")
+    return cfg.with_(tp=tp)
 
 
 def run_inputs(cfg: TrainConfig, config_file: Path | None = None) -> list[Path]:
@@ -70,16 +109,19 @@ def run_inputs(cfg: TrainConfig, config_file: Path | None = None) -> list[Path]:
 
 
 def prepare(cfg: TrainConfig, *, resume: bool, overwrite: bool,
-            config_file: Path | None = None) -> tuple[Artifact, ModelConfig]:
-    """Validate everything a worker will need; returns the artifact and model config.
-    Changes nothing on disk (`--dry-run` stops after this)."""
+            config_file: Path | None = None, tp_given: bool = True,
+            owns_run: bool = True) -> tuple[TrainConfig, Artifact, ModelConfig]:
+    """Validate everything a worker will need; returns the final config (with the chosen
+    --tp), the artifact and the model config. Changes nothing on disk (`--dry-run` stops
+    after this)."""
     check_devices(cfg.gpus)
     art = describe_artifact(Path(cfg.data), cfg)
     if not split_samples(art, cfg, "train")[0]:
         raise DchagError("no training samples", path=cfg.data,
                          fix="use more data, shorter --lead or a smaller --val-fraction")
+    note_validation_leads(art, cfg)
     mcfg = model_config(cfg, art)
-    check_tp(mcfg, cfg.tp_size)
+    cfg = choose_tp(cfg, mcfg, tp_given)
     if cfg.init is not None:
         check_init(Path(cfg.init), mcfg, art)
     run = Path(cfg.out)
@@ -87,13 +129,35 @@ def prepare(cfg: TrainConfig, *, resume: bool, overwrite: bool,
         check_no_overlap(run, run_inputs(cfg, config_file))
         check_resume_data(run, art)
         intact_checkpoint(run)  # a tampered checkpoint is refused before anything starts
-    else:
-        parent = run.resolve().parent
-        if not parent.is_dir():
-            raise DchagError("the folder for the run does not exist", path=parent,
-                             fix="create it first or choose another --out")
+    elif owns_run:  # under torchrun only global rank 0 creates it (the others may see it)
+        check_creatable(run)
         check_replaceable(run, ("run",), run_inputs(cfg, config_file), overwrite, RUN_HINT)
-    return art, mcfg
+    return cfg, art, mcfg
+
+
+def check_creatable(run: Path) -> None:
+    """The run folder (and any missing parents) can be made: its nearest existing
+    ancestor is a writable folder."""
+    ancestor = Path(run).resolve().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        raise DchagError("cannot create the run folder here", path=ancestor,
+                         fix="choose another --out")
+
+
+def note_validation_leads(art: Artifact, cfg: TrainConfig) -> None:
+    """Say so when the validation window reaches only some leads: its loss then is not
+    comparable with the training loss (short leads are easier)."""
+    if cfg.task != "forecast" or cfg.val_fraction == 0:
+        return
+    _, reach = split_samples(art, cfg, "val")
+    covered = sorted({lead for pairs in reach.values() for lead, _ in pairs})
+    if covered and covered != sorted(cfg.leads):
+        note(f"validation times ({cfg.val_fraction:.0%} of the record) reach only lead "
+             f"{', '.join(map(format_lead, covered))} of "
+             f"{', '.join(map(format_lead, cfg.leads))}: the validation loss covers those "
+             "alone and is not comparable with the training loss")
 
 
 def check_resume_data(run: Path, art: Artifact) -> None:
@@ -147,6 +211,7 @@ def create_run(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig, overwrite: bo
     model = {"model": mcfg.to_dict(), "channel_names": art.channel_names,
              "out_channels": [art.channel_names[i] for i in art.out_index], "kind": art.kind,
              "mean": art.mean.tolist(), "std": art.std.tolist(),
+             "periods": art.periods.to_dict() if art.periods else None,
              "data": str(Path(cfg.data).resolve()),
              "grid": zarr.open_group(str(art.path), mode="r").attrs.get("grid")}
     (run / "model.json").write_text(json.dumps(model, indent=2))

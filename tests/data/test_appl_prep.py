@@ -39,6 +39,9 @@ def test_shipped_sample_becomes_a_complete_store(tmp_path: Path):
     ds = _prep([SAMPLE_APPL / "manifest.csv"], tmp_path / "appl.zarr", bands=500, size=32)
     assert ds["cube"].shape == (4, 500, 32, 32) and ds["cube"].dtype == np.float16
     assert ds["wavelength"].values[0] == 400 and ds["wavelength"].values[-1] == 900
+    assert "wavelength" in ds["cube"].coords and ds["wavelength"].attrs["units"] == "nm"
+    assert ds["cube"].attrs["units"] == "1" and ds["cube"].attrs["long_name"]
+    assert ds["cube"].sel(band=0).wavelength.item() == 400  # CF: a coordinate of the cube
     assert list(ds["label"].values) == ["control", "drought", "control", "drought"]
     assert set(ds["plant_id"].values) == {"P00", "P01", "P02", "P03"}
     assert ds["mask"].dtype == np.uint8 and 0 < ds["mask"].values.mean() < 0.6

@@ -56,6 +56,12 @@ def test_store_has_data_coords_stats_climatology_and_provenance(era5_dir: Path, 
     assert prov["stage"] == "prep era5" and prov["config"]["train_years"] == [2018, 2018]
     assert len(prov["inputs"]) == 4 and prov["dchag_version"]
     assert ds.attrs["regrid"]["method"] == "bilinear"
+    # CF: units per channel as a coordinate, long names, standard names on the axes
+    assert ds["data"].coords["channel_units"].values.tolist()[:2] == ["m**2 s**-2", "K"]
+    assert ds["data"].attrs["units_by_channel"]["z_500"] == "m**2 s**-2"
+    assert ds["data"].attrs["long_name"] and ds["climatology"].attrs["long_name"]
+    assert ds.lat.attrs["standard_name"] == "latitude"
+    assert ds["data"].sel(channel="t_850").channel_units.item() == "K"
 
 
 def test_append_gives_the_same_store_as_one_run(era5_dir: Path, tmp_path: Path):

@@ -1,19 +1,23 @@
-"""`dchag eval forecast`: outputs in physical units, scores against independent sums,
-rollouts, and the errors a user can act on."""
+"""`dchag eval forecast`: held-out periods by default, outputs in physical units, scores
+recomputed independently with WeatherBench 2's and ClimaX's definitions, no silently
+dropped init, and the errors a user can act on."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 import zarr
 
-from tests.runner import app, runner
+from tests.runner import app, one_error_line, runner
 
 FAST = ["--workers", "0", "--batch-size", "4", "--log-every", "10", "--val-every", "20",
         "--ckpt-every", "20", "--steps", "20", "--lr", "1e-3"]
+EPOCH = np.datetime64("1970-01-01T00", "h")
 
 
 @pytest.fixture(scope="module")
@@ -25,47 +29,295 @@ def forecast_run(tmp_path_factory, sample_era5_zarr) -> Path:
     return run
 
 
-def test_eval_writes_predictions_scores_and_figures(tmp_path, forecast_run, sample_era5_zarr):
-    out = tmp_path / "ev"
+@pytest.fixture(scope="module")
+def january(tmp_path_factory, forecast_run, sample_era5_zarr) -> Path:
+    """Every init time of the sample (`--period 2018-01`: the whole month)."""
+    out = tmp_path_factory.mktemp("ev") / "jan"
+    r = runner.invoke(app, ["eval", "forecast", "--run", str(forecast_run), "--data",
+                            str(sample_era5_zarr), "--period", "2018-01", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def _hours(values) -> np.ndarray:
+    return ((np.asarray(values).astype("datetime64[h]") - EPOCH)
+            // np.timedelta64(1, "h")).astype(np.int64)
+
+
+def test_the_run_records_periods_and_eval_scores_its_test_period(tmp_path, forecast_run,
+                                                                  sample_era5_zarr):
+    periods = json.loads((forecast_run / "model.json").read_text())["periods"]
+    val, test = (np.datetime64(periods[k][0], "h") for k in ("val", "test"))
+    train_end, val_end = (np.datetime64(periods[k][1], "h") for k in ("train", "val"))
+    assert periods["gap_hours"] == 24  # the longest trained lead
+    assert val - train_end > np.timedelta64(24, "h") and test - val_end > np.timedelta64(24, "h")
+
+    out = tmp_path / "default"
     r = runner.invoke(app, ["eval", "forecast", "--run", str(forecast_run), "--data",
                             str(sample_era5_zarr), "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert "lead 6h" in r.output and "lead 1d" in r.output and "persist" in r.output
-    pred = xr.open_zarr(out / "predictions.zarr")
+    assert f"the run's test period {periods['test'][0]}" in r.output
+    scores = xr.open_zarr(out / "scores.zarr")
+    assert "test period" in scores.attrs["period"]
+    inits = xr.open_zarr(out / "predictions.zarr").init_time.values.astype("datetime64[h]")
+    assert (inits >= test).all()
+    # The 1-day lead cannot reach the data's end from the short test period: said, not hidden.
+    assert "lead 1d" in r.output and "no truth that far ahead" in r.output
+    assert int(scores.n_inits.sel(lead=24)) == 0 and int(scores.n_inits.sel(lead=6)) > 0
+
+
+def test_predictions_and_scores_are_cf_and_physical(january, sample_era5_zarr):
+    pred = xr.open_zarr(january / "predictions.zarr")
     assert pred.prediction.dims == ("init_time", "lead", "channel", "lat", "lon")
     assert pred.lead.values.tolist() == [6, 24]
     assert pred.channel.values.tolist() == ["z_500", "t_850", "t2m", "u10", "v10"]
+    assert pred.channel_units.values.tolist() == ["m**2 s**-2", "K", "K", "m s**-1",
+                                                  "m s**-1"]
+    assert pred.lat.attrs["units"] == "degrees_north"
     z500 = pred.prediction.sel(lead=24, channel="z_500").values
     assert 40_000 < np.nanmean(z500) < 60_000  # geopotential in m²/s², not normalised
-    scores = xr.open_zarr(out / "scores.zarr")
-    assert scores.attrs["convention"] == "weatherbench2"
-    assert scores.rmse.dims == ("method", "lead", "channel")
+    scores = xr.open_zarr(january / "scores.zarr")
+    assert scores.rmse.dims == ("forecaster", "lead", "channel", "region")
+    assert scores.forecaster.values.tolist() == ["model", "persistence", "climatology"]
+    assert scores.region.values.tolist() == ["global", "tropics", "nh-extratropics",
+                                             "sh-extratropics"]
+    one = scores.rmse.sel(forecaster="persistence", channel="t_850", region="tropics",
+                          lead=24)
+    assert one.size == 1 and np.isfinite(one.item())
+    assert scores.rmse.attrs["long_name"] == "latitude-weighted RMSE"
     for png in ("map_z_500.png", "scores_vs_lead.png"):
-        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+        assert (january / png).read_bytes()[:4] == b"\x89PNG"
 
-    # Persistence RMSE, recomputed from the artifact with plain sums.
+
+def _training_climatology(g: zarr.Group, train_end: np.datetime64, valid: np.ndarray,
+                          c: int) -> np.ndarray:
+    """WB2's climatology of the valid times from the training times alone, written out:
+    same hour of day, triangular weights 1 − |Δday|/30 over a 61-day window."""
+    times = g["time"][:].astype("datetime64[h]") if g["time"].dtype.kind == "M" else \
+        EPOCH + g["time"][:].astype("timedelta64[h]")
+    out = []
+    for v in EPOCH + valid.astype("timedelta64[h]"):
+        num, den = 0.0, 0.0
+        for i, t in enumerate(times):
+            if t > train_end or (t - v) % np.timedelta64(24, "h") != np.timedelta64(0, "h"):
+                continue
+            dday = abs(int((t.astype("datetime64[D]") - v.astype("datetime64[D]"))
+                           / np.timedelta64(1, "D")))
+            w = max(0.0, 1 - dday / 30)
+            num = num + w * g["data"][i, c].astype(np.float64)
+            den += w
+        out.append(num / den)
+    return np.stack(out)
+
+
+def _cell_weights(lat: np.ndarray) -> np.ndarray:
+    """WeatherBench 2's cell-area latitude weights (sin of the cell edges)."""
+    rad = np.deg2rad(lat)
+    edges = np.concatenate([[-np.pi / 2], (rad[:-1] + rad[1:]) / 2, [np.pi / 2]])
+    w = np.sin(edges[1:]) - np.sin(edges[:-1])
+    return w / w.mean()
+
+
+@pytest.mark.parametrize("region,bounds", [("global", (-90, 90)), ("tropics", (-20, 20))])
+def test_scores_match_an_independent_weatherbench2_recomputation(
+        january, forecast_run, sample_era5_zarr, region, bounds):
     g = zarr.open_group(str(sample_era5_zarr), mode="r")
-    t = g["time"][:]
     names = list(g.attrs["channels"])
-    c = names.index("t_850")
-    w = np.cos(np.deg2rad(g["lat"][:]))
-    w = w / w.mean()
-    pairs = [(i, int(np.flatnonzero(t == t[i] + 24)[0])) for i in range(len(t))
-             if (t == t[i] + 24).any()]
-    per_init = [(w[:, None] * (g["data"][i, c].astype(float) - g["data"][j, c]) ** 2).mean()
-                for i, j in pairs]
-    got = scores.rmse.sel({"method": "persistence", "lead": 24, "channel": "t_850"}).item()
-    assert got == pytest.approx(np.sqrt(np.mean(per_init)), rel=1e-9)
-    assert int(scores.n_inits.sel(lead=24)) == len(pairs)
+    pred = xr.open_zarr(january / "predictions.zarr")
+    scores = xr.open_zarr(january / "scores.zarr")
+    periods = json.loads((forecast_run / "model.json").read_text())["periods"]
+    train_end = np.datetime64(periods["train"][1], "h")
+    times = _hours(xr.open_zarr(sample_era5_zarr).time.values)
+    lat = g["lat"][:]
+    w = xr.DataArray(_cell_weights(lat), dims="lat")
+    inside = (lat >= bounds[0]) & (lat <= bounds[1])
+    for channel in ("z_500", "t2m"):
+        c = names.index(channel)
+        f = pred.prediction.sel(lead=24, channel=channel)
+        f = f.dropna("init_time", how="all")
+        inits = _hours(f.init_time.values)
+        valid = inits + 24
+        rows = [int(np.flatnonzero(times == v)[0]) for v in valid]
+        truth = xr.DataArray(np.stack([g["data"][j, c] for j in rows]).astype(np.float64),
+                             dims=("init_time", "lat", "lon"))
+        fc = xr.DataArray(f.values.astype(np.float64), dims=("init_time", "lat", "lon"))
+        clim = xr.DataArray(_training_climatology(g, train_end, valid, c),
+                            dims=("init_time", "lat", "lon"))
+        sel = {"lat": np.flatnonzero(inside)}
+        fc, truth, clim, ww = fc.isel(sel), truth.isel(sel), clim.isel(sel), w.isel(sel)
+        mse_t = ((fc - truth) ** 2).weighted(ww).mean(("lat", "lon"))
+        fa, oa = fc - clim, truth - clim
+        acc_t = (fa * oa).weighted(ww).mean(("lat", "lon")) / np.sqrt(
+            (fa**2).weighted(ww).mean(("lat", "lon")) * (oa**2).weighted(ww).mean(("lat", "lon")))
+        at = {"forecaster": "model", "lead": 24, "channel": channel, "region": region}
+        assert scores.rmse.sel(at).item() == pytest.approx(float(np.sqrt(mse_t.mean())),
+                                                           rel=1e-6)
+        assert scores.mse.sel(at).item() == pytest.approx(float(mse_t.mean()), rel=1e-6)
+        assert scores.wacc.sel(at).item() == pytest.approx(float(acc_t.mean()), abs=1e-6)
+        assert int(scores.n_inits.sel(lead=24)) == len(inits)
 
 
-def test_the_climax_convention_is_offered_and_named(tmp_path, forecast_run, sample_era5_zarr):
+def _climax_rmse(pred: torch.Tensor, y: torch.Tensor, lat: np.ndarray) -> torch.Tensor:
+    """ClimaX's `lat_weighted_rmse` for one variable of a batch (B, H, W)."""
+    w = np.cos(np.deg2rad(lat))
+    w = torch.from_numpy(w / w.mean())[None, :, None]
+    return torch.mean(torch.sqrt(torch.mean((pred - y) ** 2 * w, dim=(-2, -1))))
+
+
+def _climax_acc(pred: torch.Tensor, y: torch.Tensor, clim: torch.Tensor,
+                lat: np.ndarray) -> torch.Tensor:
+    """ClimaX's `lat_weighted_acc` for one variable of a batch (B, H, W)."""
+    w = np.cos(np.deg2rad(lat))
+    w = torch.from_numpy(w / w.mean())[None, :, None]
+    pred, y = pred - clim[None], y - clim[None]
+    p, q = pred - torch.mean(pred), y - torch.mean(y)
+    return torch.sum(w * p * q) / torch.sqrt(torch.sum(w * p**2) * torch.sum(w * q**2))
+
+
+def test_the_climax_convention_reproduces_climax_batched_test_scores(
+        tmp_path, forecast_run, sample_era5_zarr):
+    out = tmp_path / "cx"
     r = runner.invoke(app, ["eval", "forecast", "--run", str(forecast_run), "--data",
-                            str(sample_era5_zarr), "--lead", "6h", "--convention", "climax",
-                            "--out", str(tmp_path / "cx")])
+                            str(sample_era5_zarr), "--lead", "6h", "--period", "2018-01",
+                            "--convention", "climax", "--climax-batch", "5", "--out",
+                            str(out)])
     assert r.exit_code == 0, r.output
     assert "climax convention" in r.output
-    assert xr.open_zarr(tmp_path / "cx" / "scores.zarr").attrs["convention"] == "climax"
+    scores = xr.open_zarr(out / "scores.zarr")
+    assert scores.attrs["convention"] == "climax"
+    g = zarr.open_group(str(sample_era5_zarr), mode="r")
+    names = list(g.attrs["channels"])
+    times = _hours(xr.open_zarr(sample_era5_zarr).time.values)
+    pred = xr.open_zarr(out / "predictions.zarr").prediction.sel(lead=6)
+    inits = _hours(pred.init_time.values)
+    lat = g["lat"][:]
+    for channel in ("z_500", "u10"):
+        c = names.index(channel)
+        # ClimaX's climatology: the mean field over the whole test period
+        clim = torch.from_numpy(np.mean([g["data"][j, c] for j in range(len(times))],
+                                        axis=0, dtype=np.float64))
+        f = torch.from_numpy(pred.sel(channel=channel).values.astype(np.float64))
+        y = torch.from_numpy(np.stack([g["data"][int(np.flatnonzero(times == t + 6)[0]), c]
+                                       for t in inits]).astype(np.float64))
+        # Lightning's epoch value: batch results averaged, weighted by batch size
+        accs, rmses, sizes = [], [], []
+        for s in range(0, len(inits), 5):
+            accs.append(float(_climax_acc(f[s:s + 5], y[s:s + 5], clim, lat)))
+            rmses.append(float(_climax_rmse(f[s:s + 5], y[s:s + 5], lat)))
+            sizes.append(len(f[s:s + 5]))
+        at = {"forecaster": "model", "lead": 6, "channel": channel, "region": "global"}
+        assert scores.wacc.sel(at).item() == pytest.approx(np.average(accs, weights=sizes),
+                                                           abs=1e-6)
+        assert scores.rmse.sel(at).item() == pytest.approx(np.average(rmses, weights=sizes),
+                                                           rel=1e-6)
+
+
+def _wb2_climatology(sample_era5_zarr: Path, path: Path, hours: list[int]) -> Path:
+    """The store's climatology rewritten in WeatherBench 2's layout (north → south rows,
+    long variable names, a `level` dimension), holding only the given hours of day."""
+    ds = xr.open_zarr(sample_era5_zarr)
+    clim = ds.climatology.sel(hour=hours)
+    clim = clim.drop_vars("channel_units")
+    geo = clim.sel(channel="z_500").drop_vars("channel").expand_dims(level=[500])
+    out = xr.Dataset({"geopotential": geo,
+                      "2m_temperature": clim.sel(channel="t2m").drop_vars("channel")})
+    out = out.rename(lat="latitude", lon="longitude").isel(latitude=slice(None, None, -1))
+    out.transpose("hour", "dayofyear", "level", "latitude", "longitude").drop_encoding(
+    ).to_zarr(path, zarr_format=2)
+    return path
+
+
+def test_inits_without_climatology_are_left_out_of_every_score_and_listed(
+        tmp_path, sample_era5_zarr):
+    run = tmp_path / "two"
+    r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr), "--out",
+                            str(run), "--channels", "z_500,t2m,t_850", "--out-channels",
+                            "z_500,t2m", "--lead", "6h", *FAST])
+    assert r.exit_code == 0, r.output
+    clim = _wb2_climatology(sample_era5_zarr, tmp_path / "clim.zarr", [0, 6, 12])
+    out = tmp_path / "ev"
+    r = runner.invoke(app, ["eval", "forecast", "--run", str(run), "--data",
+                            str(sample_era5_zarr), "--period", "2018-01", "--climatology",
+                            str(clim), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    scores = xr.open_zarr(out / "scores.zarr")
+    left = scores.attrs["left_out"]["6h"]
+    assert left and all(t.endswith("T12") for t, _ in left)  # valid at 18 UTC: no hour 18
+    assert all("no climatology for valid time" in why for _, why in left)
+    n = int(scores.n_inits.sel(lead=6))
+    assert n + len(left) == 31  # 32 times, the last has no truth 6 h ahead
+    assert "left out of every score" in r.output
+    assert "WeatherBench 2 file clim.zarr" in scores.attrs["climatology"]
+    # Every forecaster is scored on the same inits: persistence recomputed on them.
+    g = zarr.open_group(str(sample_era5_zarr), mode="r")
+    c = list(g.attrs["channels"]).index("t2m")
+    times = _hours(xr.open_zarr(sample_era5_zarr).time.values)
+    w = np.cos(np.deg2rad(g["lat"][:]))
+    w = w / w.mean()
+    per_init = [(w[:, None] * (g["data"][i, c].astype(float) - g["data"][i + 1, c]) ** 2
+                 ).mean() for i in range(len(times) - 1) if (times[i] + 6) % 24 != 18]
+    assert len(per_init) == n
+    got = scores.rmse.sel(forecaster="persistence", lead=6, channel="t2m",
+                          region="global").item()
+    assert got == pytest.approx(np.sqrt(np.mean(per_init)), rel=1e-9)
+
+
+def test_weatherbench2_export_round_trips_and_scores_like_the_run(tmp_path, january,
+                                                                 sample_era5_zarr):
+    wb2 = tmp_path / "dchag_wb2.zarr"
+    r = runner.invoke(app, ["export", "weatherbench2", str(january / "predictions.zarr"),
+                            "--out", str(wb2)])
+    assert r.exit_code == 0, r.output
+    ds = xr.open_zarr(wb2)
+    assert set(ds.data_vars) == {"geopotential", "temperature", "2m_temperature",
+                                 "10m_u_component_of_wind", "10m_v_component_of_wind"}
+    assert ds.geopotential.dims == ("time", "prediction_timedelta", "level", "latitude",
+                                    "longitude")
+    assert ds.geopotential.attrs["units"] == "m**2 s**-2"
+    assert ds.geopotential.attrs["standard_name"] == "geopotential"
+    assert ds["2m_temperature"].attrs["long_name"] == "2m temperature"
+    assert ds.prediction_timedelta.values.astype("timedelta64[h]").astype(int).tolist() == \
+        [6, 24]
+    pred = xr.open_zarr(january / "predictions.zarr")
+    np.testing.assert_array_equal(ds.geopotential.sel(level=500).values,
+                                  pred.prediction.sel(channel="z_500").values)
+    r = runner.invoke(app, ["export", "weatherbench2", str(january / "predictions.zarr"),
+                            "--out", str(wb2)])
+    assert r.exit_code == 1 and "--overwrite" in one_error_line(r.output)
+
+    # The exported forecast, scored as another model's, gives the run's own scores.
+    out = tmp_path / "other"
+    r = runner.invoke(app, ["eval", "forecast", "--forecast", str(wb2), "--data",
+                            str(sample_era5_zarr), "--period", "2018-01", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    mine = xr.open_zarr(january / "scores.zarr")
+    theirs = xr.open_zarr(out / "scores.zarr")
+    # (the store's climatology here: another model's training period is unknown)
+    for metric in ("rmse", "mse"):
+        np.testing.assert_allclose(theirs[metric].sel(forecaster="model").values,
+                                   mine[metric].sel(forecaster="model").values, rtol=1e-6)
+    assert theirs.n_inits.values.tolist() == mine.n_inits.values.tolist()
+
+
+def test_an_old_store_with_a_daily_climatology_is_read_with_a_note(tmp_path, forecast_run,
+                                                                   sample_era5_zarr):
+    import shutil
+
+    old = tmp_path / "old.zarr"
+    shutil.copytree(sample_era5_zarr, old)
+    g = zarr.open_group(str(old), mode="r+")
+    daily = g["climatology"][:, 0]  # the 00 UTC fields as a day-of-year climatology
+    for name in ("climatology", "clim_sum", "clim_count", "hour"):
+        del g[name]
+    a = g.create_array("climatology", data=daily.astype(np.float32))
+    a.attrs["_ARRAY_DIMENSIONS"] = ["dayofyear", "channel", "lat", "lon"]
+    zarr.consolidate_metadata(str(old))
+    r = runner.invoke(app, ["eval", "forecast", "--run", str(forecast_run), "--data",
+                            str(old), "--lead", "6h", "--out", str(tmp_path / "ev")])
+    assert r.exit_code == 0, r.output
+    assert "per day of year only" in r.output
+    assert "no hour of day" in xr.open_zarr(tmp_path / "ev" / "scores.zarr"
+                                            ).attrs["climatology"]
 
 
 def test_unreachable_leads_empty_periods_and_other_data_are_refused(
@@ -77,9 +329,13 @@ def test_unreachable_leads_empty_periods_and_other_data_are_refused(
     r = runner.invoke(app, [*base, "--lead", "2d", "--rollout"])
     assert r.exit_code == 1 and "predicts 5 of its 14 input channels" in r.output
     r = runner.invoke(app, [*base, "--period", "1990"])
-    assert r.exit_code == 1 and "no time of the data falls in --period 1990" in r.output
+    assert r.exit_code == 1 and "no init time of the data falls in --period 1990" in r.output
     r = runner.invoke(app, [*base, "--period", "20x8"])
-    assert r.exit_code == 1 and "--period" in r.output
+    assert r.exit_code == 1 and "--period" in one_error_line(r.output)
+    r = runner.invoke(app, [*base, "--period", "2018-01-08T18", "--lead", "1d"])
+    assert r.exit_code == 1 and "nothing to score" in one_error_line(r.output)
+    r = runner.invoke(app, ["eval", "forecast", "--data", str(sample_era5_zarr)])
+    assert r.exit_code == 1 and "--run RUN or --forecast FILE" in one_error_line(r.output)
     assert not (tmp_path / "x" / "predictions.zarr").exists()
 
     other = tmp_path / "other.zarr"
@@ -104,12 +360,13 @@ def test_rollout_reaches_longer_leads_with_a_full_state_model(tmp_path, sample_e
     run = tmp_path / "full"
     r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr), "--out",
                             str(run), "--channels", "z_500,t_850", "--out-channels",
-                            "z_500,t_850", "--lead", "6h", *FAST])
+                            "all", "--lead", "6h", *FAST])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["eval", "forecast", "--run", str(run), "--data",
-                            str(sample_era5_zarr), "--lead", "6h,1d", "--rollout"])
+                            str(sample_era5_zarr), "--lead", "6h,1d", "--rollout",
+                            "--period", "2018-01"])
     assert r.exit_code == 0, r.output
     assert "rolled out in 4 steps of 6h" in r.output
     scores = xr.open_zarr(run / "eval" / "scores.zarr")
     assert scores.attrs["rollout_leads"] == [24]
-    assert np.isfinite(scores.rmse.sel({"method": "model"}).values).all()
+    assert np.isfinite(scores.rmse.sel(forecaster="model").values).all()

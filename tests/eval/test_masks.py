@@ -43,6 +43,14 @@ def test_reconstruction_keeps_visible_pixels_and_is_scored(tmp_path, mae_run, sa
     scores = xr.open_zarr(tmp_path / "mask_scores.zarr")
     assert scores.psnr.shape == (500,) and np.isfinite(scores.attrs["rmse"])
     assert scores.attrs["rmse"] == pytest.approx(np.sqrt(np.mean(scores.mse.values)))
+    assert scores.attrs["convention"].startswith("masked pixels only")
+    # PSNR of the first band, recomputed on the masked pixels of every cube
+    band0 = []
+    for i in range(4):
+        a = cube[i, 0].astype(np.float64)
+        err = (rec["reconstruction"][i, 0].astype(np.float64) - a)[hidden[i]]
+        band0.append(10 * np.log10((a.max() - a.min()) ** 2 / (err**2).mean()))
+    assert scores.psnr.values[0] == pytest.approx(np.mean(band0), rel=1e-6)
     assert (tmp_path / "reconstruction.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -34,7 +34,7 @@ def test_bad_leads_are_refused(text):
 
 def test_leads_from_repeated_and_comma_flags_are_sorted_once():
     assert parse_leads(["7d,1d", "6h", "1d"]) == [6, 24, 168]
-    assert [format_lead(h) for h in (6, 24, 168, 30)] == ["6h", "1d", "1w", "30h"]
+    assert [format_lead(h) for h in (6, 24, 168, 30)] == ["6h", "1d", "7d", "30h"]
 
 
 def test_config_files_in_toml_and_yaml(tmp_path: Path):

@@ -145,7 +145,7 @@ def test_data_that_is_not_an_artifact_or_lacks_channels(tmp_path, sample_era5_za
     assert r.exit_code == 1 and "forecasting needs an era5 artifact" in r.output
     r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr),
                             "--lead", "30d", "--out", str(tmp_path / "far")])
-    assert r.exit_code == 1 and "no training samples" in r.output
+    assert r.exit_code == 1 and "too short" in r.output
 
 
 def test_existing_runs_and_other_models_are_protected(tmp_path, sample_era5_zarr):

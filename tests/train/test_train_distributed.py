@@ -154,3 +154,21 @@ def test_dchag_on_two_ranks_matches_the_single_process_baseline_within_one_perce
     # "<1% quality loss": D-CHAG may not be more than 1% worse (being better is no loss).
     assert dchag[-1]["loss"] <= 1.01 * base[-1]["loss"]
     assert dchag[-1]["val_loss"] <= 1.01 * base[-1]["val_loss"]
+
+
+def test_ctrl_c_on_two_ranks_is_one_line_exit_130_and_resumable(tmp_path, sample_era5_zarr):
+    run = tmp_path / "run"
+    proc = _dchag(*ARGS, "--data", str(sample_era5_zarr), "--steps", "100000", "--out",
+                  str(run), "--gpus", "2", start_new_session=True)
+    latest = run / "checkpoints" / "latest"
+    deadline = time.time() + 180
+    while not latest.exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: every process of the group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted")
+    code, text = _finish(_dchag("train", "forecast", "--resume", str(run), "--steps",
+                                str(int(latest.read_text()[5:]) + 2), "--gpus", "2"))
+    assert code == 0, text

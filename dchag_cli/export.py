@@ -1,0 +1,52 @@
+"""`dchag export …`: dchag artifacts in the layouts neighbouring tools read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dchag_cli.console import out, user_errors
+from pipelines.errors import DchagError
+
+app = typer.Typer(help="Write dchag artifacts in other tools' layouts (WeatherBench 2, "
+                  "anemoi, safetensors).", no_args_is_help=True)
+
+
+@app.command("weatherbench2")
+@user_errors
+def weatherbench2(
+    predictions: Path = typer.Argument(..., help="predictions.zarr of `dchag eval forecast`."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="The WeatherBench 2 forecast "
+                                  "zarr to write."),
+    overwrite: bool = typer.Option(False, help="Replace an earlier export."),
+) -> None:
+    """Forecasts in WeatherBench 2's layout: `time` (init), `prediction_timedelta`,
+    `level`, `latitude`, `longitude`, one data variable per physical variable with CF
+    units and long names — ready for WB2's evaluation beside published baselines.
+
+    Example: [cyan]dchag export weatherbench2 runs/forecast/eval/predictions.zarr --out wb2.zarr[/]
+    """
+    import numpy as np
+
+    from pipelines.data.zarr_store import check_writable_target, open_artifact, write_dataset
+    from pipelines.eval.wb2 import to_wb2_dataset
+    from pipelines.provenance import provenance
+
+    if out_path.suffix != ".zarr":
+        raise DchagError(f"--out {out_path} must end in .zarr (a zarr store)")
+    group = open_artifact(predictions, "predictions")
+    check_writable_target(out_path, overwrite=overwrite, kinds=("wb2_forecast",),
+                          inputs=[predictions])
+    ds = to_wb2_dataset(np.asarray(group["init_time"][:], np.int64),
+                        [int(v) for v in group["lead"][:]],
+                        [str(c) for c in group["channel"][:]], group["lat"][:],
+                        group["lon"][:], group["prediction"][:], {
+                            "dchag_artifact": "wb2_forecast",
+                            "source": str(group.attrs.get("source", predictions)),
+                            "provenance": provenance("export weatherbench2", {},
+                                                     [predictions], seed=None)})
+    write_dataset(ds, out_path)
+    names = ", ".join(ds.data_vars)
+    out.print(f"wrote {out_path}: {ds.sizes['time']} init times × "
+              f"{ds.sizes['prediction_timedelta']} leads of {names}")
