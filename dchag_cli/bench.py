@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import typer
@@ -16,45 +15,86 @@ app = typer.Typer(help="Benchmarks; results are written to files. With no subcom
                   "D-CHAG vs pure-TP sweep (under a minute on a 2-core CPU).",
                   invoke_without_command=True)
 
-SAMPLE_ERA5 = Path(__file__).resolve().parent.parent / "sample_data" / "era5"
-
-
 @app.command("regrid")
 @user_errors
 def regrid(
-    fields: int = typer.Option(64, help="0.25° fields regridded by dchag per repeat."),
+    fields: int = typer.Option(64, help="0.25° fields per method and repeat."),
     xarray_fields: int = typer.Option(4, help="Fields given to xarray.interp (it is slow)."),
-    repeats: int = typer.Option(3, help="Repeats; the best is reported."),
-    sample: Path = typer.Option(SAMPLE_ERA5, help="ERA5 files for the end-to-end prep rate "
-                                "(skipped if missing)."),
+    repeats: int = typer.Option(5, help="Interleaved repeats; the median is reported."),
     out_path: Path = typer.Option(Path("bench_regrid.json"), "--out", "-o",
                                   help="Where to write the results (JSON)."),
 ) -> None:
-    """Bilinear regrid of 0.25° ERA5-size fields (721×1440) to 32×64: dchag vs xarray.interp.
+    """Bilinear regrid of 0.25° ERA5-size fields (721×1440) to 32×64 on one core: dchag,
+    dchag with a weights file, scipy CSR (batched and field by field), pydata-sparse (the
+    xESMF ≥ 0.8 apply) and xarray.interp, on the same fields, next to the memory-bandwidth
+    limit measured on this machine.
 
-    Also measures end-to-end `prep era5` (netCDF decoding included) on the sample files.
+    Example: [cyan]dchag bench regrid --fields 64 --repeats 5[/]
     """
     if min(fields, xarray_fields, repeats) < 1:
         raise DchagError("--fields, --xarray-fields and --repeats must be at least 1")
-    from pipelines.bench.regrid_bench import bench_prep_rate, bench_regrid
+    from pipelines.bench.regrid_bench import bench_regrid
 
-    err.print("benchmarking regrid of 721×1440 fields to 32×64 …")
+    err.print(f"benchmarking the regrid of {fields} 721×1440 fields to 32×64 "
+              f"({repeats} interleaved repeats) …")
     result = bench_regrid(fields=fields, xarray_fields=xarray_fields, repeats=repeats)
-    if sample.exists():
-        with tempfile.TemporaryDirectory() as tmp:
-            result.prep_fields_per_s = bench_prep_rate([sample], "sample-14", Path(tmp))
     out_path.write_text(json.dumps(result.to_dict(), indent=2))
-    rows = [
-        ("dchag bilinear", f"{result.dchag_fields_per_s:,.0f} fields/s"),
-        ("xarray.interp", f"{result.xarray_fields_per_s:,.1f} fields/s"),
-        ("speed-up", f"{result.speedup:,.0f}×"),
-        ("max |dchag - xarray|", f"{result.max_abs_diff_vs_xarray:.2e} (away from the seam)"),
+    mine = result.fields_per_s["dchag"]
+    rows = [(name, f"{rate:,.0f} fields/s ({rate / mine:.2f}× dchag)" if rate else
+             "not installed") for name, rate in result.fields_per_s.items()]
+    rows += [
+        ("read bandwidth (1 core)", f"{result.bandwidth_gb_per_s:.1f} GB/s"),
+        ("bytes a field must read", f"{result.bytes_read_per_field / 1e3:,.0f} kB (the "
+         "source rows its weights touch)"),
+        ("bandwidth limit", f"{result.bandwidth_limit_fields_per_s:,.0f} fields/s; dchag "
+         f"at {result.dchag_share_of_limit:.0%}"),
+        ("dchag vs the best peer", f"{result.dchag_vs_best_peer:.2f}× ({result.best_peer})"),
+        ("--weights FILE vs native", f"{result.weights_file_vs_native:.2f}×"),
+        ("max |dchag − scipy|", f"{result.max_abs_diff_vs_scipy:.1e} (same weights)"),
+        ("max |dchag − xarray|", f"{result.max_abs_diff_vs_xarray:.1e} (away from the "
+         "seam)"),
+        ("written", str(out_path)),
     ]
-    if result.prep_fields_per_s is not None:
-        rows.append(("prep era5 end-to-end", f"{result.prep_fields_per_s:,.0f} fields/s "
-                     f"on {sample}"))
-    rows.append(("written", str(out_path)))
+    for text in result.notes:
+        err.print(f"[yellow]note:[/] {text}")
     out.print(key_value_table("bench regrid", rows))
+
+
+@app.command("prep-era5")
+@user_errors
+def prep_era5_bench(
+    sources: list[Path] = typer.Argument(..., help="ERA5 netCDF files or folders (e.g. "
+                                         "`dchag sample era5 --resolution 0.25`)."),
+    channels: str = typer.Option("z_500,t_850,u_850,t2m,u10,v10", help="Channels to "
+                                 "prepare (and decode)."),
+    workers: int = typer.Option(0, help="Processes for both (0: the cores available).",
+                                show_default="0 = all cores"),
+    out_path: Path = typer.Option(Path("bench_prep_era5.json"), "--out", "-o",
+                                  help="Where to write the results (JSON)."),
+) -> None:
+    """`prep era5` end to end against the plain decode (open, decompress, unpack every
+    needed field) of the same files with the same number of processes.
+
+    Example: [cyan]dchag bench prep-era5 q25[/] (after `dchag sample era5 --resolution
+    0.25 --days 4 --split-days 1 --out q25`)
+    """
+    from pipelines.bench.prep_era5_bench import bench_prep_era5
+    from pipelines.data.era5_blocks import available_cores
+
+    if workers < 0:
+        raise DchagError(f"--workers {workers} must be 0 (all cores) or more")
+    workers = workers or available_cores()
+    err.print(f"decoding, then preparing, with {workers} process(es) …")
+    r = bench_prep_era5(sources, channels, workers)
+    out_path.write_text(json.dumps(r.to_dict(), indent=2))
+    out.print(key_value_table("bench prep-era5", [
+        ("input", f"{r.files} files, {r.channels} channels, {r.fields} fields"),
+        ("processes", str(r.workers)),
+        ("plain decode", f"{r.decode_fields_per_s:,.1f} fields/s ({r.decode_seconds:.1f} s)"),
+        ("prep era5", f"{r.prep_fields_per_s:,.1f} fields/s ({r.prep_seconds:.1f} s)"),
+        ("prep / decode", f"{r.prep_vs_decode:.2f}×"),
+        ("written", str(out_path)),
+    ]))
 
 
 @app.command("prep-appl")
@@ -64,27 +104,43 @@ def prep_appl_bench(
     source_size: int = typer.Option(256, help="Source cube height and width."),
     size: int = typer.Option(256, help="Stored height and width."),
     bands: int = typer.Option(500, help="Stored bands."),
-    workers: int = typer.Option(0, help="DataLoader worker processes (0: read in the "
-                                "training process, fastest for uncompressed stores)."),
-    epochs: int = typer.Option(3, help="Passes over the store for the loader rate."),
+    workers: int = typer.Option(2, help="Loader worker processes (training's --workers)."),
+    steps: int = typer.Option(12, help="Loader steps timed."),
+    preset: str = typer.Option("small", help="The model whose training rate the loader "
+                               "must keep up with."),
+    patch: int = typer.Option(16, help="Patch size of that model."),
+    batch: int = typer.Option(8, help="Global batch (training's --batch-size)."),
     compress: bool = typer.Option(False, help="Benchmark an LZ4-compressed store."),
     out_path: Path = typer.Option(Path("bench_prep_appl.json"), "--out", "-o",
                                   help="Where to write the results (JSON)."),
 ) -> None:
-    """ENVI → appl.zarr conversion rate (cubes/s, MB/s) and the training loader's read rate
-    of appl.zarr (samples/s of float16 cubes).
+    """ENVI → appl.zarr conversion rate; the rate of the loader training uses (its own
+    dataset, worker processes and prefetch) next to the zarr band-list read training used
+    before; and the samples per second one training step of --preset takes here.
+
+    Example: [cyan]dchag bench prep-appl --preset small --batch 8 --workers 2[/]
     """
+    if min(cubes, source_size, size, bands, steps, patch, batch) < 1 or workers < 0:
+        raise DchagError("sizes, --steps, --patch and --batch must be at least 1, "
+                         "--workers at least 0")
     from pipelines.bench.appl_bench import bench_appl
 
-    err.print(f"generating {cubes} synthetic cubes and benchmarking …")
+    err.print(f"generating {cubes} synthetic cubes, then timing prep, the training loader "
+              f"and a {preset} training step …")
     r = bench_appl(cubes=cubes, source_size=source_size, size=size, bands=bands,
-                   workers=workers, epochs=epochs, compress=compress)
+                   workers=workers, steps=steps, compress=compress, preset=preset,
+                   patch=patch, batch=batch)
     out_path.write_text(json.dumps(r.to_dict(), indent=2))
     out.print(key_value_table("bench prep-appl", [
         ("prep appl", f"{r.prep_cubes_per_s:.2f} cubes/s, {r.prep_mb_per_s:.0f} MB/s "
          f"({source_size}² × 252 bands → {size}² × {bands})"),
-        ("loader", f"{r.loader_samples_per_s:.1f} samples/s, {r.loader_mb_per_s:,.0f} MB/s "
-         f"({workers} workers)"),
+        ("training loader", f"{r.loader_samples_per_s:.1f} samples/s, "
+         f"{r.loader_mb_per_s:,.0f} MB/s ({workers} workers, batch {batch})"),
+        ("zarr band-list read", f"{r.band_list_samples_per_s:.1f} samples/s (loader "
+         f"{r.loader_samples_per_s / r.band_list_samples_per_s:.1f}× faster)"),
+        (f"{preset} training consumes", f"{r.consume_samples_per_s:.1f} samples/s (fp32, "
+         "one process, this machine)"),
+        ("loader / consumption", f"{r.loader_vs_consumption:.1f}×"),
         ("written", str(out_path)),
     ]))
 

@@ -10,6 +10,7 @@ import functools
 import inspect
 import logging
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -52,6 +53,7 @@ METAVARS = {"lead": "LEADS", "period": "PERIOD", "img": "HxW", "crop": "HxW",
             "channels": "NAMES", "out_channels": "NAMES", "region": "S:N,W:E",
             "train_years": "Y0:Y1", "range_nm": "NM:NM", "presets": "NAMES",
             "variants": "NAMES", "trees": "N,…", "tp": "N", "dp": "N", "channel_impl": "NAME",
+            "logger": "NAME",
             "aggregation": "NAME", "convention": "NAME", "preset": "NAME", "variant": "NAME",
             "method": "NAME", "backend": "NAME", "precision": "NAME", "mode": "NAME",
             "samples": "val|all", "spatial": "resize|crop", "dtype": "NAME",
@@ -133,15 +135,18 @@ def show_notes() -> None:
 
 
 class RichProgress:
-    """`pipelines.progress.Progress` drawn with Rich, silent when stderr is not a terminal."""
+    """`pipelines.progress.Progress` drawn as a Rich bar on a terminal and as plain lines
+    otherwise (a batch job's log): one line every `log_every` units of work (0: about every
+    5%, and never more than a minute apart), so `> log 2>&1` shows a job is alive."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_every: int = 0) -> None:
         self._bar = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(), console=err,
             disable=not err.is_terminal, transient=False,
         )
         self._task: Any = None
+        self._plain = None if err.is_terminal else PlainLines(log_every)
 
     def __enter__(self) -> RichProgress:
         self._bar.__enter__()
@@ -152,10 +157,75 @@ class RichProgress:
 
     def start(self, total: int, description: str) -> None:
         self._task = self._bar.add_task(description, total=total)
+        if self._plain is not None:
+            self._plain.start(total, description)
 
     def advance(self, n: int = 1) -> None:
         if self._task is not None:
             self._bar.advance(self._task, n)
+        if self._plain is not None:
+            self._plain.advance(n)
+
+
+def log_every_option(unit: str) -> Any:
+    """`--log-every N` of the long commands other than training (whose steps it counts)."""
+    return typer.Option(0, "--log-every", min=0, show_default="0 = about every 5%",
+                        help=f"When output is not a terminal (a batch job's log): a progress "
+                        f"line every N {unit}; at least one a minute.")
+
+
+class PlainLines:
+    """Progress as one flushed line per `every` units: what a log file can hold."""
+
+    MAX_SILENCE_S = 60.0
+
+    def __init__(self, every: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every, self.clock = every, clock
+        self.total, self.done, self.description = 0, 0, ""
+        self._t0 = self._last_line = 0.0
+        self._next = self._first = self._step = 0
+
+    def start(self, total: int, description: str, done: int = 0) -> None:
+        self.total, self.done, self.description = total, done, description
+        self._first = done
+        self._t0 = self._last_line = self.clock()
+        self._step = self.every or max(1, total // 20)
+        self._next = done + self._step
+
+    def advance(self, n: int = 1, extra: str = "") -> None:
+        self.update(self.done + n, extra)
+
+    def update(self, done: int, extra: str = "") -> None:
+        self.done = done
+        now = self.clock()
+        due = (done >= self._next or done >= self.total
+               or now - self._last_line >= self.MAX_SILENCE_S)
+        if not due and not extra:
+            return
+        self._next = done + self._step
+        self._last_line = now
+        elapsed = now - self._t0
+        line = [f"{self.description}: {done}/{self.total}"]
+        if self.total:
+            line.append(f"({100 * done / self.total:.0f}%)")
+        if extra:
+            line.append(extra)
+        line.append(f"elapsed {format_seconds(elapsed)}")
+        if self._first < done < self.total and elapsed > 0:
+            eta = elapsed / (done - self._first) * (self.total - done)
+            line.append(f"ETA {format_seconds(eta)}")
+        err.print("  ".join(line), soft_wrap=True, markup=False, highlight=False)
+        err.file.flush()
+
+
+def format_seconds(seconds: float) -> str:
+    """`42s`, `3m05s`, `2h07m`: short enough for a log line."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:

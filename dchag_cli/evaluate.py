@@ -9,7 +9,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from dchag_cli.console import RichProgress, err, out, user_errors
+from dchag_cli.console import RichProgress, err, log_every_option, out, user_errors
 from pipelines.errors import DchagError
 from pipelines.guard import output_folder
 from pipelines.metrics.weather import CLIMAX_BATCH, CONVENTIONS
@@ -62,6 +62,7 @@ def forecast(
     out_dir: Path = typer.Option(None, "--out", "-o", help="Folder for predictions.zarr, "
                                  "scores.zarr and PNGs.",
                                  show_default="RUN/eval, or FILE_eval beside --forecast"),
+    log_every: int = log_every_option("init times"),
     overwrite: bool = typer.Option(False, help="Replace earlier results in --out."),
 ) -> None:
     """Forecast every init time of the period at each lead and score it beside persistence
@@ -107,7 +108,7 @@ def forecast(
     items = {"predictions.zarr": "predictions", "scores.zarr": "scores",
              f"map_{channel}.png": None, "scores_vs_lead.png": None}
     with output_folder(out_dir, items, overwrite, inputs) as stage:
-        with RichProgress() as progress:
+        with RichProgress(log_every) as progress:
             res = evaluate_forecast(source, data, leads, period, rollout, convention, batch,
                                     climatology, climax_batch, progress)
         attrs = {"provenance": provenance("eval forecast", {
@@ -236,6 +237,7 @@ def predict_masks_cmd(
     out_path: Path = typer.Option(None, "--out", "-o",
                                   help="The reconstruction store to write.",
                                   show_default="RUN/reconstruction.zarr"),
+    log_every: int = log_every_option("cubes"),
     overwrite: bool = typer.Option(False, help="Replace an existing reconstruction."),
 ) -> None:
     """Hide a random share of each cube's patches and reconstruct every band of them.
@@ -252,7 +254,7 @@ def predict_masks_cmd(
     check_writable_target(out_path, overwrite=overwrite, kinds=("reconstruction",),
                           inputs=[*run_files(run), data])
     trained = load_run(run, "mae", device())
-    with RichProgress() as progress:
+    with RichProgress(log_every) as progress:
         n = predict_masks(trained, data, out_path, mask_ratio, samples, seed, batch, device(),
                           {"run": str(run.resolve()), "checkpoint_step": trained.step,
                            "provenance": provenance("predict masks", {
@@ -271,6 +273,7 @@ def eval_masks_cmd(
     sample: int = typer.Option(0, help="Which reconstructed cube to draw."),
     out_dir: Path = typer.Option(None, "--out", "-o", help="Folder for mask_scores.zarr and "
                                  "the PNG.", show_default="next to the reconstruction"),
+    log_every: int = log_every_option("cubes"),
 ) -> None:
     """Score reconstructions on the masked pixels: RMSE and MSE (reflectance), PSNR and SSIM
     per band, and the spectral angle (SAM) on plant pixels.
@@ -287,7 +290,7 @@ def eval_masks_cmd(
         raise DchagError(f"--sample {sample} out of range ({n} reconstructed cubes)")
     items = {"mask_scores.zarr": "mask_scores", "reconstruction.png": None}
     with output_folder(out_dir, items, True, [recon, data]) as stage:
-        with RichProgress() as progress:
+        with RichProgress(log_every) as progress:
             scores = eval_masks(recon, data, progress)
         write_mask_scores(scores, stage / "mask_scores.zarr", {
             "reconstruction": str(recon.resolve()),

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from dchag_cli.console import RichProgress, human_bytes, key_value_table, out, user_errors
+from dchag_cli.console import (
+    RichProgress,
+    human_bytes,
+    key_value_table,
+    log_every_option,
+    out,
+    user_errors,
+)
 from pipelines.data.channels import DEFAULT_PRESET
 from pipelines.data.options import REGRID_BACKENDS as BACKENDS
 from pipelines.data.options import REGRID_METHODS as METHODS
@@ -44,6 +51,10 @@ def era5(
                                        "(6 → 00, 06, 12, 18 UTC)."),
     allow_nan: bool = typer.Option(False, help="Keep NaN and ±inf values (counted, stored as "
                                    "NaN) instead of refusing."),
+    workers: int = typer.Option(0, help="Processes decoding the input in parallel (0: the "
+                                "cores available, or 1 below 64 MiB of input).",
+                                show_default="0 = auto"),
+    log_every: int = log_every_option("time steps"),
     append: bool = typer.Option(False, help="Add later times to an existing store."),
     overwrite: bool = typer.Option(False, help="Replace an existing store."),
 ) -> None:
@@ -63,8 +74,9 @@ def era5(
         method=method, backend=backend, weights=weights, resolution=resolution,
         region=region, train_years=parse_years(train_years), clim_window=clim_window,
         clim_hour_step=clim_hour_step, allow_nan=allow_nan, append=append, overwrite=overwrite,
+        workers=workers,
     )
-    with RichProgress() as progress:
+    with RichProgress(log_every) as progress:
         s = prep_era5(cfg, progress)
     rows = [
         ("store", str(s.out)),
@@ -72,7 +84,8 @@ def era5(
         ("times", f"{s.times}" + (f" (+{s.new_times} appended)" if append else "")),
         ("size on disk", human_bytes(s.bytes)),
         ("seconds", f"{s.seconds:.2f}"),
-        ("fields/s", f"{s.fields_per_s:,.0f}"),
+        ("fields/s", f"{s.fields_per_s:,.0f} ({s.workers} decoding "
+                     f"process{'es' if s.workers > 1 else ''})"),
         ("regrid", f"{method} ({'weights file' if weights else backend})"),
     ]
     if s.nan_values:
@@ -113,6 +126,7 @@ def appl(
     white: Path = typer.Option(None, help="White reference cube (with --dark)."),
     compress: bool = typer.Option(False, help="LZ4-compress the cubes (smaller, slower to "
                                   "load)."),
+    log_every: int = log_every_option("cubes"),
     append: bool = typer.Option(False, help="Add samples to an existing store."),
     overwrite: bool = typer.Option(False, help="Replace an existing store."),
 ) -> None:
@@ -132,7 +146,7 @@ def appl(
                          dtype=dtype, ndvi=ndvi, min_plant_pixels=min_plant_pixels,
                          wavelengths=wavelengths, scale=scale, dark=dark, white=white,
                          compress=compress, append=append, overwrite=overwrite)
-    with RichProgress() as progress:
+    with RichProgress(log_every) as progress:
         s = prep_appl(cfg, progress)
     out.print(key_value_table("prep appl", [
         ("store", str(s.out)),

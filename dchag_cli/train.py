@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from dchag_cli.console import err, human_bytes, key_value_table, out, show_notes, user_errors
+from dchag_cli.console import (
+    PlainLines,
+    err,
+    human_bytes,
+    key_value_table,
+    out,
+    show_notes,
+    user_errors,
+)
 from pipelines.locks import write_lock
 from pipelines.model.config import PRESETS, VARIANTS
 from pipelines.train.config import TrainConfig, format_lead, parse_leads
@@ -104,7 +112,11 @@ COMMON: dict[str, tuple[Any, Any]] = {
     "precision": _opt(str, "auto (bf16 on GPU, fp32 on CPU), bf16 or fp32.",
                       shown=_dflt("precision")),
     "workers": _opt(int, "Data-loader processes per rank.", shown=_dflt("workers")),
-    "log_every": _opt(int, "Steps between metric records.", shown=_dflt("log_every")),
+    "log_every": _opt(int, "Steps between metric records and, when output is not a "
+                      "terminal (a batch job), progress lines.", shown=_dflt("log_every")),
+    "logger": _opt(str, "Also send metrics.jsonl's records to a tracker: tensorboard "
+                   "(event files in RUN/tensorboard; pip install 'dchag[tensorboard]'), or "
+                   "none.", shown=_dflt("logger")),
     "val_every": _opt(int, "Steps between validation losses.", shown=_dflt("val_every")),
     "ckpt_every": _opt(int, "Steps between checkpoints.", shown=_dflt("ckpt_every")),
     "val_fraction": _opt(float, "Share held out for validation: a period before the test "
@@ -198,11 +210,13 @@ def _run(task: str, given: dict[str, Any]) -> None:
     from pipelines.train.checkpoint import clean_partials, latest_checkpoint
     from pipelines.train.distributed import adopt_slurm_env, is_global_rank_zero, launch
     from pipelines.train.resolve import create_run, prepare, resolve
+    from pipelines.train.trackers import check_tracker
 
     adopt_slurm_env()
     resume = given.get("resume")
     config_file = given.get("config")
     cfg = resolve(task, _flags(given), config_file, resume)
+    check_tracker(cfg.logger)
     overwrite = bool(given.get("overwrite"))
     cfg, art, mcfg = prepare(cfg, resume=resume is not None, overwrite=overwrite,
                              config_file=config_file, tp_given=given.get("tp") is not None,
@@ -252,10 +266,35 @@ def run_rank(cfg: TrainConfig) -> TrainResult:
     if os.environ.get("RANK", "0") != "0":
         return train(cfg)
     show_notes()
-    if not err.is_terminal:
-        return train(cfg)
+    if not err.is_terminal:  # a batch job's log: one plain line per --log-every steps
+        return train(cfg, PlainTrainProgress())
     with _RichTrainProgress() as progress:
         return train(cfg, progress)
+
+
+def describe_status(status: dict[str, float]) -> str:
+    parts = [f"loss {status['loss']:.4g}" if "loss" in status else "",
+             f"val {status['val_loss']:.4g}" if status.get("val_loss") is not None else "",
+             f"{status['samples_per_s']:.1f} samples/s" if "samples_per_s" in status else "",
+             f"mem {human_bytes(status['peak_mem_bytes'])}" if "peak_mem_bytes" in status
+             else ""]
+    return "  ".join(p for p in parts if p)
+
+
+class PlainTrainProgress:
+    """Training progress for logs: `step 20/100 (20%)  loss …  val …  samples/s  mem
+    (largest rank's peak)  elapsed  ETA`, one flushed line per logged step."""
+
+    def __init__(self) -> None:
+        self._lines = PlainLines()
+
+    def start(self, total: int, done: int) -> None:
+        self._lines.start(total, "training steps", done)
+        err.print(f"training from step {done} to {total}; a line every --log-every steps",
+                  markup=False)
+
+    def update(self, done: int, status: dict[str, float]) -> None:
+        self._lines.update(done, describe_status(status) or "logged")
 
 
 class _RichTrainProgress:
@@ -276,10 +315,7 @@ class _RichTrainProgress:
         self._task = self._bar.add_task("train", total=total, completed=done, status="")
 
     def update(self, done: int, status: dict[str, float]) -> None:
-        parts = [f"loss {status['loss']:.4g}" if "loss" in status else "",
-                 f"val {status['val_loss']:.4g}" if status.get("val_loss") is not None else "",
-                 f"{status['samples_per_s']:.1f} samples/s" if "samples_per_s" in status else ""]
-        self._bar.update(self._task, completed=done, status="  ".join(p for p in parts if p))
+        self._bar.update(self._task, completed=done, status=describe_status(status))
 
 
 def _print_plan(cfg: TrainConfig, mcfg: Any) -> None:

@@ -18,7 +18,6 @@ is written atomically; `--append` is a transaction over every array it touches.
 from __future__ import annotations
 
 import time as _time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,8 +26,9 @@ import numpy as np
 import zarr
 
 from pipelines.data.channels import Channel, resolve_channels
+from pipelines.data.era5_blocks import BlockReader, DecodePool, auto_workers
 from pipelines.data.era5_plan import Era5Plan, make_plan
-from pipelines.data.era5_read import Era5File, FileCache, expand_sources, open_era5
+from pipelines.data.era5_read import Era5File, expand_sources, open_era5
 from pipelines.data.era5_stats import (
     DEFAULT_HOUR_STEP,
     DEFAULT_WINDOW,
@@ -38,8 +38,6 @@ from pipelines.data.era5_stats import (
     mean_std,
 )
 from pipelines.data.grid import LatLonGrid, check_covers, parse_region, target_grid
-from pipelines.data.regrid import Regridder
-from pipelines.data.regrid_backends import make_regridder
 from pipelines.data.zarr_store import (
     atomic_store,
     check_writable_target,
@@ -80,6 +78,7 @@ class Era5PrepConfig:
     append: bool = False
     overwrite: bool = False
     block: int = 16
+    workers: int = 0  # decoding processes; 0: the cores available (1 for small inputs)
 
     def __post_init__(self) -> None:
         if not 1 <= self.clim_window <= 365 or self.clim_window % 2 == 0:
@@ -90,6 +89,9 @@ class Era5PrepConfig:
                              fix="use 6 (00, 06, 12, 18 UTC, as WeatherBench 2) or 1, 3, 12")
         if self.block < 1:
             raise DchagError(f"block size {self.block} must be at least 1")
+        if self.workers < 0:
+            raise DchagError(f"--workers {self.workers} must be 0 (the cores available) or "
+                             "more")
 
     def to_attrs(self) -> dict:
         d = asdict(self)
@@ -108,6 +110,7 @@ class PrepSummary:
     bytes: int
     seconds: float
     nan_values: dict[str, int] = field(default_factory=dict)
+    workers: int = 1  # decoding processes used
 
     @property
     def fields_per_s(self) -> float:
@@ -116,76 +119,6 @@ class PrepSummary:
 
 def _hours(times: np.ndarray) -> np.ndarray:
     return ((times.astype("datetime64[s]") - EPOCH) // HOURS).astype(np.int64)
-
-
-def _read_groups(plan: Era5Plan) -> dict[tuple[int, str], list[int]]:
-    groups: dict[tuple[int, str], list[int]] = defaultdict(list)
-    for c, ch in enumerate(plan.channels):
-        for fid in np.unique(plan.file_of[c]):
-            groups[(int(fid), ch.variable)].append(c)
-    return groups
-
-
-class _BlockReader:
-    """Reads, checks, converts and regrids blocks of time steps for all channels, grouped
-    by file and variable; at most two source files are open at any time."""
-
-    def __init__(self, plan: Era5Plan, target: LatLonGrid, cfg: Era5PrepConfig):
-        self.plan, self.target, self.cfg = plan, target, cfg
-        self.groups = _read_groups(plan)
-        self.regridders: dict[bytes, Regridder] = {}
-        self.nan_values: dict[str, int] = defaultdict(int)
-        self.files = FileCache(2)
-
-    def _regridder(self, grid: LatLonGrid) -> Regridder:
-        key = grid.lat.tobytes() + b"|" + grid.lon.tobytes()
-        if key not in self.regridders:
-            self.regridders[key] = make_regridder(grid, self.target, self.cfg.method,
-                                                  self.cfg.backend, self.cfg.weights)
-        return self.regridders[key]
-
-    def read(self, t0: int, t1: int) -> np.ndarray:
-        plan = self.plan
-        out = np.full((t1 - t0, len(plan.channels), *self.target.shape), np.nan, np.float32)
-        for (fid, var), members in self.groups.items():
-            f = plan.files[fid]
-            mask = plan.file_of[members[0], t0:t1] == fid
-            if not mask.any():
-                continue
-            local = plan.local_time[members[0], t0:t1][mask]
-            levels = None
-            if plan.channels[members[0]].level is not None:
-                levels = [int(plan.level_index[c, fid]) for c in members]
-            raw = f.read(var, local, levels, self.files)  # (t, [nlev,] lat, lon)
-            if levels is None:
-                raw = raw[:, None]
-            self._check_finite(raw, members, f.path, plan.times[t0:t1][mask])
-            regridder = self._regridder(f.grid)
-            unit = f.units[var]
-            after = regridder.preserves_constants
-            if not unit.identity and not after:
-                raw = raw * np.float32(unit.scale) + np.float32(unit.offset)
-            fields = regridder.apply(raw)
-            if not unit.identity and after:
-                fields = fields * np.float32(unit.scale) + np.float32(unit.offset)
-            out[np.flatnonzero(mask)[:, None], np.array(members)[None, :]] = fields
-        return out
-
-    def _check_finite(self, raw: np.ndarray, members: list[int], path: Path,
-                      times: np.ndarray) -> None:
-        bad = ~np.isfinite(raw)
-        if not bad.any():
-            return
-        t, k = np.argwhere(bad.any(axis=(2, 3)))[0]
-        ch = self.plan.channels[members[k]]
-        kinds = "NaN" if np.isnan(raw[bad]).all() else "non-finite (NaN or ±inf)"
-        if not self.cfg.allow_nan:
-            raise DchagError(f"{ch.name} at {str(times[t])[:19]} has {int(bad[t, k].sum())} "
-                             f"{kinds} values", path=path,
-                             fix="fix the input, or pass --allow-nan to keep and count them")
-        raw[bad] = np.nan  # ±inf is counted and kept as missing, like NaN
-        for j, c in enumerate(members):
-            self.nan_values[self.plan.channels[c].name] += int(bad[:, j].sum())
 
 
 def _create_arrays(g: zarr.Group, channels: list[Channel], target: LatLonGrid,
@@ -283,7 +216,8 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
         check_writable_target(cfg.out, overwrite=cfg.overwrite, kinds=("era5",))
     elif not cfg.out.exists():
         raise DchagError("--append needs an existing store", path=cfg.out)
-    with write_lock(cfg.out), expand_sources(cfg.sources) as paths:
+    with write_lock(cfg.out), expand_sources(cfg.sources) as paths, \
+            DecodePool(min(cfg.workers or auto_workers(paths), len(paths))) as pool:
         check_no_overlap(cfg.out, paths)
         if cfg.append:
             existing = open_artifact(cfg.out, "era5")
@@ -294,19 +228,18 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
             cfg.train_years = tuple(stored_years) if stored_years else None
             cfg.clim_window = int(existing.attrs.get("clim_window_days", cfg.clim_window))
         progress.start(len(paths), f"checking {len(paths)} input files")
-        files = []
-        for p in paths:
-            files.append(open_era5(p))
-            progress.advance()
+        files = pool.map(open_era5, paths)
+        progress.advance(len(paths))
         plan = make_plan(files, channels)
         _check_grids(files, target, region is not None)
         _note_units(files)
-        reader = _BlockReader(plan, target, cfg)
+        reader = BlockReader(plan, target, cfg.method, cfg.backend, cfg.weights,
+                             cfg.allow_nan)
         try:
             if cfg.append:
                 with store_transaction(cfg.out) as g:
                     _check_append_compatible(g, channels, target, cfg, plan.times)
-                    _write_times(g, plan, reader, cfg, progress)
+                    _write_times(g, plan, reader, pool, cfg, progress)
                     hist = list(g.attrs.get("history", []))
                     hist.append(provenance("prep era5 --append", cfg.to_attrs(), paths))
                     g.attrs["history"] = hist
@@ -325,20 +258,20 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
                         "climatology": "WeatherBench 2: per day of year and hour, "
                                        f"{cfg.clim_window}-day triangular window",
                     })
-                    _write_times(g, plan, reader, cfg, progress)
+                    _write_times(g, plan, reader, pool, cfg, progress)
                     g.attrs["provenance"] = provenance("prep era5", cfg.to_attrs(), paths)
                     g.attrs["history"] = []
         finally:
-            reader.files.close()
+            reader.close()
     total_times = open_artifact(cfg.out, "era5")["time"].shape[0]
     return PrepSummary(out=cfg.out, channels=len(channels), times=total_times,
                        new_times=plan.times.size, bytes=store_bytes(cfg.out),
                        seconds=_time.perf_counter() - started,
-                       nan_values=dict(reader.nan_values))
+                       nan_values=dict(reader.nan_values), workers=pool.workers)
 
 
-def _write_times(g: zarr.Group, plan: Era5Plan, reader: _BlockReader, cfg: Era5PrepConfig,
-                 progress: Progress) -> None:
+def _write_times(g: zarr.Group, plan: Era5Plan, reader: BlockReader, pool: DecodePool,
+                 cfg: Era5PrepConfig, progress: Progress) -> None:
     """Stream blocks of time steps into the store (a fresh one or a transaction's clone)."""
     data, time_arr = g["data"], g["time"]
     n_old = time_arr.shape[0]
@@ -350,9 +283,8 @@ def _write_times(g: zarr.Group, plan: Era5Plan, reader: _BlockReader, cfg: Era5P
     clim = Climatology(g)
     train = in_years(plan.times, cfg.train_years)
     progress.start(n_new, f"regridding {len(plan.channels)} channels × {n_new} times")
-    for t0 in range(0, n_new, cfg.block):
-        t1 = min(t0 + cfg.block, n_new)
-        block = reader.read(t0, t1)
+    size = max(1, min(cfg.block, -(-n_new // (2 * pool.workers))))  # every worker busy
+    for t0, t1, block in pool.blocks(reader, n_new, size):
         data[n_old + t0:n_old + t1] = block
         for name, values in zip(PER_STEP, field_sums(block), strict=True):
             per_step[name][n_old + t0:n_old + t1] = values
@@ -368,4 +300,4 @@ def _write_times(g: zarr.Group, plan: Era5Plan, reader: _BlockReader, cfg: Era5P
                          fix="choose years the inputs cover (or omit --train-years)")
     mean, std = mean_std(*(per_step[name][:][in_train] for name in PER_STEP))
     g["mean"][:], g["std"][:] = mean, std
-    clim.smooth(cfg.clim_window)
+    clim.smooth(cfg.clim_window, threads=max(cfg.workers, 2))

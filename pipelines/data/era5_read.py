@@ -3,9 +3,14 @@
 Two naming generations exist: the current CDS writes `valid_time` / `pressure_level`,
 float32 with NaN fill; the older CDS wrote `time` / `level`, int16 packed with
 `scale_factor`/`add_offset`, and an `expver` dimension when ERA5 and ERA5T were mixed.
-Both are normalised here to dims `time`, `level`, `lat`, `lon`, values decoded, so the
-rest of the pipeline sees one layout. A request mixing instantaneous and accumulated
-variables arrives as a ZIP of netCDF files; `expand_sources` unpacks it.
+Both are normalised here to dims `time`, `level`, `lat`, `lon`, so the rest of the
+pipeline sees one layout. A request mixing instantaneous and accumulated variables
+arrives as a ZIP of netCDF files; `expand_sources` unpacks it.
+
+Values are read *raw* (packed int16 stays int16) and only the rows a regrid needs, with
+their `Packing` (scale, offset, fill values): unpacking is affine, so the prep applies it
+to the few regridded values instead of the whole field wherever the regrid weights sum to
+one. `read` gives decoded float32 for everything else.
 """
 
 from __future__ import annotations
@@ -70,6 +75,60 @@ def expand_sources(paths: list[Path]) -> Iterator[list[Path]]:
         yield out
 
 
+@dataclass(frozen=True)
+class Packing:
+    """CF packing of a variable: value = raw × scale + offset; `fills` mark missing values
+    (`_FillValue`, `missing_value`); `unsigned` for netCDF-3 `_Unsigned` bytes."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+    fills: tuple[float, ...] = ()
+    unsigned: bool = False
+
+    @classmethod
+    def of(cls, attrs: dict) -> Packing:
+        fills = []
+        for key in ("_FillValue", "missing_value"):
+            for v in np.atleast_1d(attrs.get(key, [])):
+                fills.append(float(v))
+        return cls(float(attrs.get("scale_factor", 1.0)), float(attrs.get("add_offset", 0.0)),
+                   tuple(fills), str(attrs.get("_Unsigned", "false")).lower() == "true")
+
+    @property
+    def identity(self) -> bool:
+        return self.scale == 1.0 and self.offset == 0.0
+
+    def values(self, raw: np.ndarray) -> np.ndarray:
+        """Raw numbers as stored (unsigned bytes seen as unsigned), not yet scaled."""
+        if self.unsigned and raw.dtype.kind == "i":
+            raw = raw.view(raw.dtype.str.replace("i", "u"))
+        return raw
+
+    def invalid(self, raw: np.ndarray) -> np.ndarray:
+        """Missing (a fill value) or, for floats, not finite."""
+        raw = self.values(raw)
+        bad = np.isin(raw, [f for f in self.fills if np.isfinite(f)]) if self.fills else \
+            np.zeros(raw.shape, bool)
+        if raw.dtype.kind == "f":
+            bad |= ~np.isfinite(raw)
+        return bad
+
+    def unpack(self, x: np.ndarray) -> np.ndarray:
+        """Scale and offset (float32); NaN stays NaN."""
+        x = np.asarray(x, np.float32)
+        if self.identity:
+            return x
+        return x * np.float32(self.scale) + np.float32(self.offset)
+
+    def decode(self, raw: np.ndarray) -> np.ndarray:
+        """Raw → float32 physical-as-stored values, missing as NaN."""
+        bad = self.invalid(raw)
+        out = self.unpack(self.values(raw).astype(np.float32))
+        if bad.any():
+            out = np.where(bad, np.float32(np.nan), out)
+        return out
+
+
 @dataclass
 class Era5File:
     """One source file: which ERA5 variables it holds, on which levels, times and grid.
@@ -90,9 +149,14 @@ class Era5File:
         hits = np.flatnonzero(np.isclose(self.levels, level))
         return int(hits[0]) if hits.size else None
 
-    def read(self, short: str, time_index: np.ndarray, level_index: list[int] | None,
-             cache: FileCache | None = None) -> np.ndarray:
-        """Decoded values `(t, [nlev,] lat, lon)` as float32, in the file's own units."""
+    def read_raw(self, short: str, time_index: np.ndarray, level_index: list[int] | None,
+                 cache: FileCache | None = None, rows: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, Packing]:
+        """Raw values `(t, [nlev,] lat or rows, lon)` as stored, and how to unpack them.
+
+        Only `rows` (latitude indices, sorted) are read when given. Old-CDS files mixing
+        ERA5 and ERA5T (an `expver` dimension) are decoded and merged here, first valid
+        value winning, and come back as float32 with an identity packing."""
         own = cache is None
         cache = cache or FileCache(1)
         try:
@@ -100,10 +164,27 @@ class Era5File:
             sel: dict[str, object] = {"time": time_index}
             if level_index is not None:
                 sel["level"] = level_index
-            return np.asarray(da.isel(sel).values, dtype=np.float32)
+            if rows is not None:
+                sel["lat"] = rows
+            packing = Packing.of(da.attrs)
+            raw = np.asarray(da.isel(sel).values)
+            if "expver" in da.dims:
+                axis = da.dims.index("expver")
+                merged = packing.decode(np.take(raw, 0, axis=axis))
+                for k in range(1, raw.shape[axis]):
+                    merged = np.where(np.isnan(merged),
+                                      packing.decode(np.take(raw, k, axis=axis)), merged)
+                return merged, Packing()
+            return raw, packing
         finally:
             if own:
                 cache.close()
+
+    def read(self, short: str, time_index: np.ndarray, level_index: list[int] | None,
+             cache: FileCache | None = None) -> np.ndarray:
+        """Decoded values `(t, [nlev,] lat, lon)` as float32, in the file's own units."""
+        raw, packing = self.read_raw(short, time_index, level_index, cache)
+        return packing.decode(raw)
 
 
 class FileCache:
@@ -132,20 +213,10 @@ class FileCache:
             self._open.popitem()[1].close()
 
 
-def _merge_expver(ds: xr.Dataset) -> xr.Dataset:
-    """Old-CDS files mixing ERA5 (expver 1) and ERA5T (expver 5): take the first valid value."""
-    if "expver" not in ds.dims:
-        return ds.drop_vars("expver", errors="ignore")
-    merged = ds.isel(expver=0)
-    for i in range(1, ds.sizes["expver"]):
-        merged = merged.fillna(ds.isel(expver=i))
-    return merged.drop_vars("expver", errors="ignore")
-
-
 def _open_dataset(path: Path) -> xr.Dataset:
     try:
-        return xr.open_dataset(path, engine="netcdf4", mask_and_scale=True, decode_times=True,
-                               cache=False)
+        return xr.open_dataset(path, engine="netcdf4", mask_and_scale=False,
+                               decode_times=True, cache=False)
     except Exception as exc:  # the netCDF library raises OSError, ValueError, RuntimeError…
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         raise DchagError(f"not a readable netCDF file ({reason})", path=path,
@@ -154,7 +225,8 @@ def _open_dataset(path: Path) -> xr.Dataset:
 
 def _normalised(ds: xr.Dataset, path: Path) -> xr.Dataset:
     ds = ds.rename({k: v for k, v in _RENAMES.items() if k in ds.variables or k in ds.dims})
-    ds = _merge_expver(ds)
+    if "expver" not in ds.dims:  # a per-time `expver` string is bookkeeping only
+        ds = ds.drop_vars("expver", errors="ignore")
     for coord in ("lat", "lon", "time"):
         if coord not in ds.variables:
             raise DchagError(f"no {coord!r} coordinate (expected ERA5 layout: "
@@ -191,6 +263,8 @@ def open_era5(path: Path) -> Era5File:
             meta = VARIABLES[short]
             wanted = ("time", "level", "lat", "lon") if meta.pressure_level else (
                 "time", "lat", "lon")
+            if "expver" in da.dims:  # old CDS, ERA5 and ERA5T mixed: merged when read
+                wanted = (wanted[0], "expver", *wanted[1:])
             if tuple(da.dims) != wanted:
                 raise DchagError(f"variable {name!r} has dims {da.dims}, expected {wanted}",
                                  path=path)

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 import zarr
-from scipy.ndimage import correlate1d
 
 from pipelines.data.era5_stats import (
     N_DOY,
     _is_leap,
+    circular_smooth,
     day_of_year_index,
     hour_of_day,
     in_years,
-    window_weights,
 )
 from pipelines.notes import note
 
@@ -98,12 +97,11 @@ class StoreClimatology:
             n = np.asarray(self.group["clim_count"].get_orthogonal_selection(sel), np.float64)
             cs, cn = self._corr[h]
             s, n = s - cs, n - cn
-            w = window_weights(int(self.group.attrs.get("clim_window_days", 61)))
-            s = correlate1d(s, w, axis=0, mode="wrap")
-            n = correlate1d(n, w, axis=0, mode="wrap")
+            window = int(self.group.attrs.get("clim_window_days", 61))
+            s, n = circular_smooth(s, window), circular_smooth(n, window)
+            present = n > 1e-6  # FFT round-off where there were no data
             with np.errstate(invalid="ignore", divide="ignore"):
-                self._smoothed[h] = np.where(n > 1e-9, s / np.where(n > 1e-9, n, 1.0),
-                                             np.nan)
+                self._smoothed[h] = np.where(present, s / np.where(present, n, 1.0), np.nan)
         return self._smoothed[h]
 
     def at(self, valid_hours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

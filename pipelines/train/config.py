@@ -24,6 +24,7 @@ TASKS = ("mae", "forecast")
 PRECISIONS = ("auto", "bf16", "fp32")
 AGGREGATIONS = ("head-split", "replicated")
 CHANNEL_IMPLS = ("fused", "folded", "direct")
+LOGGERS = ("none", "tensorboard")  # pipelines.train.trackers.TRACKERS, without importing it
 # Fields that define the model: a checkpoint only loads into a run that agrees on these.
 MODEL_FIELDS = ("task", "preset", "variant", "tree", "groups", "patch", "crop", "channels",
                 "out_channels")
@@ -73,6 +74,7 @@ class TrainConfig:
     # bookkeeping
     workers: int = 2
     log_every: int = 10
+    logger: str = "none"  # a tracker beside metrics.jsonl: "tensorboard"
     val_every: int = 100
     ckpt_every: int = 100
     keep: int = 2
@@ -82,7 +84,8 @@ class TrainConfig:
             raise DchagError(f"unknown task {self.task!r}", fix=f"choose one of {TASKS}")
         for name, value, choices in (("precision", self.precision, PRECISIONS),
                                      ("aggregation", self.aggregation, AGGREGATIONS),
-                                     ("channel-impl", self.channel_impl, CHANNEL_IMPLS)):
+                                     ("channel-impl", self.channel_impl, CHANNEL_IMPLS),
+                                     ("logger", self.logger, LOGGERS)):
             if value not in choices:
                 raise DchagError(f"--{name} {value!r}", fix=f"choose one of {', '.join(choices)}")
         if self.gpus < 1:

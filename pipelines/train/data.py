@@ -18,6 +18,7 @@ import zarr
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from pipelines.data.datasets import SampleReader, batch_buffer
 from pipelines.data.era5_stats import mean_std
 from pipelines.data.zarr_store import open_artifact
 from pipelines.errors import DchagError
@@ -210,22 +211,16 @@ class _Source:
 
     def __init__(self, art: Artifact, cfg: TrainConfig, split: str):
         self.art, self.cfg = art, cfg
-        self._array: zarr.Array | None = None
+        self.reader = SampleReader(art.path, "data" if art.kind == "era5" else "cube",
+                                   art.channel_index)
         self.positions, self.starts_leads = split_samples(art, cfg, split)
         if not self.positions:
             where = "validation" if split == "val" else "training"
             raise DchagError(f"no {where} samples", path=art.path,
                              fix="use more data, shorter --lead or another --val-fraction")
 
-    def _open(self) -> zarr.Array:
-        if self._array is None:  # opened lazily, once per loader worker
-            group = zarr.open_group(str(self.art.path), mode="r")
-            self._array = group["data" if self.art.kind == "era5" else "cube"]
-        return self._array
-
     def read(self, k: int) -> np.ndarray:
-        return self._open().get_orthogonal_selection(
-            (k, self.art.channel_index, slice(None), slice(None)))
+        return self.reader.read(k)
 
 
 class StepBatches(Dataset):
@@ -260,17 +255,20 @@ class StepBatches(Dataset):
                       for k in picks]
             pairs = [self.src.starts_leads[k][c] for k, c in zip(picks, choice, strict=True)]
             out["lead"] = self._local([torch.tensor(lead) for lead, _ in pairs])
-            out["y"] = self._local([torch.from_numpy(self.src.read(j)[self.art.out_index])
-                                    for _, j in pairs])
-        crops = self._crops(gen, b)
-        fields = [torch.from_numpy(np.ascontiguousarray(self.src.read(k)))
-                  for k in self._local(picks)]
-        out["x"] = [f[:, r:r + self.art.img_size[0], c:c + self.art.img_size[1]]
-                    for f, (r, c) in zip(fields, self._local(crops), strict=True)]
+            out["y"] = [torch.from_numpy(self.src.read(j)[self.art.out_index])
+                        for _, j in self._local(pairs)]  # only this rank's targets
+        crops = self._local(self._crops(gen, b))
+        h, w = self.art.img_size
+        rows = self._local(picks)
+        x, view = batch_buffer((len(rows), len(self.art.channel_index), h, w),
+                               self.src.reader.dtype)
+        for j, (k, (r, c)) in enumerate(zip(rows, crops, strict=True)):
+            self.src.reader.read_into(k, view[j], r, c)  # whole chunk, no extra copy
+        out["x"] = x
         if "y" in out:
-            out["y"] = [y[:, r:r + self.art.img_size[0], c:c + self.art.img_size[1]]
-                        for y, (r, c) in zip(out["y"], self._local(crops), strict=True)]
-        batch = {k: torch.stack(v) for k, v in out.items()}
+            out["y"] = [y[:, r:r + h, c:c + w] for y, (r, c) in zip(out["y"], crops,
+                                                                      strict=True)]
+        batch = {k: (v if isinstance(v, Tensor) else torch.stack(v)) for k, v in out.items()}
         batch["step"] = torch.tensor(step)
         return batch
 

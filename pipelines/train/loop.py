@@ -43,6 +43,7 @@ from pipelines.train.distributed import RankContext, init_rank, shutdown
 from pipelines.train.flops import peak_flops, rank_flops
 from pipelines.train.metrics import MetricsLog
 from pipelines.train.optim import build_optimizer, clip_grads, lr_at, set_lr
+from pipelines.train.trackers import Tracker, open_tracker
 
 
 class TrainProgress(Protocol):
@@ -188,6 +189,16 @@ class _Trainer:
                 raise DchagError("the run has no intact checkpoint", path=cfg.init)
             load_encoder(init, self.model)
         log = MetricsLog(self.run_dir, start) if ctx.is_main else None
+        tracker = open_tracker(cfg.logger, self.run_dir, start) if ctx.is_main else None
+        try:
+            return self._steps(start, log, tracker)
+        finally:
+            if tracker is not None:
+                tracker.close()
+
+    def _steps(self, start: int, log: MetricsLog | None, tracker: Tracker | None
+               ) -> TrainResult:
+        cfg, ctx = self.cfg, self.ctx
         if self.progress:
             self.progress.start(cfg.steps, start)
         loader = step_loader(self.train_ds, start, cfg.steps, cfg.workers,
@@ -236,9 +247,14 @@ class _Trainer:
             if record is not None:
                 if log is not None:
                     log.add(record)
+                if tracker is not None:
+                    tracker.log(record)
                 if self.progress:
-                    self.progress.update(done, {k: v for k, v in record.items()
-                                                if k in ("loss", "val_loss", "samples_per_s")})
+                    status = {k: v for k, v in record.items()
+                              if k in ("loss", "val_loss", "samples_per_s")}
+                    if record.get("peak_mem_bytes"):
+                        status["peak_mem_bytes"] = max(record["peak_mem_bytes"])
+                    self.progress.update(done, status)
                 window_loss.zero_()
                 window_steps, window_t0 = 0, time.perf_counter()
             stopping = done == cfg.stop_at

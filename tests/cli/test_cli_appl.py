@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dchag_cli.app import app
@@ -46,8 +47,13 @@ def test_show_refuses_other_artifacts(tmp_path: Path):
 def test_bench_prep_appl_writes_results(tmp_path: Path):
     out = tmp_path / "b.json"
     r = runner.invoke(app, ["bench", "prep-appl", "--cubes", "2", "--source-size", "16",
-                            "--size", "16", "--bands", "20", "--epochs", "1",
+                            "--size", "16", "--bands", "20", "--steps", "2", "--preset",
+                            "tiny", "--patch", "4", "--batch", "2", "--workers", "0",
                             "--out", str(out)])
     assert r.exit_code == 0, r.output
     result = json.loads(out.read_text())
     assert result["loader_samples_per_s"] > 0 and result["prep_cubes_per_s"] > 0
+    assert result["consume_samples_per_s"] > 0 and result["band_list_samples_per_s"] > 0
+    assert result["loader_vs_consumption"] == pytest.approx(
+        result["loader_samples_per_s"] / result["consume_samples_per_s"])
+    assert "training loader" in r.output and "tiny training consumes" in r.output

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from pipelines.data.appl_prep import ApplPrepConfig, prep_appl
-from pipelines.data.datasets import ApplBatches, ApplDataset, Normalizer
+from pipelines.data.datasets import Normalizer, SampleReader
 from pipelines.errors import DchagError
 from pipelines.sample.appl import Sensor, add_sensor_noise, plant_scene, write_envi
 
@@ -167,17 +166,31 @@ def test_invalid_reflectance_is_refused(tmp_path: Path, value: float, message: s
     assert not (tmp_path / "x.zarr").exists() and _no_leftovers(tmp_path)
 
 
-def test_loaders_return_the_stored_values(tmp_path: Path):
-    out = tmp_path / "appl.zarr"
-    _prep([SAMPLE_APPL], out, size=16)
-    stored = xr.open_zarr(out)["cube"].values
-    single = ApplDataset(out)
-    torch.testing.assert_close(single[2][0], torch.from_numpy(stored[2]))
-    batches = DataLoader(ApplBatches(out), batch_size=None,
-                         sampler=BatchSampler(SequentialSampler(range(4)), 3, False))
-    got = torch.cat([cube for cube, _ in batches])
-    torch.testing.assert_close(got, torch.from_numpy(stored))
-    subset = ApplDataset(out, bands=[0, 10])[1][0]
-    torch.testing.assert_close(subset, torch.from_numpy(stored[1, [0, 10]]))
-    norm = Normalizer(single.mean, single.std)(torch.from_numpy(stored).float()[0])
+def test_the_training_loader_returns_the_stored_values(tmp_path: Path):
+    """Whole chunks read straight from their files (or through zarr when compressed),
+    channels and crops selected in memory: exactly the stored numbers."""
+    from pipelines.train.config import TrainConfig
+    from pipelines.train.data import StepBatches, describe_artifact
+
+    for compress in (False, True):
+        out = tmp_path / f"appl-{compress}.zarr"
+        _prep([SAMPLE_APPL], out, size=16, compress=compress)
+        stored = xr.open_zarr(out)["cube"].values
+        bands = stored.shape[1]
+        reader = SampleReader(out, "cube", list(range(bands)))
+        assert (reader._direct is not None) == (not compress)
+        np.testing.assert_array_equal(reader.read(2), stored[2])
+        np.testing.assert_array_equal(SampleReader(out, "cube", [0, 10]).read(1),
+                                      stored[1, [0, 10]])
+        crop = np.empty((bands, 8, 8), stored.dtype)
+        reader.read_into(3, crop, 4, 2)
+        np.testing.assert_array_equal(crop, stored[3, :, 4:12, 2:10])
+        cfg = TrainConfig(task="mae", data=str(out), batch_size=3, steps=4, patch=4)
+        art = describe_artifact(out, cfg)
+        batch = StepBatches(art, cfg, "train", 0, 1, 16)[1]
+        assert batch["x"].dtype == torch.float16 and batch["x"].shape == (3, bands, 16, 16)
+        for cube in batch["x"].numpy():
+            assert any(np.array_equal(cube, s) for s in stored)
+    norm = Normalizer(torch.from_numpy(art.mean), torch.from_numpy(art.std))(
+        torch.from_numpy(stored).float()[0])
     assert abs(float(norm.mean())) < 1.0

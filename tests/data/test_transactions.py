@@ -29,8 +29,9 @@ def dchag(*args: str, fault: str | None = None, **kw) -> subprocess.CompletedPro
     env.pop("DCHAG_FAULT", None)
     if fault:
         env["DCHAG_FAULT"] = fault
+    kw.setdefault("timeout", 300)
     return subprocess.run([sys.executable, "-m", "dchag_cli", *args], env=env,
-                          capture_output=True, text=True, timeout=300, **kw)
+                          capture_output=True, text=True, **kw)
 
 
 def _arrays(store: Path) -> dict[str, np.ndarray]:
@@ -92,6 +93,26 @@ def test_kill_9_during_append_leaves_the_store_and_a_retry_equals_one_append(
     assert r.returncode == 0, r.stderr
     _same(_arrays(out), _arrays(ref))
     assert _leftovers(tmp_path) == []
+
+
+def test_parallel_decoding_gives_the_same_store_and_dies_with_the_prep(tmp_path, halves):
+    """--workers 2 writes the very arrays one process writes; `kill -9` of the prep ends
+    its decoding processes too (else they would hold its pipes: `run` would hang)."""
+    first, second, ref = halves
+    one = tmp_path / "one.zarr"
+    two = tmp_path / "two.zarr"
+    for out, workers in ((one, "1"), (two, "2")):
+        r = dchag("prep", "era5", *map(str, first + second), "--channels", SMALL,
+                  "--out", str(out), "--workers", workers)
+        assert r.returncode == 0, r.stderr
+    assert "2 decoding processes" in r.stdout
+    _same(_arrays(one), _arrays(two))
+    _same(_arrays(two), _arrays(ref))
+    r = dchag("prep", "era5", *map(str, first + second), "--channels", SMALL, "--out",
+              str(tmp_path / "killed.zarr"), "--workers", "2", fault="prep:block-written",
+              timeout=60)
+    assert r.returncode == -9
+    assert not (tmp_path / "killed.zarr").exists()
 
 
 def test_full_disk_during_append_is_one_line_and_changes_nothing(tmp_path, halves):

@@ -1,0 +1,239 @@
+"""Reading, checking, unpacking and regridding blocks of ERA5 time steps — in parallel.
+
+`prep era5` is bound by decoding (netCDF/HDF5 decompression), not by the regrid. So:
+
+- **read only what the regrid needs**: the source rows its weights touch (64 of 721 for
+  bilinear 0.25° → 5.625°), the requested variables and levels;
+- **unpack after the regrid**: packed int16 values are regridded as they are and scaled
+  afterwards, which is exact because every target is a weighted mean (weights summing to
+  one) and unpacking is affine; missing values are found among the points the regrid
+  reads and become NaN first. Unit conversions (°C → K, …) are applied the same way.
+  A weights file whose rows do not sum to one is unpacked before, equally exactly;
+- **decode in parallel**: `--workers N` processes describe the input files, then each
+  read whole time blocks (every file they need is opened in that process, at most two
+  at a time); the main process writes blocks in order and keeps at most two per worker
+  in flight, so memory is bounded by the workers, not by the number of files.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import signal
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.data.era5_plan import Era5Plan
+from pipelines.data.era5_read import FileCache, Packing
+from pipelines.data.grid import LatLonGrid
+from pipelines.data.regrid import Regridder
+from pipelines.data.regrid_backends import make_regridder
+from pipelines.errors import DchagError
+
+SMALL_INPUT_BYTES = 64 * 2**20  # below this, starting workers costs more than it saves
+
+
+def auto_workers(paths: list[Path]) -> int:
+    """Worker processes for `--workers 0`: the cores available, or one for small inputs."""
+    total = sum(Path(p).stat().st_size for p in paths)
+    return 1 if total < SMALL_INPUT_BYTES else available_cores()
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _read_groups(plan: Era5Plan) -> dict[tuple[int, str], list[int]]:
+    groups: dict[tuple[int, str], list[int]] = defaultdict(list)
+    for c, ch in enumerate(plan.channels):
+        for fid in np.unique(plan.file_of[c]):
+            groups[(int(fid), ch.variable)].append(c)
+    return groups
+
+
+class BlockReader:
+    """Blocks `(t, channel, lat, lon)` of the plan's time axis, on the target grid."""
+
+    def __init__(self, plan: Era5Plan, target: LatLonGrid, method: str, backend: str,
+                 weights: Path | None, allow_nan: bool):
+        self.plan, self.target = plan, target
+        self.method, self.backend, self.weights = method, backend, weights
+        self.allow_nan = allow_nan
+        self.groups = _read_groups(plan)
+        self.regridders: dict[bytes, Regridder] = {}
+        self.nan_values: dict[str, int] = defaultdict(int)
+        self.files = FileCache(2)
+
+    def _regridder(self, grid: LatLonGrid) -> Regridder:
+        key = grid.lat.tobytes() + b"|" + grid.lon.tobytes()
+        if key not in self.regridders:
+            self.regridders[key] = make_regridder(grid, self.target, self.method,
+                                                  self.backend, self.weights)
+        return self.regridders[key]
+
+    def read(self, t0: int, t1: int) -> np.ndarray:
+        plan = self.plan
+        out = np.full((t1 - t0, len(plan.channels), *self.target.shape), np.nan, np.float32)
+        for (fid, var), members in sorted(self.groups.items()):  # each file opened once
+            f = plan.files[fid]
+            mask = plan.file_of[members[0], t0:t1] == fid
+            if not mask.any():
+                continue
+            local = plan.local_time[members[0], t0:t1][mask]
+            levels = None
+            if plan.channels[members[0]].level is not None:
+                levels = [int(plan.level_index[c, fid]) for c in members]
+            regridder = self._regridder(f.grid)
+            kernel = regridder.kernel
+            rows = kernel.rows if kernel is not None else None
+            raw, packing = f.read_raw(var, local, levels, self.files, rows)
+            if levels is None:
+                raw = raw[:, None]  # (t, members, rows, lon)
+            fields = self._regrid(raw, packing, regridder, f.units[var], members, f.path,
+                                  plan.times[t0:t1][mask])
+            out[np.flatnonzero(mask)[:, None], np.array(members)[None, :]] = fields
+        return out
+
+    def _regrid(self, raw: np.ndarray, packing: Packing, regridder: Regridder, unit,
+                members: list[int], path: Path, times: np.ndarray) -> np.ndarray:
+        t, m = raw.shape[:2]
+        kernel = regridder.kernel
+        flat = raw.reshape(t * m, -1)
+        x = kernel.gather_points(flat, from_rows=True) if kernel is not None else flat
+        bad = packing.invalid(x)
+        if bad.any():
+            self._missing(bad.reshape(t, m, -1), _kind(x[bad]), members, path, times)
+        after = regridder.preserves_constants  # unpacking and units commute with the regrid
+        values = packing.values(x).astype(np.float32)
+        if bad.any():
+            values[bad] = np.nan
+        if not after:
+            values = packing.unpack(values)
+            if not unit.identity:
+                values = values * np.float32(unit.scale) + np.float32(unit.offset)
+        if kernel is not None:
+            fields = kernel.apply_points(values)
+        else:
+            fields = regridder.apply(values.reshape(t * m, *regridder.source_shape))
+        fields = np.asarray(fields, np.float32).reshape(t, m, *self.target.shape)
+        if after:
+            fields = packing.unpack(fields)
+            if not unit.identity:
+                fields = fields * np.float32(unit.scale) + np.float32(unit.offset)
+        return fields
+
+    def _missing(self, bad: np.ndarray, kind: str, members: list[int], path: Path,
+                 times: np.ndarray) -> None:
+        """Missing or non-finite values among the points the regrid reads: an error, or
+        (--allow-nan) kept as NaN and counted."""
+        if not self.allow_nan:
+            t, k = np.argwhere(bad.any(axis=2))[0]
+            ch = self.plan.channels[members[k]]
+            raise DchagError(f"{ch.name} at {str(times[t])[:19]} has {int(bad[t, k].sum())} "
+                             f"{kind} values", path=path,
+                             fix="fix the input, or pass --allow-nan to keep and count them")
+        for j, c in enumerate(members):
+            self.nan_values[self.plan.channels[c].name] += int(bad[:, j].sum())
+
+    def close(self) -> None:
+        self.files.close()
+
+
+def _kind(values: np.ndarray) -> str:
+    """How to name the bad values found: NaN, non-finite, or missing (fill values)."""
+    if values.dtype.kind != "f":
+        return "missing (fill)"
+    if np.isnan(values).all():
+        return "NaN"
+    if np.isfinite(values).any():
+        return "missing (fill or non-finite)"
+    return "non-finite (NaN or ±inf)"
+
+
+# --- parallel reading: worker processes that keep one BlockReader each ----------------
+_READERS: dict[str, BlockReader] = {}
+
+
+def _start_worker() -> None:
+    """Ctrl-C is the main process's to handle; and a worker must not outlive it (a
+    `kill -9` of the prep leaves no decoding process behind, Linux)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pool ends its workers itself
+        pass
+
+
+def _read_in_worker(setup: str, t0: int, t1: int) -> tuple[np.ndarray, dict[str, int]]:
+    """Read one block in a worker; its reader is built once from the pickled setup."""
+    if setup not in _READERS:
+        with open(setup, "rb") as fh:
+            _READERS[setup] = BlockReader(*pickle.load(fh))
+    reader = _READERS[setup]
+    before = dict(reader.nan_values)
+    block = reader.read(t0, t1)
+    counted = {k: v - before.get(k, 0) for k, v in reader.nan_values.items()}
+    return block, counted
+
+
+class DecodePool:
+    """`workers` processes for the whole prep: describing the input files, then decoding
+    and regridding time blocks. One process: everything runs here, no pool."""
+
+    def __init__(self, workers: int):
+        self.workers = max(1, workers)
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
+                                        initializer=_start_worker) \
+            if self.workers > 1 else None
+        self._tmp = tempfile.TemporaryDirectory(prefix="dchag-prep-")
+
+    def __enter__(self) -> DecodePool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        self._tmp.cleanup()
+
+    def map(self, fn, items: list) -> list:
+        if self.pool is None:
+            return [fn(x) for x in items]
+        return list(self.pool.map(fn, items))
+
+    def blocks(self, reader: BlockReader, n_times: int, block: int
+               ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(t0, t1, block) in time order; at most two blocks per worker in flight."""
+        spans = [(t0, min(t0 + block, n_times)) for t0 in range(0, n_times, block)]
+        if self.pool is None or len(spans) == 1:
+            for t0, t1 in spans:
+                yield t0, t1, reader.read(t0, t1)
+            return
+        setup = str(Path(self._tmp.name) / f"reader-{id(reader)}.pickle")
+        with open(setup, "wb") as fh:
+            pickle.dump((reader.plan, reader.target, reader.method, reader.backend,
+                         reader.weights, reader.allow_nan), fh)
+        it = iter(spans)
+        pending: list[tuple[int, int, Future]] = [
+            (t0, t1, self.pool.submit(_read_in_worker, setup, t0, t1))
+            for t0, t1 in itertools.islice(it, 2 * self.workers)]
+        while pending:
+            t0, t1, fut = pending.pop(0)
+            data, counted = fut.result()
+            for name, n in counted.items():
+                reader.nan_values[name] += n
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((*nxt, self.pool.submit(_read_in_worker, setup, *nxt)))
+            yield t0, t1, data
