@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -106,11 +107,13 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except DchagError as exc:
-            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            # escaped: a message may hold brackets (`pip install 'dchag[sample]'`, paths)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(1) from None
         except OSError as exc:  # permissions, a vanished file, a full disk: not a bug
             where = f"{exc.filename}: " if exc.filename else ""
-            err.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(where + str(exc.strerror or exc))}",
+                      soft_wrap=True)
             raise typer.Exit(1) from None
         except (KeyboardInterrupt, Interrupted) as exc:
             signum = getattr(exc, "signum", 2)
@@ -125,7 +128,8 @@ def user_errors(fn: F) -> F:
 
 class _NoteHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        err.print(f"[yellow]note:[/] {record.getMessage()}", soft_wrap=True, markup=True)
+        err.print(f"[yellow]note:[/] {escape(record.getMessage())}", soft_wrap=True,
+                  markup=True)
 
 
 def show_notes() -> None:

@@ -27,7 +27,8 @@ app = typer.Typer(help="Prepare raw data as zarr artifacts.", no_args_is_help=Tr
 @user_errors
 def era5(
     sources: list[Path] = typer.Argument(
-        ..., help="ERA5 netCDF files, folders of them, or CDS ZIP deliveries.", show_default=False),
+        ..., help="ERA5 netCDF or GRIB files, WeatherBench 2 / ARCO zarr stores, folders of "
+        "them, or CDS ZIP deliveries.", show_default=False),
     out_path: Path = typer.Option(Path("era5.zarr"), "--out", "-o",
                                   help="The zarr store to write."),
     preset: str = typer.Option(DEFAULT_PRESET, help="Channel preset (see `dchag channels`)."),
@@ -54,14 +55,21 @@ def era5(
     workers: int = typer.Option(0, help="Processes decoding the input in parallel (0: the "
                                 "cores available, or 1 below 64 MiB of input).",
                                 show_default="0 = auto"),
+    period: str = typer.Option(None, help="Only these times, e.g. 2018, 2018-01:2018-03 or "
+                               "2018-01-07T18:2018-01-08T12 (inclusive); nothing else is read.",
+                               show_default="every time of the inputs"),
+    member: int = typer.Option(None, help="The ensemble member to take from inputs with a "
+                               "`number` dimension (ERA5 EDA GRIB).", show_default="none"),
     log_every: int = log_every_option("time steps"),
     append: bool = typer.Option(False, help="Add later times to an existing store."),
     overwrite: bool = typer.Option(False, help="Replace an existing store."),
 ) -> None:
-    """Regrid ERA5 netCDF to the WeatherBench 5.625° grid (32×64) and write [bold]era5.zarr[/].
+    """Regrid ERA5 to the WeatherBench 5.625° grid (32×64) and write [bold]era5.zarr[/].
 
-    Accepts both CDS naming generations (valid_time/pressure_level and time/level),
-    packed int16 or float32 values, latitude 90→-90 and longitude 0..360 or -180..180.
+    Accepts netCDF of both CDS naming generations (valid_time/pressure_level and
+    time/level), packed int16 or float32 values; GRIB (the grib extra; --member for
+    ensembles); WeatherBench 2 and ARCO-ERA5 zarr (--period reads only that span);
+    latitude 90→-90 or -90→90, longitude 0..360 or -180..180.
 
     Example: [cyan]dchag prep era5 sample_data/era5 --preset sample-14 --out era5.zarr[/]
     """
@@ -74,7 +82,7 @@ def era5(
         method=method, backend=backend, weights=weights, resolution=resolution,
         region=region, train_years=parse_years(train_years), clim_window=clim_window,
         clim_hour_step=clim_hour_step, allow_nan=allow_nan, append=append, overwrite=overwrite,
-        workers=workers,
+        workers=workers, period=period, member=member,
     )
     with RichProgress(log_every) as progress:
         s = prep_era5(cfg, progress)

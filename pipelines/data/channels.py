@@ -2,7 +2,8 @@
 
 A channel is a variable on a level: `z_500` (geopotential at 500 hPa) or `t2m` (a single-level
 variable). Files may name a variable by its ERA5 short name (`z`, `t2m`) or by its long
-WeatherBench name (`geopotential`, `2m_temperature`); both resolve to the short name.
+WeatherBench name (`geopotential`, `2m_temperature`) or by ECMWF's short name (`2t`, `10u`,
+`10v`); all resolve to the netCDF short name.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ VARIABLES: dict[str, Variable] = {v.short: v for v in [
     Variable("tp", "total_precipitation", "m", False, "lwe_thickness_of_precipitation_amount"),
     Variable("tcwv", "total_column_water_vapour", "kg m**-2", False,
              "atmosphere_mass_content_of_water_vapor"),
+    Variable("tcw", "total_column_water", "kg m**-2", False, None),
     Variable("tisr", "toa_incident_solar_radiation", "J m**-2", False,
              "integral_wrt_time_of_toa_incoming_shortwave_flux"),
     Variable("lsm", "land_sea_mask", "1", False, "land_area_fraction"),
@@ -60,6 +62,8 @@ def pretty_units(units: str) -> str:
 
 
 _BY_LONG = {v.long: v.short for v in VARIABLES.values()}
+# ECMWF's own short names (GRIB `shortName`, MARS requests) where ERA5's netCDF differs.
+ECMWF_ALIASES = {"2t": "t2m", "10u": "u10", "10v": "v10"}
 
 WB13_LEVELS = (50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
 LEVELS_17 = (10, 20, 30, 50, 70, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
@@ -69,7 +73,7 @@ def short_name(name: str) -> str | None:
     """The ERA5 short name for a file variable name, or None if it is not an ERA5 variable."""
     if name in VARIABLES:
         return name
-    return _BY_LONG.get(name)
+    return _BY_LONG.get(name) or ECMWF_ALIASES.get(name)
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,15 @@ SMALL_INPUT_BYTES = 64 * 2**20  # below this, starting workers costs more than i
 
 def auto_workers(paths: list[Path]) -> int:
     """Worker processes for `--workers 0`: the cores available, or one for small inputs."""
-    total = sum(Path(p).stat().st_size for p in paths)
+    total = sum(_size(Path(p)) for p in paths)
     return 1 if total < SMALL_INPUT_BYTES else available_cores()
+
+
+def _size(path: Path) -> int:
+    """Bytes of a file, or of a zarr store's chunk files."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
 
 
 def available_cores() -> int:

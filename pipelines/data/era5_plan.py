@@ -45,7 +45,11 @@ def _providers(files: list[Era5File], ch: Channel) -> list[int]:
                      path=f.path, fix=f"download level {ch.level} or drop {ch.name}")
 
 
-def make_plan(files: list[Era5File], channels: list[Channel]) -> Era5Plan:
+def make_plan(files: list[Era5File], channels: list[Channel],
+              period: tuple[int, int] | None = None) -> Era5Plan:
+    """Which file, time and level every (channel, time) of the store comes from. With
+    `period` ([first, end) in hours since 1970), only those times are planned, so only
+    they are read — a decades-long zarr archive costs only the span asked for."""
     level_index = np.full((len(channels), len(files)), -1, dtype=np.int64)
     per_channel: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for c, ch in enumerate(channels):
@@ -60,6 +64,14 @@ def make_plan(files: list[Era5File], channels: list[Channel]) -> Era5Plan:
         t = np.concatenate(t_all)
         fi = np.concatenate(f_all)
         li = np.concatenate(l_all)
+        if period is not None:
+            hours = t.astype("datetime64[h]").astype(np.int64)
+            keep = (hours >= period[0]) & (hours < period[1])
+            if not keep.any():
+                raise DchagError(f"no time of {ch.name} falls in --period",
+                                 fix=f"the inputs cover {str(t.min())[:13]} to "
+                                 f"{str(t.max())[:13]}")
+            t, fi, li = t[keep], fi[keep], li[keep]
         order = np.argsort(t, kind="stable")
         t, fi, li = t[order], fi[order], li[order]
         dup = np.flatnonzero(t[1:] == t[:-1])

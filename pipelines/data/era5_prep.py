@@ -17,6 +17,7 @@ is written atomically; `--append` is a transaction over every array it touches.
 
 from __future__ import annotations
 
+import functools
 import time as _time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ from pipelines.data.zarr_store import (
     store_transaction,
 )
 from pipelines.errors import DchagError
+from pipelines.eval.period import period_hours
 from pipelines.faults import fault_point
 from pipelines.guard import check_no_overlap
 from pipelines.locks import write_lock
@@ -79,6 +81,8 @@ class Era5PrepConfig:
     overwrite: bool = False
     block: int = 16
     workers: int = 0  # decoding processes; 0: the cores available (1 for small inputs)
+    period: str | None = None  # only these times (`2018`, `2018-01:2018-03`, …)
+    member: int | None = None  # the ensemble member, for inputs with a `number` dimension
 
     def __post_init__(self) -> None:
         if not 1 <= self.clim_window <= 365 or self.clim_window % 2 == 0:
@@ -228,9 +232,10 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
             cfg.train_years = tuple(stored_years) if stored_years else None
             cfg.clim_window = int(existing.attrs.get("clim_window_days", cfg.clim_window))
         progress.start(len(paths), f"checking {len(paths)} input files")
-        files = pool.map(open_era5, paths)
+        files = pool.map(functools.partial(open_era5, member=cfg.member), paths)
         progress.advance(len(paths))
-        plan = make_plan(files, channels)
+        plan = make_plan(files, channels,
+                         period_hours(cfg.period) if cfg.period is not None else None)
         _check_grids(files, target, region is not None)
         _note_units(files)
         reader = BlockReader(plan, target, cfg.method, cfg.backend, cfg.weights,

@@ -40,22 +40,40 @@ _RENAMES = {
     "longitude": "lon",
 }
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+GRIB_SUFFIXES = (".grib", ".grib1", ".grib2", ".grb", ".grb2")
+
+
+def is_zarr(path: Path) -> bool:
+    """A zarr store (v2 or v3) given as a folder: WeatherBench 2's and ARCO-ERA5's layout."""
+    return path.is_dir() and any((path / m).exists() for m in (".zgroup", ".zmetadata",
+                                                                "zarr.json"))
+
+
+def _is_source(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    return ((suffix in NETCDF_SUFFIXES or suffix in GRIB_SUFFIXES) and path.is_file()) or \
+        (suffix == ".zarr" and is_zarr(path))
 CHUNK_CACHE_BYTES = 16 * 2**20  # HDF5's cache per open variable
 
 
 @contextlib.contextmanager
 def expand_sources(paths: list[Path]) -> Iterator[list[Path]]:
-    """Folders become their netCDF files (recursively), ZIPs their members; order is sorted."""
+    """Folders become their netCDF and GRIB files and zarr stores (recursively), ZIPs their
+    netCDF members; order is sorted. A zarr store is one source."""
     with tempfile.TemporaryDirectory(prefix="dchag-zip-") as tmp:
         out: list[Path] = []
         for p in paths:
             p = Path(p)
             if not p.exists():
                 raise DchagError("no such file or folder", path=p)
-            if p.is_dir():
-                found = sorted(f for f in p.rglob("*") if f.suffix.lower() in NETCDF_SUFFIXES)
+            if is_zarr(p):
+                out.append(p)
+            elif p.is_dir():
+                found = sorted(f for f in p.rglob("*") if _is_source(f))
+                found = [f for f in found if not any(is_zarr(a) for a in f.parents)]
                 if not found:
-                    raise DchagError("folder holds no netCDF files (*.nc)", path=p)
+                    raise DchagError("folder holds no ERA5 input (*.nc, *.grib, *.zarr)",
+                                     path=p)
                 out.extend(found)
             elif zipfile.is_zipfile(p):
                 dest = Path(tmp) / f"{len(out)}-{p.stem}"
@@ -142,6 +160,7 @@ class Era5File:
     levels: np.ndarray | None  # hPa, in file order
     times: np.ndarray  # datetime64[ns], in file order
     grid: LatLonGrid
+    member: int | None = None  # the ensemble member read, for files with several
 
     def level_index(self, level: int) -> int | None:
         if self.levels is None:
@@ -204,7 +223,7 @@ class FileCache:
             return self._open[f.path]
         while len(self._open) >= self.size:
             self._open.popitem(last=False)[1].close()
-        ds = _normalised(_open_dataset(f.path), f.path)
+        ds = _normalised(_open_dataset(f.path), f.path, f.member)
         self._open[f.path] = ds
         return ds
 
@@ -214,17 +233,48 @@ class FileCache:
 
 
 def _open_dataset(path: Path) -> xr.Dataset:
+    """netCDF, GRIB (cfgrib) or a zarr store, opened lazily with values as stored."""
+    path = Path(path)
+    if is_zarr(path):
+        kind, kwargs = "zarr store", {"engine": "zarr", "chunks": None}
+    elif path.suffix.lower() in GRIB_SUFFIXES:
+        _require_cfgrib(path)
+        # no `.idx` index files written beside the user's GRIB
+        kind, kwargs = "GRIB file", {"engine": "cfgrib",
+                                     "backend_kwargs": {"indexpath": ""}}
+    else:
+        kind, kwargs = "netCDF file", {"engine": "netcdf4"}
     try:
-        return xr.open_dataset(path, engine="netcdf4", mask_and_scale=False,
-                               decode_times=True, cache=False)
-    except Exception as exc:  # the netCDF library raises OSError, ValueError, RuntimeError…
+        return xr.open_dataset(path, mask_and_scale=False, decode_times=True, cache=False,
+                               **kwargs)
+    except Exception as exc:  # the readers raise OSError, ValueError, RuntimeError…
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise DchagError(f"not a readable netCDF file ({reason})", path=path,
-                         fix="pass ERA5 netCDF files as downloaded from the CDS") from exc
+        fix = ("split the GRIB by level type (one of surface or pressure levels per file)"
+               if kind == "GRIB file" and "multiple values" in reason else
+               "pass ERA5 as netCDF or GRIB from the CDS, or a WeatherBench 2 / ARCO zarr")
+        raise DchagError(f"not a readable {kind} ({reason})", path=path, fix=fix) from exc
 
 
-def _normalised(ds: xr.Dataset, path: Path) -> xr.Dataset:
+def _require_cfgrib(path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("cfgrib") is None:
+        raise DchagError("reading GRIB needs cfgrib and eccodes", path=path,
+                         fix="pip install 'dchag[grib]' (or convert to netCDF first)")
+
+
+def _normalised(ds: xr.Dataset, path: Path, member: int | None = None) -> xr.Dataset:
+    """One naming and dimension order for every source: CDS netCDF (both generations),
+    GRIB through cfgrib (analysis `time` + `step` → valid time; ensemble `number`),
+    WeatherBench 2 and ARCO-ERA5 zarr (long names, `level`, (…, longitude, latitude))."""
+    if "valid_time" in ds.coords and "time" in ds.dims and ds["valid_time"].dims == ("time",):
+        ds = ds.swap_dims({"time": "valid_time"}).drop_vars("time")  # GRIB analyses
+    ds = ds.drop_vars([c for c in ("step", "surface", "heightAboveGround", "meanSea")
+                       if c in ds.coords and c not in ds.dims])
+    ds = _select_member(ds, path, member)
     ds = ds.rename({k: v for k, v in _RENAMES.items() if k in ds.variables or k in ds.dims})
+    canonical = [d for d in ("time", "expver", "level", "lat", "lon") if d in ds.dims]
+    ds = ds.transpose(*canonical, ...)  # WeatherBench 2 stores longitude before latitude
     if "expver" not in ds.dims:  # a per-time `expver` string is bookkeeping only
         ds = ds.drop_vars("expver", errors="ignore")
     for coord in ("lat", "lon", "time"):
@@ -236,6 +286,25 @@ def _normalised(ds: xr.Dataset, path: Path) -> xr.Dataset:
     return ds
 
 
+def _select_member(ds: xr.Dataset, path: Path, member: int | None) -> xr.Dataset:
+    """ERA5's ensemble (EDA) comes with a `number` dimension: one member is one store."""
+    if "number" not in ds.dims:
+        return ds.drop_vars("number", errors="ignore")
+    members = [int(m) for m in ds["number"].values]
+    if member is None:
+        raise DchagError(f"holds {len(members)} ensemble members ({_spans(members)})",
+                         path=path, fix="choose one with --member N")
+    if member not in members:
+        raise DchagError(f"has no ensemble member {member} (members {_spans(members)})",
+                         path=path, fix="choose one of its members with --member")
+    return ds.sel(number=member, drop=True)
+
+
+def _spans(values: list[int]) -> str:
+    return f"{values[0]}–{values[-1]}" if values == list(range(values[0], values[-1] + 1)) \
+        else ", ".join(map(str, values))
+
+
 def _check_whole_hours(times: np.ndarray, path: Path) -> None:
     seconds = times.astype("datetime64[s]").astype(np.int64)
     bad = np.flatnonzero(seconds % 3600)
@@ -245,10 +314,10 @@ def _check_whole_hours(times: np.ndarray, path: Path) -> None:
                          fix="ERA5 is hourly: pass files whose times are whole hours")
 
 
-def open_era5(path: Path) -> Era5File:
-    """Describe one ERA5 netCDF file (then close it); explain what is wrong with it."""
+def open_era5(path: Path, member: int | None = None) -> Era5File:
+    """Describe one ERA5 input (then close it); explain what is wrong with it."""
     with _open_dataset(path) as raw:
-        ds = _normalised(raw, path)
+        ds = _normalised(raw, path, member)
         if not np.issubdtype(ds["time"].dtype, np.datetime64):
             raise DchagError("time coordinate could not be decoded as dates", path=path)
         times = ds["time"].values.astype("datetime64[ns]")
@@ -275,4 +344,4 @@ def open_era5(path: Path) -> Era5File:
                              fix="see `dchag channels` for supported variables")
         levels = ds["level"].values.astype(float) if "level" in ds.dims else None
         return Era5File(path=Path(path), variables=variables, units=units, levels=levels,
-                        times=times, grid=grid)
+                        times=times, grid=grid, member=member)

@@ -19,13 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import prosail
 import spectral.io.envi as envi
-from prosail import spectral_lib
 
 from pipelines.errors import DchagError
 
 LIB_NM = np.arange(400, 2501)  # prosail's 1 nm grid
+
+
+def require_prosail():
+    """prosail (with numba and llvmlite, ~210 MB) is an optional extra: only synthetic
+    hyperspectral cubes need it."""
+    try:
+        import prosail
+    except ImportError as exc:
+        raise DchagError("synthetic hyperspectral cubes need the prosail package "
+                         "(PROSPECT-D leaf spectra)",
+                         fix="pip install 'dchag[sample]' (or pip install prosail)") from exc
+    return prosail
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,7 @@ class Sensor:
 
 def leaf_reflectance(rng: np.random.Generator, wavelengths: np.ndarray) -> np.ndarray:
     """PROSPECT-D reflectance of one leaf with plausible random biochemistry."""
-    _, refl, _ = prosail.run_prospect(
+    _, refl, _ = require_prosail().run_prospect(
         n=rng.uniform(1.3, 2.0), cab=rng.uniform(20, 65), car=rng.uniform(5, 14),
         cbrown=rng.uniform(0.0, 0.15), cw=rng.uniform(0.006, 0.02), cm=rng.uniform(0.004, 0.012),
         ant=rng.uniform(0.0, 3.0), prospect_version="D")
@@ -50,8 +60,9 @@ def leaf_reflectance(rng: np.random.Generator, wavelengths: np.ndarray) -> np.nd
 
 def soil_reflectance(wetness: np.ndarray, wavelengths: np.ndarray) -> np.ndarray:
     """Per-pixel mix of prosail's dry and wet soil spectra: (…, bands)."""
-    dry = np.interp(wavelengths, LIB_NM, spectral_lib.soil.rsoil1)
-    wet = np.interp(wavelengths, LIB_NM, spectral_lib.soil.rsoil2)
+    soil = require_prosail().spectral_lib.soil
+    dry = np.interp(wavelengths, LIB_NM, soil.rsoil1)
+    wet = np.interp(wavelengths, LIB_NM, soil.rsoil2)
     w = wetness[..., None]
     return (1 - w) * dry + w * wet
 
@@ -116,6 +127,7 @@ def generate_appl(out: Path, n: int, size: int, seed: int, sensor: Sensor | None
     """`n` plant cubes plus `manifest.csv` (path, plant_id, date, label), cycling layouts."""
     if n < 1 or size < 8:
         raise DchagError("--n must be ≥ 1 and --size ≥ 8")
+    require_prosail()  # before anything is written
     sensor = sensor or Sensor()
     out.mkdir(parents=True, exist_ok=True)
     rows = ["path,plant_id,date,label"]

@@ -57,3 +57,16 @@ def test_bench_prep_appl_writes_results(tmp_path: Path):
     assert result["loader_vs_consumption"] == pytest.approx(
         result["loader_samples_per_s"] / result["consume_samples_per_s"])
     assert "training loader" in r.output and "tiny training consumes" in r.output
+
+
+def test_sample_appl_without_prosail_says_how_to_get_it(tmp_path: Path, monkeypatch):
+    import sys
+
+    from tests.runner import one_error_line
+
+    monkeypatch.setitem(sys.modules, "prosail", None)  # as if not installed
+    r = runner.invoke(app, ["sample", "appl", "--out", str(tmp_path / "raw"), "--n", "1",
+                            "--size", "16"])
+    assert r.exit_code == 1
+    assert "pip install 'dchag[sample]'" in one_error_line(r.output)
+    assert not (tmp_path / "raw").exists()
