@@ -86,3 +86,19 @@ def test_bench_regrid_writes_its_results(tmp_path: Path):
     assert result["max_abs_diff_vs_xarray"] < 1e-3 and result["max_abs_diff_vs_scipy"] < 1e-5
     assert result["dchag_share_of_limit"] > 0 and result["bytes_read_per_field"] == 64 * 1440 * 4
     assert "bandwidth limit" in r.output
+
+
+def test_show_era5_maps_channels_at_a_time_and_tabulates_them(tmp_path, sample_era5_zarr):
+    png = tmp_path / "m.png"
+    r = runner.invoke(app, ["show", str(sample_era5_zarr), "--channels", "z_500,u10",
+                            "--time", "2018-01-03T12", "--out", str(png)])
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "2018-01-03T12 UTC" in r.output
+    z500 = next(line for line in r.output.splitlines() if "z_500" in line)
+    assert "m**2 s**-2" in z500
+    r = runner.invoke(app, ["show", str(sample_era5_zarr), "--channels", "z_501"])
+    assert r.exit_code == 1 and "no channel z_501" in r.output
+    r = runner.invoke(app, ["show", str(sample_era5_zarr), "--time", "2030-01-01"])
+    assert r.exit_code == 1 and "not in the store" in r.output and not png.with_name(
+        "era5-2030-01-01.png").exists()

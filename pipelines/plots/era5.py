@@ -1,0 +1,93 @@
+"""`dchag show era5.zarr`: maps of chosen channels at one time, and per-channel statistics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from pipelines.data.channels import pretty_units
+from pipelines.data.zarr_store import open_artifact
+from pipelines.errors import DchagError
+from pipelines.plots.forecast import map_axes
+from pipelines.plots.save import save_figure
+
+
+@dataclass
+class ChannelStats:
+    channel: str
+    units: str
+    mean: float  # the store's normalisation statistics (training years)
+    std: float
+    minimum: float  # of the time shown
+    maximum: float
+
+
+def _times(g) -> np.ndarray:
+    hours = np.asarray(g["time"][:], dtype=np.int64)
+    return np.datetime64("1970-01-01T00", "h") + hours.astype("timedelta64[h]")
+
+
+def pick_time(store: Path, when: str | None) -> int:
+    """Index of `when` (`2018-01-03T12`, or a date meaning its first time); default: the
+    first time of the store."""
+    g = open_artifact(store, "era5")
+    times = _times(g)
+    if when is None:
+        return 0
+    try:
+        wanted = np.datetime64(when, "h")
+    except ValueError as exc:
+        raise DchagError(f"--time {when!r} is not a time", fix="write e.g. 2018-01-03T12"
+                         ) from exc
+    hits = np.flatnonzero(times >= wanted)
+    if not hits.size or times[hits[0]] - wanted >= np.timedelta64(24, "h"):
+        raise DchagError(f"--time {when} is not in the store", path=store,
+                         fix=f"it covers {times[0]} to {times[-1]}")
+    return int(hits[0])
+
+
+def show_era5(store: Path, channels: list[str] | None, when: str | None, out: Path
+              ) -> tuple[Path, list[ChannelStats], str]:
+    g = open_artifact(store, "era5")
+    if g["time"].attrs.get("units", "").split()[0] != "hours":
+        raise DchagError("time is not stored in hours", path=store)
+    names = [str(c) for c in g["channel"][:]]
+    chosen = channels or names[:4]
+    unknown = [c for c in chosen if c not in names]
+    if unknown:
+        raise DchagError(f"no channel {', '.join(unknown)} in the store", path=store,
+                         fix=f"choose from {', '.join(names)}")
+    t = pick_time(store, when)
+    stamp = str(_times(g)[t]) + " UTC"
+    units = dict(g["data"].attrs.get("units_by_channel", {}))
+    lat, lon = np.asarray(g["lat"][:]), np.asarray(g["lon"][:])
+    field = np.asarray(g["data"][t])  # (channel, lat, lon): one time step is one chunk
+    stats = []
+    cols = min(2, len(chosen))
+    rows = math.ceil(len(chosen) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 3.2 * rows), dpi=110,
+                             layout="constrained", squeeze=False)
+    for ax in axes.flat[len(chosen):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, chosen, strict=False):
+        c = names.index(name)
+        values = field[c]
+        extent = map_axes(ax, lat, lon)
+        winds = name.startswith(("u", "v"))  # signed: white at zero
+        lim = float(np.nanmax(np.abs(values))) or 1.0
+        kw = {"cmap": "RdBu_r", "vmin": -lim, "vmax": lim} if winds else {"cmap": "viridis"}
+        im = ax.imshow(values, origin="lower", extent=extent, aspect="equal", **kw)
+        ax.set_title(name)
+        fig.colorbar(im, ax=ax, shrink=0.85, label=pretty_units(units.get(name, "")))
+        stats.append(ChannelStats(name, units.get(name, ""), float(g["mean"][c]),
+                                  float(g["std"][c]), float(np.nanmin(values)),
+                                  float(np.nanmax(values))))
+    fig.suptitle(f"{store.name}: {stamp}")
+    return save_figure(fig, out), stats, stamp
