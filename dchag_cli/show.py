@@ -8,13 +8,14 @@ from pathlib import Path
 import typer
 
 from dchag_cli.console import out, user_errors
+from pipelines.errors import DchagError
 
 
 @user_errors
 def show(
     store: Path = typer.Argument(..., help="An appl.zarr or era5.zarr artifact.",
                                  show_default=False),
-    sample: int = typer.Option(0, help="appl.zarr: sample index."),
+    sample: int = typer.Option(None, help="appl.zarr: sample index.", show_default="0"),
     channels: str = typer.Option(None, help="era5.zarr: channels to map, e.g. z_500,t2m.",
                                  show_default="the first four"),
     time: str = typer.Option(None, help="era5.zarr: the time to map, e.g. 2018-01-03T12.",
@@ -35,10 +36,17 @@ def show(
     with contextlib.suppress(Exception):  # not a store: the reader below names the problem
         kind = zarr.open_group(str(store), mode="r").attrs.get("dchag_artifact")
     if kind == "era5":
+        if sample is not None:
+            raise DchagError("--sample is for appl.zarr", path=store,
+                             fix="for era5.zarr choose --channels and --time")
         _show_era5(store, channels, time, out_path)
         return
+    if channels is not None or time is not None:
+        raise DchagError("--channels and --time are for era5.zarr", path=store,
+                         fix="for appl.zarr choose --sample")
     from pipelines.plots.appl import show_sample
 
+    sample = sample or 0
     target = out_path or store.with_name(f"{store.stem}-sample-{sample}.png")
     out.print(f"wrote {show_sample(store, sample, target)}")
 
