@@ -196,8 +196,8 @@ class PlainLines:
         self._step = self.every or max(1, total // 20)
         self._next = done + self._step
 
-    def advance(self, n: int = 1, extra: str = "") -> None:
-        self.update(self.done + n, extra)
+    def advance(self, n: int = 1) -> None:
+        self.update(self.done + n)
 
     def update(self, done: int, extra: str = "") -> None:
         self.done = done

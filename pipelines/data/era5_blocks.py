@@ -125,19 +125,13 @@ class BlockReader:
         if bad.any():
             values[bad] = np.nan
         if not after:
-            values = packing.unpack(values)
-            if not unit.identity:
-                values = values * np.float32(unit.scale) + np.float32(unit.offset)
+            values = _physical(values, packing, unit)
         if kernel is not None:
             fields = kernel.apply_points(values)
         else:
             fields = regridder.apply(values.reshape(t * m, *regridder.source_shape))
         fields = np.asarray(fields, np.float32).reshape(t, m, *self.target.shape)
-        if after:
-            fields = packing.unpack(fields)
-            if not unit.identity:
-                fields = fields * np.float32(unit.scale) + np.float32(unit.offset)
-        return fields
+        return _physical(fields, packing, unit) if after else fields
 
     def _missing(self, bad: np.ndarray, kind: str, members: list[int], path: Path,
                  times: np.ndarray) -> None:
@@ -154,6 +148,13 @@ class BlockReader:
 
     def close(self) -> None:
         self.files.close()
+
+
+def _physical(x: np.ndarray, packing: Packing, unit) -> np.ndarray:
+    """Unpacked (scale, offset) and converted to the store's unit: both affine, so this
+    runs before or after the regrid alike."""
+    x = packing.unpack(x)
+    return x if unit.identity else x * np.float32(unit.scale) + np.float32(unit.offset)
 
 
 def _kind(values: np.ndarray) -> str:

@@ -30,6 +30,7 @@ from pipelines.data.channels import VARIABLES, short_name
 from pipelines.data.grid import LatLonGrid, check_regular
 from pipelines.data.units import Conversion, conversion
 from pipelines.errors import DchagError
+from pipelines.extras import require
 
 _RENAMES = {
     "valid_time": "time",
@@ -238,7 +239,7 @@ def _open_dataset(path: Path) -> xr.Dataset:
     if is_zarr(path):
         kind, kwargs = "zarr store", {"engine": "zarr", "chunks": None}
     elif path.suffix.lower() in GRIB_SUFFIXES:
-        _require_cfgrib(path)
+        require("cfgrib", "reading GRIB", "grib", path)
         # no `.idx` index files written beside the user's GRIB
         kind, kwargs = "GRIB file", {"engine": "cfgrib",
                                      "backend_kwargs": {"indexpath": ""}}
@@ -253,14 +254,6 @@ def _open_dataset(path: Path) -> xr.Dataset:
                if kind == "GRIB file" and "multiple values" in reason else
                "pass ERA5 as netCDF or GRIB from the CDS, or a WeatherBench 2 / ARCO zarr")
         raise DchagError(f"not a readable {kind} ({reason})", path=path, fix=fix) from exc
-
-
-def _require_cfgrib(path: Path) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("cfgrib") is None:
-        raise DchagError("reading GRIB needs cfgrib and eccodes", path=path,
-                         fix="pip install 'dchag[grib]' (or convert to netCDF first)")
 
 
 def _normalised(ds: xr.Dataset, path: Path, member: int | None = None) -> xr.Dataset:

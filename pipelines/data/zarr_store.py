@@ -77,41 +77,21 @@ def _disk_full(out: Path, unchanged: bool) -> DchagError:
 
 
 @contextlib.contextmanager
-def atomic_store(out: Path) -> Iterator[zarr.Group]:
-    """Yield a fresh zarr group that becomes `out` only if the block finishes without error.
-
-    The store is built under `OUT.partial-PID-XXXX` with `out`'s write lock held, then
-    swapped into place atomically; on any failure (or a kill) the previous `out`, if
-    any, is untouched and the partial folder is removed (now, or by the next writer)."""
-    out = Path(out)
+def _staged(out: Path, fault: str, clone: bool = False) -> Iterator[Path]:
+    """The one mechanism behind every store write: with `out`'s lock held, build under
+    `OUT.partial-PID-XXXX` (a hard-linked clone of `out` when `clone`), consolidate, and
+    swap into place atomically only when the block finishes. On any failure the previous
+    `out` is untouched, a full disk becomes one line, and the partial folder is removed
+    (now, or by the next writer after a kill)."""
     with write_lock(out):
         tmp = temp_sibling(out, "partial")
         existed = out.exists()
         try:
-            group = zarr.open_group(str(tmp), mode="w", zarr_format=ZARR_FORMAT)
-            yield group
-            fault_point("store:before-swap")
+            if clone:
+                clone_tree(out, tmp)
+            yield tmp
+            fault_point(fault)
             zarr.consolidate_metadata(str(tmp))
-            replace_dir(tmp, out)
-        except BaseException as exc:
-            drain_pending_writes()
-            if _is_disk_full(exc):
-                raise _disk_full(out, existed) from exc
-            raise
-        finally:
-            remove_tree(tmp)
-
-
-def write_dataset(ds, out: Path) -> None:
-    """Write an xarray Dataset as a zarr store with `atomic_store`'s guarantees: built
-    beside `out`, swapped in only when complete, the previous `out` untouched on failure."""
-    out = Path(out)
-    with write_lock(out):
-        tmp = temp_sibling(out, "partial")
-        existed = out.exists()
-        try:
-            ds.to_zarr(str(tmp), mode="w", zarr_format=ZARR_FORMAT, consolidated=True)
-            fault_point("store:before-swap")
             replace_dir(tmp, out)
         except BaseException as exc:
             drain_pending_writes()
@@ -123,30 +103,29 @@ def write_dataset(ds, out: Path) -> None:
 
 
 @contextlib.contextmanager
+def atomic_store(out: Path) -> Iterator[zarr.Group]:
+    """Yield a fresh zarr group that becomes `out` only if the block finishes without
+    error (`_staged`)."""
+    with _staged(Path(out), "store:before-swap") as tmp:
+        yield zarr.open_group(str(tmp), mode="w", zarr_format=ZARR_FORMAT)
+
+
+def write_dataset(ds, out: Path) -> None:
+    """Write an xarray Dataset as a zarr store with `atomic_store`'s guarantees."""
+    with _staged(Path(out), "store:before-swap") as tmp:
+        ds.to_zarr(str(tmp), mode="w", zarr_format=ZARR_FORMAT, consolidated=False)
+
+
+@contextlib.contextmanager
 def store_transaction(store: Path) -> Iterator[zarr.Group]:
     """Change an existing store as one transaction (`--append`).
 
     The block works on a private clone (its chunk files are hard links, so nothing large
-    is copied) and the clone replaces the store
-    atomically only when the block succeeds. A failure at any point — a bad input, a full
-    disk, `kill -9` — leaves the store exactly as it was, so a retry is a clean append."""
-    store = Path(store)
-    with write_lock(store):
-        tmp = temp_sibling(store, "partial")
-        try:
-            clone_tree(store, tmp)
-            group = zarr.open_group(str(tmp), mode="r+")
-            yield group
-            fault_point("append:before-swap")
-            zarr.consolidate_metadata(str(tmp))
-            replace_dir(tmp, store)
-        except BaseException as exc:
-            drain_pending_writes()
-            if _is_disk_full(exc):
-                raise _disk_full(store, True) from exc
-            raise
-        finally:
-            remove_tree(tmp)
+    is copied) that replaces the store atomically only when the block succeeds. A failure
+    at any point — a bad input, a full disk, `kill -9` — leaves the store exactly as it
+    was, so a retry is a clean append."""
+    with _staged(Path(store), "append:before-swap", clone=True) as tmp:
+        yield zarr.open_group(str(tmp), mode="r+")
 
 
 def store_bytes(path: Path) -> int:

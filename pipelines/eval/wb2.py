@@ -29,7 +29,9 @@ def wb2_variable(channel: str) -> tuple[str, int | None]:
     return VARIABLES[ch.variable].long, ch.level
 
 
-def open_wb2(path: Path) -> xr.Dataset:
+def open_wb2(path: Path, dims: tuple[str, ...], kind: str) -> xr.Dataset:
+    """A WeatherBench 2 `kind` (forecast, climatology) with WB2's names, refused unless it
+    has all of `dims`."""
     path = Path(path)
     if not path.exists():
         raise DchagError("no such file or store", path=path)
@@ -38,7 +40,12 @@ def open_wb2(path: Path) -> xr.Dataset:
     except Exception as exc:  # zarr and netCDF raise many types
         raise DchagError(f"not a readable zarr store or netCDF file ({type(exc).__name__})",
                          path=path) from exc
-    return ds.rename({k: v for k, v in _RENAMES.items() if k in ds.variables or k in ds.dims})
+    ds = ds.rename({k: v for k, v in _RENAMES.items() if k in ds.variables or k in ds.dims})
+    for dim in dims:
+        if dim not in ds.dims:
+            raise DchagError(f"has no {dim!r} dimension: not a WeatherBench 2 {kind}",
+                             path=path)
+    return ds
 
 
 def _field(ds: xr.Dataset, channel: str, path: Path) -> xr.DataArray:
@@ -87,11 +94,7 @@ class WB2Climatology:
 
     def __init__(self, path: Path, channels: list[str], target: LatLonGrid):
         self.path = Path(path)
-        ds = open_wb2(self.path)
-        for dim in ("hour", "dayofyear"):
-            if dim not in ds.dims:
-                raise DchagError(f"has no {dim!r} dimension: not a WeatherBench 2 "
-                                 "climatology", path=self.path)
+        ds = open_wb2(self.path, ("hour", "dayofyear"), "climatology")
         self.hours = [int(h) for h in ds["hour"].values]
         self.days = [int(d) for d in ds["dayofyear"].values]
         self.fields = [_field(ds, c, self.path).transpose("dayofyear", "hour", "latitude",
@@ -128,11 +131,7 @@ class WB2Forecast:
 
     def __init__(self, path: Path, channels: list[str], target: LatLonGrid):
         self.path = Path(path)
-        ds = open_wb2(self.path)
-        for dim in ("time", "prediction_timedelta"):
-            if dim not in ds.dims:
-                raise DchagError(f"has no {dim!r} dimension: not a WeatherBench 2 forecast",
-                                 path=self.path)
+        ds = open_wb2(self.path, ("time", "prediction_timedelta"), "forecast")
         present = [c for c in channels if _maybe(ds, c)]
         fields = {c: _field(ds, c, self.path) for c in present}
         # A level missing for one variable reads as NaN in WB2's shared `level` dimension:

@@ -29,16 +29,16 @@ class ChannelStats:
     maximum: float
 
 
-def _times(g) -> np.ndarray:
+def _times(g, store: Path) -> np.ndarray:
+    if not g["time"].attrs.get("units", "").startswith("hours since 1970-01-01"):
+        raise DchagError("time is not stored in hours since 1970", path=store)
     hours = np.asarray(g["time"][:], dtype=np.int64)
     return np.datetime64("1970-01-01T00", "h") + hours.astype("timedelta64[h]")
 
 
-def pick_time(store: Path, when: str | None) -> int:
+def pick_time(times: np.ndarray, when: str | None, store: Path) -> int:
     """Index of `when` (`2018-01-03T12`, or a date meaning its first time); default: the
     first time of the store."""
-    g = open_artifact(store, "era5")
-    times = _times(g)
     if when is None:
         return 0
     try:
@@ -56,16 +56,15 @@ def pick_time(store: Path, when: str | None) -> int:
 def show_era5(store: Path, channels: list[str] | None, when: str | None, out: Path
               ) -> tuple[Path, list[ChannelStats], str]:
     g = open_artifact(store, "era5")
-    if g["time"].attrs.get("units", "").split()[0] != "hours":
-        raise DchagError("time is not stored in hours", path=store)
+    times = _times(g, store)
     names = [str(c) for c in g["channel"][:]]
     chosen = channels or names[:4]
     unknown = [c for c in chosen if c not in names]
     if unknown:
         raise DchagError(f"no channel {', '.join(unknown)} in the store", path=store,
                          fix=f"choose from {', '.join(names)}")
-    t = pick_time(store, when)
-    stamp = str(_times(g)[t]) + " UTC"
+    t = pick_time(times, when, store)
+    stamp = f"{times[t]} UTC"
     units = dict(g["data"].attrs.get("units_by_channel", {}))
     lat, lon = np.asarray(g["lat"][:]), np.asarray(g["lon"][:])
     field = np.asarray(g["data"][t])  # (channel, lat, lon): one time step is one chunk

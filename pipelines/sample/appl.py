@@ -22,6 +22,7 @@ import numpy as np
 import spectral.io.envi as envi
 
 from pipelines.errors import DchagError
+from pipelines.extras import require
 
 LIB_NM = np.arange(400, 2501)  # prosail's 1 nm grid
 
@@ -29,13 +30,8 @@ LIB_NM = np.arange(400, 2501)  # prosail's 1 nm grid
 def require_prosail():
     """prosail (with numba and llvmlite, ~210 MB) is an optional extra: only synthetic
     hyperspectral cubes need it."""
-    try:
-        import prosail
-    except ImportError as exc:
-        raise DchagError("synthetic hyperspectral cubes need the prosail package "
-                         "(PROSPECT-D leaf spectra)",
-                         fix="pip install 'dchag[sample]' (or pip install prosail)") from exc
-    return prosail
+    return require("prosail", "synthetic hyperspectral cubes (PROSPECT-D leaf spectra)",
+                   "sample")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipelines.errors import DchagError
+from pipelines.extras import require
+from pipelines.train.config import LOGGERS
 
 # The scalar records of `metrics.jsonl` that a tracker receives, under the same names.
 TRACKED = ("loss", "val_loss", "lr", "grad_norm", "samples_per_s", "tokens_per_s",
@@ -30,14 +32,11 @@ class TensorBoardTracker:
     continues unbroken."""
 
     def __init__(self, run: Path, resume_step: int) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:
-            raise DchagError("--logger tensorboard needs the tensorboard package",
-                             fix="pip install 'dchag[tensorboard]' (or pip install "
-                             "tensorboard)") from exc
+        check_tracker("tensorboard")
+        from torch.utils.tensorboard import SummaryWriter
+
         self.dir = Path(run) / "tensorboard"
-        self._writer = SummaryWriter(str(self.dir), purge_step=resume_step + 1 or None)
+        self._writer = SummaryWriter(str(self.dir), purge_step=resume_step + 1)
 
     def log(self, record: dict[str, Any]) -> None:
         step = int(record["step"])
@@ -55,16 +54,12 @@ class TensorBoardTracker:
 
 
 TRACKERS: dict[str, type] = {"tensorboard": TensorBoardTracker}
-LOGGERS = ("none", *TRACKERS)
 
 
 def check_tracker(name: str) -> None:
     """Refuse a tracker that cannot start before any rank is launched."""
-    import importlib.util
-
-    if name == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
-        raise DchagError("--logger tensorboard needs the tensorboard package",
-                         fix="pip install 'dchag[tensorboard]' (or pip install tensorboard)")
+    if name == "tensorboard":
+        require("tensorboard", "--logger tensorboard", "tensorboard")
 
 
 def open_tracker(name: str, run: Path, resume_step: int) -> Tracker | None:

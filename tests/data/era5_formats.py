@@ -3,6 +3,7 @@ WeatherBench 2-layout zarr, for tests that every input kind gives the same store
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -56,38 +57,45 @@ def write_grib(folder: Path, members: int = 1) -> list[Path]:
         with open(path, "wb") as fh:
             for name in names:
                 da = ds[name]
-                levels = da["level"].values if "level" in da.dims else [None]
-                sample = "regular_ll_pl_grib2" if levels[0] is not None else \
-                    "regular_ll_sfc_grib2"
-                for t, when in enumerate(ds["time"].values):
-                    stamp = np.datetime_as_string(when, unit="m")
-                    for k, level in enumerate(levels):
-                        for member in range(members):
-                            field = da.values[t, k] if level is not None else da.values[t]
-                            h = eccodes.codes_grib_new_from_samples(sample)
-                            for key, value in (
-                                    ("Ni", lon.size), ("Nj", lat.size),
-                                    ("latitudeOfFirstGridPointInDegrees", float(lat[0])),
-                                    ("latitudeOfLastGridPointInDegrees", float(lat[-1])),
-                                    ("longitudeOfFirstGridPointInDegrees", float(lon[0])),
-                                    ("longitudeOfLastGridPointInDegrees", float(lon[-1])),
-                                    ("iDirectionIncrementInDegrees", float(lon[1] - lon[0])),
-                                    ("jDirectionIncrementInDegrees", abs(float(lat[1] - lat[0]))),
-                                    ("jScansPositively", 0),
-                                    ("dataDate", int(stamp[:10].replace("-", ""))),
-                                    ("dataTime", int(stamp[11:13]) * 100),
-                                    ("paramId", PARAM_IDS[name])):
-                                eccodes.codes_set(h, key, value)
-                            if level is not None:
-                                eccodes.codes_set(h, "level", int(level))
-                            if members > 1:
-                                eccodes.codes_set(h, "productDefinitionTemplateNumber", 1)
-                                eccodes.codes_set(h, "perturbationNumber", member)
-                                eccodes.codes_set(h, "numberOfForecastsInEnsemble", members)
-                            eccodes.codes_set(h, "packingType", "grid_ieee")
-                            eccodes.codes_set_values(h, (field + member).ravel()
-                                                     .astype(np.float64))
-                            eccodes.codes_write(h, fh)
-                            eccodes.codes_release(h)
+                levels = list(da["level"].values) if "level" in da.dims else [None]
+                for t, k, member in itertools.product(range(ds.sizes["time"]),
+                                                      range(len(levels)), range(members)):
+                    field = da.values[t, k] if levels[k] is not None else da.values[t]
+                    h = _grib_message(field + member, ds["time"].values[t], lat, lon,
+                                      PARAM_IDS[name], levels[k], member, members)
+                    eccodes.codes_write(h, fh)
+                    eccodes.codes_release(h)
         written.append(path)
     return written
+
+
+def _grib_message(field: np.ndarray, when: np.datetime64, lat: np.ndarray, lon: np.ndarray,
+                  param_id: int, level: float | None, member: int, members: int):
+    """One GRIB 2 message of `field` (IEEE floats), from eccodes' own samples."""
+    import eccodes
+
+    stamp = np.datetime_as_string(when, unit="m")
+    sample = "regular_ll_pl_grib2" if level is not None else "regular_ll_sfc_grib2"
+    h = eccodes.codes_grib_new_from_samples(sample)
+    for key, value in (
+            ("Ni", lon.size), ("Nj", lat.size),
+            ("latitudeOfFirstGridPointInDegrees", float(lat[0])),
+            ("latitudeOfLastGridPointInDegrees", float(lat[-1])),
+            ("longitudeOfFirstGridPointInDegrees", float(lon[0])),
+            ("longitudeOfLastGridPointInDegrees", float(lon[-1])),
+            ("iDirectionIncrementInDegrees", float(lon[1] - lon[0])),
+            ("jDirectionIncrementInDegrees", abs(float(lat[1] - lat[0]))),
+            ("jScansPositively", 0),
+            ("dataDate", int(stamp[:10].replace("-", ""))),
+            ("dataTime", int(stamp[11:13]) * 100),
+            ("paramId", param_id)):
+        eccodes.codes_set(h, key, value)
+    if level is not None:
+        eccodes.codes_set(h, "level", int(level))
+    if members > 1:
+        eccodes.codes_set(h, "productDefinitionTemplateNumber", 1)
+        eccodes.codes_set(h, "perturbationNumber", member)
+        eccodes.codes_set(h, "numberOfForecastsInEnsemble", members)
+    eccodes.codes_set(h, "packingType", "grid_ieee")
+    eccodes.codes_set_values(h, field.ravel().astype(np.float64))
+    return h
