@@ -50,3 +50,42 @@ def weatherbench2(
     names = ", ".join(ds.data_vars)
     out.print(f"wrote {out_path}: {ds.sizes['time']} init times × "
               f"{ds.sizes['prediction_timedelta']} leads of {names}")
+
+
+@app.command("model")
+@user_errors
+def model(
+    run: Path = typer.Argument(..., help="A run folder of `dchag pretrain` or `dchag train "
+                               "forecast` (any --gpus/--tp layout)."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="The .safetensors file to write."),
+    overwrite: bool = typer.Option(False, help="Replace an earlier export."),
+) -> None:
+    """One portable file from a sharded run: its newest intact checkpoint consolidated
+    into plain tensors (safetensors: data only, never code), with the run's config,
+    channels, normalisation and grid in the file's metadata.
+
+    The file stands in for the run folder: [cyan]dchag eval forecast --run model.safetensors[/],
+    [cyan]dchag predict masks --run model.safetensors[/], [cyan]dchag train forecast --init
+    model.safetensors[/]. In Python: [cyan]safetensors.torch.load_file("model.safetensors")[/].
+
+    Example: [cyan]dchag export model runs/forecast --out forecast.safetensors[/]
+    """
+    from dchag_cli.console import human_bytes, key_value_table
+    from pipelines.data.zarr_store import check_writable_target
+    from pipelines.eval.runs import run_files
+    from pipelines.locks import write_lock
+    from pipelines.train.model_file import SUFFIX, export_model
+
+    if out_path.suffix != SUFFIX:
+        raise DchagError(f"--out {out_path} must end in {SUFFIX}")
+    if not Path(run).is_dir():
+        raise DchagError("not a run folder", path=run,
+                         fix="pass the folder `dchag pretrain` or `dchag train` wrote")
+    check_writable_target(out_path, overwrite=overwrite, kinds=("model",),
+                          inputs=run_files(run))
+    with write_lock(out_path):
+        s = export_model(run, out_path)
+    out.print(key_value_table("export model", [
+        ("file", str(s.out)), ("checkpoint step", str(s.step)),
+        ("tensors", f"{s.tensors} ({s.parameters:,} parameters)"),
+        ("size", human_bytes(s.bytes))]))

@@ -40,8 +40,10 @@ def channels(
     for col in ("short", "long", "units", "levels"):
         variables.add_column(col)
     for v in VARIABLES.values():
-        variables.add_row(v.short, v.long, v.units, "pressure (VAR_hPa)" if v.pressure_level
-                          else "single")
+        kind = ("pressure (VAR_hPa)" if v.pressure_level else
+                "constant, from the grid" if v.computed else
+                "constant (--constants FILE)" if v.constant else "single")
+        variables.add_row(v.short, v.long, v.units, kind)
     out.print(variables)
 
 
@@ -56,10 +58,14 @@ def _store_channels(path: Path) -> None:
     if kind not in ("era5", "appl"):
         raise DchagError("not an era5.zarr or appl.zarr", path=path)
     group = open_artifact(path, kind)
+    constant: list[str] = []
     if kind == "era5":
         names = [str(n) for n in group.attrs["channels"]]
+        constant = [str(n) for n in group.attrs.get("constant_channels", [])]
     else:
         from pipelines.train.data import band_names
 
         names = band_names(group["wavelength"][:])
     out.print(f"[bold]{path}[/] ({kind}, {len(names)} channels): {', '.join(names)}")
+    if constant:
+        out.print(f"constant fields (inputs, not forecast targets): {', '.join(constant)}")

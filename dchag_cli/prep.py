@@ -60,6 +60,10 @@ def era5(
                                show_default="every time of the inputs"),
     member: int = typer.Option(None, help="The ensemble member to take from inputs with a "
                                "`number` dimension (ERA5 EDA GRIB).", show_default="none"),
+    constants: list[Path] = typer.Option(
+        None, "--constants", help="A file of constant fields (ERA5's invariant lsm and "
+        "surface z, or any input holding lsm / orography); repeatable. Ask for them as "
+        "channels: --channels …,lsm,orography,lat (lat needs no file).", show_default="none"),
     log_every: int = log_every_option("time steps"),
     append: bool = typer.Option(False, help="Add later times to an existing store."),
     overwrite: bool = typer.Option(False, help="Replace an existing store."),
@@ -69,7 +73,8 @@ def era5(
     Accepts netCDF of both CDS naming generations (valid_time/pressure_level and
     time/level), packed int16 or float32 values; GRIB (the grib extra; --member for
     ensembles); WeatherBench 2 and ARCO-ERA5 zarr (--period reads only that span);
-    latitude 90→-90 or -90→90, longitude 0..360 or -180..180.
+    latitude 90→-90 or -90→90, longitude 0..360 or -180..180. Constant fields (lsm,
+    orography, lat) are channels broadcast over time: model inputs, not forecast targets.
 
     Example: [cyan]dchag prep era5 sample_data/era5 --preset sample-14 --out era5.zarr[/]
     """
@@ -82,7 +87,7 @@ def era5(
         method=method, backend=backend, weights=weights, resolution=resolution,
         region=region, train_years=parse_years(train_years), clim_window=clim_window,
         clim_hour_step=clim_hour_step, allow_nan=allow_nan, append=append, overwrite=overwrite,
-        workers=workers, period=period, member=member,
+        workers=workers, period=period, member=member, constants=list(constants or []),
     )
     with RichProgress(log_every) as progress:
         s = prep_era5(cfg, progress)

@@ -1,8 +1,8 @@
 """What `--overwrite` may replace: only dchag's own outputs, never a user's data.
 
 An output path may be replaced only when it is recognisably ours — a zarr store whose
-attributes say `dchag_artifact`, or a folder carrying dchag's `.dchag` marker (run
-folders, quickstart folders) — and never when it overlaps an input: equal to one,
+attributes say `dchag_artifact`, a folder carrying dchag's `.dchag` marker (run
+folders, quickstart folders), or a model file whose metadata says it is dchag's — and never when it overlaps an input: equal to one,
 containing one, or inside one. Anything else is refused with one line, before any work.
 """
 
@@ -76,6 +76,10 @@ def check_replaceable(target: Path, kinds: Iterable[str], inputs: Iterable[Path]
     wanted = tuple(kinds)
     found = artifact_kind(target) if target.is_dir() else None
     found = found or (folder_kind(target) if target.is_dir() else None)
+    if target.is_file() and not target.is_symlink():
+        from pipelines.train.model_file import model_file_kind
+
+        found = model_file_kind(target)
     if found not in wanted:
         what = f"a dchag {found}" if found else "not something dchag wrote"
         raise DchagError(f"already exists and is {what}; dchag replaces only its own "

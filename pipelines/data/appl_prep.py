@@ -3,8 +3,10 @@
 Layout of the artifact (zarr format 2):
     cube(sample, band, y, x)    float16 or float32 reflectance, one chunk per sample
     wavelength(band)            nm, the common band grid
-    mask(sample, y, x)          uint8, 1 = plant (NDVI threshold + morphology)
-    mean(band), std(band)       over all pixels of all samples (running sums kept)
+    mask(sample, y, x)          uint8, 1 = plant (NDVI threshold + morphology), valid only
+    valid(sample, y, x)         uint8, 0 where the header's `data ignore value` was (stored 0)
+    bad_bands(sample)           bands the header's bad-band list (`bbl`) dropped
+    mean(band), std(band)       over all valid pixels of all samples (running sums kept)
     sample, plant_id, date, label, source, native_bands (sample)
     attrs: dchag_artifact="appl", bands, range_nm, size, spatial, dtype, ndvi, provenance
 """
@@ -17,9 +19,15 @@ from pathlib import Path
 
 import numcodecs
 import numpy as np
+import scipy.sparse as sp
 import zarr
 
-from pipelines.data.appl_transform import band_matrix, fit_spatial, ndvi_mask
+from pipelines.data.appl_transform import (
+    band_matrix,
+    fit_spatial,
+    ndvi_mask,
+    response_matrix,
+)
 from pipelines.data.envi_read import (
     CubeSource,
     EnviCube,
@@ -131,28 +139,60 @@ class _Reference:
         return ref.mean(axis=0)[None, None]
 
 
+def cube_band_matrix(cube: EnviCube, target_nm: np.ndarray) -> sp.csr_matrix:
+    """(target bands × the file's bands): by spectral response where the header gives
+    `fwhm`, else linear in wavelength; bands the bad-band list marks get no weight."""
+    good = cube.good_bands
+    nm = cube.wavelengths[good]
+    w = (response_matrix(nm, cube.fwhm[good], target_nm, cube.source.header)
+         if cube.fwhm is not None else band_matrix(nm, target_nm, cube.source.header)).tocoo()
+    return sp.csr_matrix((w.data, (w.row, good[w.col])), shape=(target_nm.size, cube.shape[2]))
+
+
 def _read_cube(cube: EnviCube, cfg: ApplPrepConfig, dark: _Reference | None,
-               white: _Reference | None) -> np.ndarray:
-    """Resample one cube to (bands, size, size) reflectance, band chunk by band chunk."""
+               white: _Reference | None) -> tuple[np.ndarray, np.ndarray]:
+    """Resample one cube to (bands, size, size) reflectance, band chunk by band chunk, and
+    say which output pixels are valid: a pixel holding the header's `data ignore value` in
+    any band read is masked, stored as 0, as is every output pixel it would blend into."""
     target = cfg.target_nm
-    w = band_matrix(cube.wavelengths, target, cube.source.header)
-    cols = cube.shape[1]
+    w = cube_band_matrix(cube, target)
+    rows, cols = cube.shape[:2]
     out = np.empty((target.size, cfg.size, cfg.size), np.float32)
+    ignored = np.zeros((rows, cols), bool)
     for b0 in range(0, target.size, BAND_CHUNK):
         wc = w[b0:b0 + BAND_CHUNK]
         needed = np.unique(wc.indices)
         raw = np.asarray(cube.memmap[:, :, needed], dtype=np.float32)  # (rows, cols, k)
+        hit = _ignored(raw, cube.ignore)
+        ignored |= hit
         if dark is not None and white is not None:
             nm = cube.wavelengths[needed]
             d, wh = dark.values(cols, nm), white.values(cols, nm)
             raw = ((raw - d) / np.maximum(wh - d, 1e-6)).astype(np.float32)
         else:
             raw /= cube.scale
+        raw[hit] = 0.0
         _check_values(raw, cube)
         resampled = raw @ wc[:, needed].T.toarray().astype(np.float32)  # (rows, cols, chunk)
         out[b0:b0 + wc.shape[0]] = np.moveaxis(fit_spatial(resampled, cfg.size, cfg.spatial),
                                                -1, 0)
-    return out
+    if not ignored.any():
+        return out, np.ones((cfg.size, cfg.size), bool)
+    whole = fit_spatial((~ignored).astype(np.float32)[:, :, None], cfg.size, cfg.spatial)
+    valid = whole[:, :, 0] > 1.0 - 1e-4
+    if not valid.any():
+        raise DchagError(f"every pixel holds the data ignore value ({cube.ignore:g}) in some "
+                         "band", path=cube.source.header,
+                         fix="check `data ignore value` in the header")
+    out[:, ~valid] = 0.0
+    return out, valid
+
+
+def _ignored(raw: np.ndarray, ignore: float | None) -> np.ndarray:
+    """(rows, cols): pixels holding the ignore value in any of these bands."""
+    if ignore is None:
+        return np.zeros(raw.shape[:2], bool)
+    return (np.isnan(raw) if np.isnan(ignore) else raw == np.float32(ignore)).any(axis=-1)
 
 
 def _check_values(raw: np.ndarray, cube: EnviCube) -> None:
@@ -198,9 +238,25 @@ def _create(g: zarr.Group, cfg: ApplPrepConfig) -> None:
                    fill_value=None)
     dims_array(g, "native_bands", ["sample"], shape=(0,), chunks=(4096,), dtype="i4",
                fill_value=None)
+    _create_header_arrays(g, cfg.size, 0)
     for name in ("stats_sum", "stats_sumsq", "mean", "std"):
         dims_array(g, name, ["band"], shape=(cfg.bands,), dtype="f8", fill_value=None)[:] = 0
     g.attrs["stats_count"] = 0
+
+
+def _create_header_arrays(g: zarr.Group, size: int, n: int) -> None:
+    """`valid` (pixels free of the data ignore value) and `bad_bands` (bands the header's
+    bbl dropped) per sample; a store from before them gets them as all-valid, none bad."""
+    valid = dims_array(g, "valid", ["sample", "y", "x"], shape=(n, size, size),
+                       chunks=(1, size, size), dtype="u1", fill_value=None)
+    valid.attrs.update({"long_name": "pixels free of the header's data ignore value",
+                        "units": "1", "flag_values": [0, 1], "flag_meanings": "ignored valid"})
+    bad = dims_array(g, "bad_bands", ["sample"], shape=(n,), chunks=(4096,), dtype="i4",
+                     fill_value=None)
+    bad.attrs["long_name"] = "bands the header's bad-band list (bbl) dropped"
+    if n:  # no fill values (xarray would read them as missing): written out
+        valid[:] = 1
+        bad[:] = 0
 
 
 def _check_append(g: zarr.Group, cfg: ApplPrepConfig) -> None:
@@ -292,8 +348,11 @@ def prep_appl(cfg: ApplPrepConfig, progress: Progress | None = None) -> ApplSumm
 def _write(g: zarr.Group, cubes: list[EnviCube], cfg: ApplPrepConfig, dark: _Reference | None,
            white: _Reference | None, progress: Progress) -> None:
     """Append cubes one by one to a fresh store or a transaction's clone."""
+    if "valid" not in g:
+        _create_header_arrays(g, cfg.size, g["cube"].shape[0])
     # Keep these handles: after a resize, g[name] may still report the consolidated shape.
-    arrays = {name: g[name] for name in ("cube", "mask", "native_bands", *META_FIELDS)}
+    arrays = {name: g[name] for name in ("cube", "mask", "native_bands", "valid",
+                                         "bad_bands", *META_FIELDS)}
     n_old = arrays["cube"].shape[0]
     total, total_sq = g["stats_sum"][:], g["stats_sumsq"][:]
     count = int(g.attrs["stats_count"])
@@ -302,21 +361,29 @@ def _write(g: zarr.Group, cubes: list[EnviCube], cfg: ApplPrepConfig, dark: _Ref
     for a in arrays.values():
         a.resize((n_old + len(cubes), *a.shape[1:]))
     for i, cube in enumerate(cubes):
-        data = _read_cube(cube, cfg, dark, white)
+        data, valid = _read_cube(cube, cfg, dark, white)
         stored = data.astype(cfg.dtype)
         arrays["cube"][n_old + i] = stored
         mask = ndvi_mask(data, cfg.target_nm, cfg.ndvi, cfg.min_plant_pixels)
         arrays["mask"][n_old + i] = (mask if mask is not None
-                                     else np.ones(data.shape[1:], bool))
+                                     else np.ones(data.shape[1:], bool)) & valid
+        arrays["valid"][n_old + i] = valid
+        dropped = cube.shape[2] - cube.good_bands.size
+        arrays["bad_bands"][n_old + i] = dropped
+        if dropped:
+            note(f"{cube.source.header.name}: {dropped} bad bands (bbl) left out")
+        if not valid.all():
+            note(f"{cube.source.header.name}: {int((~valid).sum())} of {valid.size} output "
+                 "pixels masked (data ignore value)")
         s = cube.source
         for name, value in zip(META_FIELDS, (s.sample_id, s.plant_id, s.date, s.label,
                                              str(s.header.resolve())), strict=True):
             _set_string(arrays[name], n_old + i, value)
         arrays["native_bands"][n_old + i] = cube.shape[2]
-        x = stored.astype(np.float64)
-        total += x.sum(axis=(1, 2))
-        total_sq += (x * x).sum(axis=(1, 2))
-        count += x.shape[1] * x.shape[2]
+        x = stored.astype(np.float64)[:, valid]  # (bands, valid pixels)
+        total += x.sum(axis=1)
+        total_sq += (x * x).sum(axis=1)
+        count += x.shape[1]
         fault_point("prep:block-written")
         progress.advance()
     mean = total / count

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.sparse as sp
 from skimage import morphology
@@ -22,6 +24,34 @@ def band_matrix(source_nm: np.ndarray, target_nm: np.ndarray, path: object) -> s
         raise DchagError(f"requested {target_nm[0]:g}–{target_nm[-1]:g} nm but the sensor covers "
                          f"{lo:g}–{hi:g} nm", path=path, fix="narrow --range to the sensor's")
     w = linear_interp_matrix(source_nm[order], target_nm).tocoo()
+    return sp.csr_matrix((w.data, (w.row, order[w.col])), shape=(target_nm.size, source_nm.size))
+
+
+def response_matrix(source_nm: np.ndarray, fwhm: np.ndarray, target_nm: np.ndarray,
+                    path: object) -> sp.csr_matrix:
+    """(n_target × n_source) band resampling by spectral response, for headers with `fwhm`:
+    each target band (Gaussian, its width the grid spacing) averages the source bands it
+    overlaps, weighted by the overlap with each band's width (spectral's BandResampler).
+    Broad bands are thus averaged, not point-sampled as linear interpolation would."""
+    band_matrix(source_nm, target_nm, path)  # the same range check
+    return _response(source_nm.tobytes(), fwhm.tobytes(), target_nm.tobytes(), str(path))
+
+
+@functools.lru_cache(maxsize=16)  # cubes of one sensor share their band grid
+def _response(source: bytes, widths: bytes, target: bytes, path: str) -> sp.csr_matrix:
+    from spectral.algorithms.resampling import create_resampling_matrix
+
+    source_nm, fwhm = np.frombuffer(source), np.frombuffer(widths)
+    target_nm = np.frombuffer(target)
+    order = np.argsort(source_nm)
+    step = np.gradient(target_nm) if target_nm.size > 1 else np.ones(1)
+    m = create_resampling_matrix(source_nm[order], fwhm[order], target_nm, np.abs(step))
+    gaps = np.flatnonzero(np.isnan(m).any(axis=1))
+    if gaps.size:
+        raise DchagError(f"no band's fwhm reaches {target_nm[gaps[0]]:g} nm ({gaps.size} of "
+                         f"{target_nm.size} target bands uncovered)", path=path,
+                         fix="check the header's fwhm, or narrow --range")
+    w = sp.coo_matrix(m)
     return sp.csr_matrix((w.data, (w.row, order[w.col])), shape=(target_nm.size, source_nm.size))
 
 

@@ -4,6 +4,11 @@ A channel is a variable on a level: `z_500` (geopotential at 500 hPa) or `t2m` (
 variable). Files may name a variable by its ERA5 short name (`z`, `t2m`) or by its long
 WeatherBench name (`geopotential`, `2m_temperature`) or by ECMWF's short name (`2t`, `10u`,
 `10v`); all resolve to the netCDF short name.
+
+Constant fields (`lsm`, `orography`, `lat`) are channels too, as ClimaX and Aurora feed
+them: read once from any input that holds them (ERA5's invariant file, WeatherBench 2's
+`land_sea_mask` / `geopotential_at_surface`) or, for `lat`, computed from the grid, and
+broadcast over time. They are model inputs, never forecast targets.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ class Variable:
     units: str
     pressure_level: bool
     standard_name: str | None = None  # CF standard name, where one exists
+    constant: bool = False  # the same field at every time: an input, not a target
+    computed: bool = False  # made from the grid, never read from a file
 
     @property
     def title(self) -> str:
@@ -47,7 +54,10 @@ VARIABLES: dict[str, Variable] = {v.short: v for v in [
     Variable("tcw", "total_column_water", "kg m**-2", False, None),
     Variable("tisr", "toa_incident_solar_radiation", "J m**-2", False,
              "integral_wrt_time_of_toa_incoming_shortwave_flux"),
-    Variable("lsm", "land_sea_mask", "1", False, "land_area_fraction"),
+    Variable("lsm", "land_sea_mask", "1", False, "land_area_fraction", constant=True),
+    Variable("orography", "orography", "m", False, "surface_altitude", constant=True),
+    Variable("lat", "latitude", "degrees_north", False, "latitude", constant=True,
+             computed=True),
 ]}
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -64,6 +74,9 @@ def pretty_units(units: str) -> str:
 _BY_LONG = {v.long: v.short for v in VARIABLES.values()}
 # ECMWF's own short names (GRIB `shortName`, MARS requests) where ERA5's netCDF differs.
 ECMWF_ALIASES = {"2t": "t2m", "10u": "u10", "10v": "v10"}
+# Other names of the constant fields: surface geopotential (converted to metres), CMIP's.
+CONSTANT_ALIASES = {"z_surface": "orography", "geopotential_at_surface": "orography",
+                    "orog": "orography"}
 
 WB13_LEVELS = (50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
 LEVELS_17 = (10, 20, 30, 50, 70, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
@@ -73,7 +86,12 @@ def short_name(name: str) -> str | None:
     """The ERA5 short name for a file variable name, or None if it is not an ERA5 variable."""
     if name in VARIABLES:
         return name
-    return _BY_LONG.get(name) or ECMWF_ALIASES.get(name)
+    return _BY_LONG.get(name) or ECMWF_ALIASES.get(name) or CONSTANT_ALIASES.get(name)
+
+
+def is_constant(channel: str) -> bool:
+    """A constant field (`lsm`, `orography`, `lat`): broadcast over time, never a target."""
+    return VARIABLES[parse_channel(channel).variable].constant
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@ A cube is never loaded whole: callers read band subsets from the memory map. Eve
 that can be wrong with a delivery is checked up front, with the file and the fix named:
 a header without its binary or the reverse, a binary shorter or longer than the header
 says, missing wavelengths, an unsupported layout.
+
+The header's semantics are honoured: `wavelength units` (nm, µm, mm), `fwhm` (each
+band's width, used when resampling bands), `bbl` (the bad-band list: bands marked 0 are
+never read) and `data ignore value` (pixels holding it are masked, not read as data).
 """
 
 from __future__ import annotations
@@ -38,6 +42,15 @@ class EnviCube:
     memmap: np.ndarray = field(repr=False)  # (rows, cols, bands), the file's own dtype
     wavelengths: np.ndarray  # nm, one per band, in file order
     scale: float  # divide stored values by this to get reflectance
+    fwhm: np.ndarray | None = None  # nm, each band's full width at half maximum
+    good: np.ndarray | None = None  # bool per band: False where `bbl` marks a bad band
+    ignore: float | None = None  # `data ignore value`: a pixel holding it is masked
+
+    @property
+    def good_bands(self) -> np.ndarray:
+        """Indices of the bands to read (all but those the bad-band list marks)."""
+        return np.flatnonzero(self.good) if self.good is not None else \
+            np.arange(self.shape[2])
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -104,17 +117,72 @@ def open_cube(source: CubeSource, wavelengths: np.ndarray | None = None,
         if not centers:
             raise DchagError("header has no wavelength list", path=header,
                              fix="add `wavelength = {…}` to the header or pass --wavelengths FILE")
-        wavelengths = np.asarray(centers, dtype=np.float64)
-        units = str(img.metadata.get("wavelength units", "nm")).lower()
-        if units.startswith("micro") or units in ("um", "µm") or wavelengths.max() < 10:
-            wavelengths = wavelengths * 1000.0
+        to_nm = _to_nm(img.metadata, np.asarray(centers, dtype=np.float64), header)
+        wavelengths = np.asarray(centers, dtype=np.float64) * to_nm
+    else:
+        to_nm = 1.0  # a --wavelengths file is in nm
     if wavelengths.size != bands:
         raise DchagError(f"{wavelengths.size} wavelengths for {bands} bands", path=header,
                          fix="give exactly one wavelength per band")
     if scale is None:
         scale = float(img.metadata.get("reflectance scale factor", 1.0))
+    fwhm = _per_band(img.metadata, "fwhm", bands, header)
+    if fwhm is not None:
+        fwhm = fwhm * to_nm
+        if not (np.isfinite(fwhm).all() and (fwhm > 0).all()):
+            raise DchagError("`fwhm` holds widths that are not positive", path=header,
+                             fix="correct the header's fwhm, or remove it to interpolate")
+    bbl = _per_band(img.metadata, "bbl", bands, header)
+    good = None if bbl is None else bbl != 0
+    if good is not None and good.sum() < 2:
+        raise DchagError(f"the bad-band list (bbl) leaves {int(good.sum())} of {bands} bands",
+                         path=header, fix="check the header's bbl (1 = good band, 0 = bad)")
     return EnviCube(source=source, binary=binary, memmap=img.open_memmap(interleave="bip"),
-                    wavelengths=wavelengths, scale=scale)
+                    wavelengths=wavelengths, scale=scale, fwhm=fwhm, good=good,
+                    ignore=_ignore_value(img.metadata, header))
+
+
+_NM_PER_UNIT = {"nm": 1.0, "nanometers": 1.0, "nanometer": 1.0, "nanometres": 1.0,
+                "um": 1e3, "µm": 1e3, "micrometers": 1e3, "micrometer": 1e3,
+                "micrometres": 1e3, "microns": 1e3, "micron": 1e3,
+                "mm": 1e6, "millimeters": 1e6, "millimeter": 1e6, "millimetres": 1e6}
+
+
+def _to_nm(metadata: dict, centers: np.ndarray, header: Path) -> float:
+    """The factor from the header's `wavelength units` to nm. Without units (or ENVI's
+    `Unknown`), centres below 10 are taken as µm, anything else as nm."""
+    units = str(metadata.get("wavelength units", "")).strip().lower()
+    if units in ("", "unknown"):
+        return 1e3 if centers.max() < 10 else 1.0
+    if units in _NM_PER_UNIT:
+        return _NM_PER_UNIT[units]
+    raise DchagError(f"wavelength units {units!r} are not a length (nm, µm or mm)",
+                     path=header, fix="set `wavelength units = Nanometers` in the header or "
+                     "pass --wavelengths FILE (nm)")
+
+
+def _per_band(metadata: dict, key: str, bands: int, header: Path) -> np.ndarray | None:
+    """A per-band header list (`fwhm`, `bbl`) as floats, or None when absent."""
+    if key not in metadata:
+        return None
+    try:
+        values = np.array([float(v) for v in metadata[key]], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DchagError(f"`{key}` is not a list of numbers", path=header) from exc
+    if values.size != bands:
+        raise DchagError(f"`{key}` has {values.size} values for {bands} bands", path=header,
+                         fix=f"give one {key} value per band, or remove `{key}`")
+    return values
+
+
+def _ignore_value(metadata: dict, header: Path) -> float | None:
+    text = metadata.get("data ignore value")
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except (TypeError, ValueError) as exc:
+        raise DchagError(f"`data ignore value = {text}` is not a number", path=header) from exc
 
 
 def read_manifest(path: Path) -> list[CubeSource]:

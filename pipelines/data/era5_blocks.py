@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.data.channels import VARIABLES
 from pipelines.data.era5_plan import Era5Plan
 from pipelines.data.era5_read import FileCache, Packing
 from pipelines.data.grid import LatLonGrid
@@ -61,8 +62,11 @@ def available_cores() -> int:
 
 
 def _read_groups(plan: Era5Plan) -> dict[tuple[int, str], list[int]]:
+    """Channels read together: one variable from one file (constant fields apart)."""
     groups: dict[tuple[int, str], list[int]] = defaultdict(list)
     for c, ch in enumerate(plan.channels):
+        if VARIABLES[ch.variable].constant:
+            continue
         for fid in np.unique(plan.file_of[c]):
             groups[(int(fid), ch.variable)].append(c)
     return groups
@@ -80,6 +84,7 @@ class BlockReader:
         self.regridders: dict[bytes, Regridder] = {}
         self.nan_values: dict[str, int] = defaultdict(int)
         self.files = FileCache(2)
+        self.constants: dict[int, np.ndarray] = {}  # channel → its field, read once
 
     def _regridder(self, grid: LatLonGrid) -> Regridder:
         key = grid.lat.tobytes() + b"|" + grid.lon.tobytes()
@@ -109,7 +114,29 @@ class BlockReader:
             fields = self._regrid(raw, packing, regridder, f.units[var], members, f.path,
                                   plan.times[t0:t1][mask])
             out[np.flatnonzero(mask)[:, None], np.array(members)[None, :]] = fields
+        for c in range(len(plan.channels)):
+            if VARIABLES[plan.channels[c].variable].constant:
+                out[:, c] = self._constant(c)
         return out
+
+    def _constant(self, c: int) -> np.ndarray:
+        """A constant field on the target grid: `lat` from the grid, the others regridded
+        from their file's first time, once per reader."""
+        if c not in self.constants:
+            ch, fid = self.plan.channels[c], int(self.plan.file_of[c, 0])
+            if VARIABLES[ch.variable].computed:  # `lat`, the only computed field
+                field = np.broadcast_to(self.target.lat[:, None], self.target.shape)
+            else:
+                f = self.plan.files[fid]
+                regridder = self._regridder(f.grid)
+                rows = regridder.kernel.rows if regridder.kernel is not None else None
+                raw, packing = f.read_raw(ch.variable, np.zeros(1, np.int64), None,
+                                          self.files, rows)
+                field = self._regrid(raw[:, None], packing, regridder, f.units[ch.variable],
+                                     [c], f.path, f.times[:1] if f.times.size else
+                                     np.array(["NaT"], "datetime64[ns]"))[0, 0]
+            self.constants[c] = np.asarray(field, np.float32)
+        return self.constants[c]
 
     def _regrid(self, raw: np.ndarray, packing: Packing, regridder: Regridder, unit,
                 members: list[int], path: Path, times: np.ndarray) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 Files may be split by level type (pressure/single level), by variable and by time; the
 plan checks that every requested channel exists at every time exactly once, and says
-precisely what is missing or duplicated otherwise.
+precisely what is missing or duplicated otherwise. A constant field (`lsm`, `orography`)
+comes from the first file holding it, at that file's first time (or without time), for
+every time of the store; `lat` comes from no file (file index -1).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.data.channels import Channel
+from pipelines.data.channels import VARIABLES, Channel
 from pipelines.data.era5_read import Era5File
 from pipelines.errors import DchagError
 
@@ -37,8 +39,11 @@ def _providers(files: list[Era5File], ch: Channel) -> list[int]:
         return out
     holders = [f for f in files if ch.variable in f.variables]
     if not holders:
+        fix = ("pass ERA5's invariant file (lsm, surface z) with --constants, or drop it "
+               "from --channels") if VARIABLES[ch.variable].constant else \
+            "add the file that holds it, or drop the channel from --channels"
         raise DchagError(f"no input file has variable {ch.variable!r} (needed for {ch.name})",
-                         fix="add the file that holds it, or drop the channel from --channels")
+                         fix=fix)
     f = holders[0]
     levels = ", ".join(str(int(x)) for x in (f.levels if f.levels is not None else []))
     raise DchagError(f"{ch.variable!r} has no {ch.level} hPa level (levels: {levels})",
@@ -51,8 +56,16 @@ def make_plan(files: list[Era5File], channels: list[Channel],
     `period` ([first, end) in hours since 1970), only those times are planned, so only
     they are read — a decades-long zarr archive costs only the span asked for."""
     level_index = np.full((len(channels), len(files)), -1, dtype=np.int64)
+    varying = [c for c in channels if not VARIABLES[c.variable].constant]
+    if not varying:
+        raise DchagError("only constant fields were asked for (lsm, orography, lat)",
+                         fix="add at least one time-varying channel, e.g. t2m")
+    for ch in channels:
+        if VARIABLES[ch.variable].constant and not VARIABLES[ch.variable].computed:
+            _providers(files, ch)  # explains a missing constant field
     per_channel: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for c, ch in enumerate(channels):
+    for ch in varying:
+        c = channels.index(ch)
         t_all, f_all, l_all = [], [], []
         for i in _providers(files, ch):
             f = files[i]
@@ -83,16 +96,22 @@ def make_plan(files: list[Era5File], channels: list[Channel],
                              path=a, fix="pass each time range once")
         per_channel.append((t, fi, li))
     times = per_channel[0][0]
-    for ch, (t, _, _) in zip(channels, per_channel, strict=True):
+    for ch, (t, _, _) in zip(varying, per_channel, strict=True):
         if t.size != times.size or not np.array_equal(t, times):
             missing = np.setdiff1d(times, t)
             extra = np.setdiff1d(t, times)
             odd = missing if missing.size else extra
-            first = channels[0].name
+            first = varying[0].name
             raise DchagError(f"{ch.name} and {first} cover different times "
                              f"({odd.size} differ, first {str(odd[0])[:19]})",
                              fix="give every variable the same time steps")
-    file_of = np.stack([p[1] for p in per_channel])
-    local = np.stack([p[2] for p in per_channel])
+    by_name = dict(zip([c.name for c in varying], per_channel, strict=True))
+    file_of = np.full((len(channels), times.size), -1, np.int64)
+    local = np.zeros((len(channels), times.size), np.int64)
+    for c, ch in enumerate(channels):
+        if ch.name in by_name:
+            file_of[c], local[c] = by_name[ch.name][1], by_name[ch.name][2]
+        elif not VARIABLES[ch.variable].computed:
+            file_of[c] = _providers(files, ch)[0]  # its first time (or none), every time
     return Era5Plan(files=files, channels=channels, times=times, file_of=file_of,
                     local_time=local, level_index=level_index)

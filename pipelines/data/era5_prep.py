@@ -26,7 +26,7 @@ import numcodecs
 import numpy as np
 import zarr
 
-from pipelines.data.channels import Channel, resolve_channels
+from pipelines.data.channels import VARIABLES, Channel, resolve_channels
 from pipelines.data.era5_blocks import BlockReader, DecodePool, auto_workers
 from pipelines.data.era5_plan import Era5Plan, make_plan
 from pipelines.data.era5_read import Era5File, expand_sources, open_era5
@@ -83,6 +83,7 @@ class Era5PrepConfig:
     workers: int = 0  # decoding processes; 0: the cores available (1 for small inputs)
     period: str | None = None  # only these times (`2018`, `2018-01:2018-03`, …)
     member: int | None = None  # the ensemble member, for inputs with a `number` dimension
+    constants: list[Path] = field(default_factory=list)  # files of constant fields
 
     def __post_init__(self) -> None:
         if not 1 <= self.clim_window <= 365 or self.clim_window % 2 == 0:
@@ -100,6 +101,7 @@ class Era5PrepConfig:
     def to_attrs(self) -> dict:
         d = asdict(self)
         d["sources"] = [str(p) for p in self.sources]
+        d["constants"] = [str(p) for p in self.constants]
         d["out"] = str(self.out)
         d["weights"] = str(self.weights) if self.weights else None
         return d
@@ -220,7 +222,7 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
         check_writable_target(cfg.out, overwrite=cfg.overwrite, kinds=("era5",))
     elif not cfg.out.exists():
         raise DchagError("--append needs an existing store", path=cfg.out)
-    with write_lock(cfg.out), expand_sources(cfg.sources) as paths, \
+    with write_lock(cfg.out), expand_sources([*cfg.sources, *cfg.constants]) as paths, \
             DecodePool(min(cfg.workers or auto_workers(paths), len(paths))) as pool:
         check_no_overlap(cfg.out, paths)
         if cfg.append:
@@ -254,6 +256,8 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
                     g.attrs.update({
                         "dchag_artifact": "era5",
                         "channels": [c.name for c in channels],
+                        "constant_channels": [c.name for c in channels
+                                              if VARIABLES[c.variable].constant],
                         "grid": target.describe(),
                         "region": list(region) if region else None,
                         "regrid": {"method": cfg.method, "backend": cfg.backend,

@@ -181,6 +181,9 @@ class Era5File:
         cache = cache or FileCache(1)
         try:
             da = cache.get(self)[self.variables[short]]
+            if "time" not in da.dims:  # a constant field stored without time
+                da = da.expand_dims(time=1)
+                time_index = np.zeros(len(time_index), np.int64)
             sel: dict[str, object] = {"time": time_index}
             if level_index is not None:
                 sel["level"] = level_index
@@ -270,13 +273,13 @@ def _normalised(ds: xr.Dataset, path: Path, member: int | None = None) -> xr.Dat
     ds = ds.transpose(*canonical, ...)  # WeatherBench 2 stores longitude before latitude
     if "expver" not in ds.dims:  # a per-time `expver` string is bookkeeping only
         ds = ds.drop_vars("expver", errors="ignore")
-    for coord in ("lat", "lon", "time"):
+    for coord in ("lat", "lon"):
         if coord not in ds.variables:
             raise DchagError(f"no {coord!r} coordinate (expected ERA5 layout: "
                              "valid_time or time, latitude, longitude)", path=path)
-    if "time" not in ds.dims:
+    if "time" in ds.variables and "time" not in ds.dims:
         ds = ds.expand_dims("time")
-    return ds
+    return ds  # without `time` only for files of constant fields (checked by open_era5)
 
 
 def _select_member(ds: xr.Dataset, path: Path, member: int | None) -> xr.Dataset:
@@ -311,22 +314,29 @@ def open_era5(path: Path, member: int | None = None) -> Era5File:
     """Describe one ERA5 input (then close it); explain what is wrong with it."""
     with _open_dataset(path) as raw:
         ds = _normalised(raw, path, member)
-        if not np.issubdtype(ds["time"].dtype, np.datetime64):
-            raise DchagError("time coordinate could not be decoded as dates", path=path)
-        times = ds["time"].values.astype("datetime64[ns]")
-        _check_whole_hours(times, path)
+        if "time" in ds.variables:
+            if not np.issubdtype(ds["time"].dtype, np.datetime64):
+                raise DchagError("time coordinate could not be decoded as dates", path=path)
+            times = ds["time"].values.astype("datetime64[ns]")
+            _check_whole_hours(times, path)
+        else:
+            times = np.array([], "datetime64[ns]")
         grid = check_regular(ds["lat"].values, ds["lon"].values, str(path))
         variables: dict[str, str] = {}
         units: dict[str, Conversion] = {}
         for name, da in ds.data_vars.items():
             short = short_name(str(name))
-            if short is None:
+            if short is None or VARIABLES[short].computed:
                 continue  # `number`, `expver` strings and other bookkeeping
+            if short == "z" and "level" not in da.dims:
+                short = "orography"  # surface geopotential, ERA5's invariant `z`
             meta = VARIABLES[short]
             wanted = ("time", "level", "lat", "lon") if meta.pressure_level else (
                 "time", "lat", "lon")
             if "expver" in da.dims:  # old CDS, ERA5 and ERA5T mixed: merged when read
                 wanted = (wanted[0], "expver", *wanted[1:])
+            if meta.constant and "time" not in da.dims:
+                wanted = wanted[1:]
             if tuple(da.dims) != wanted:
                 raise DchagError(f"variable {name!r} has dims {da.dims}, expected {wanted}",
                                  path=path)

@@ -73,8 +73,10 @@ _register(("tp",), _forms("m", "m of water equivalent"),
 _register(("tcwv",), _forms("kg m**-2", "kg m-2", "kg/m2", "kg/m^2", "mm"))
 _register(("tisr",), _forms("J m**-2", "J m-2", "J/m2", "J/m^2"))
 _register(("lsm",), _forms("(0 - 1)", "1", "0-1", "fraction", "dimensionless", ""))
-_register(("z_surface",), _forms("m**2 s**-2", "m2 s-2", "m^2/s^2", "m2/s2"),
-          {"m": Conversion(G0)})
+# Orography in metres; surface geopotential (ERA5's `z` without a level, WeatherBench 2's
+# `geopotential_at_surface`) is divided by the standard gravity.
+_register(("orography",), _forms("m", "metre", "metres", "meter", "meters"),
+          {s: Conversion(1.0 / G0) for s in ("m**2 s**-2", "m2 s-2", "m^2/s^2", "m2/s2")})
 
 
 def conversion(variable: str, units: str | None, expected: str, where: object) -> Conversion:

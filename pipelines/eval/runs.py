@@ -2,7 +2,8 @@
 
 The sharded checkpoint is read into plain, unsharded tensors (DCP reassembles FSDP and
 TP shards and every rank's channel groups) through `safe_checkpoint`: nothing is unpickled
-but DCP's own metadata, every value is loaded with `weights_only=True`.
+but DCP's own metadata, every value is loaded with `weights_only=True`. A model file of
+`dchag export model` (safetensors, data only) is read in place of a run folder.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pipelines.model.mae import MAE
 from pipelines.notes import note
 from pipelines.train.checkpoint import checkpoint_step, intact_checkpoint
 from pipelines.train.config import TrainConfig, load_run_config
+from pipelines.train.model_file import is_model_file, load_tensors, open_model_file
 from pipelines.train.safe_checkpoint import load_state
 
 
@@ -43,24 +45,53 @@ class TrainedRun:
 
 
 def run_files(run: Path) -> list[Path]:
-    """What inference reads from a run folder (outputs may go beside them, not over them)."""
+    """What inference reads from a run folder (outputs may go beside them, not over them),
+    or the model file standing in for one."""
     run = Path(run)
+    if is_model_file(run):
+        return [run]
     return [run / "checkpoints", run / "model.json", run / "config.json"]
 
 
+def _wrong_task(cfg: TrainConfig, task: str, path: Path) -> DchagError:
+    want = "`dchag train forecast`" if task == "forecast" else "`dchag pretrain`"
+    return DchagError(f"this is a {cfg.task} run", path=path, fix=f"use a run of {want}")
+
+
+def _build(task: str, info: dict) -> tuple[ModelConfig, nn.Module]:
+    mcfg = ModelConfig.from_dict(info["model"])
+    if task == "forecast":
+        out_index = [info["channel_names"].index(c) for c in info["out_channels"]]
+        return mcfg, Forecaster(mcfg, out_index=out_index, residual=True)
+    return mcfg, MAE(mcfg)
+
+
+def load_model_file(path: Path, task: str, device: torch.device) -> TrainedRun:
+    """A model exported by `dchag export model`: config and weights from one file."""
+    found = open_model_file(path)
+    cfg = TrainConfig.from_dict(found.config, source=str(path))
+    if cfg.task != task:
+        raise _wrong_task(cfg, task, path)
+    mcfg, model = _build(task, found.info)
+    model.load_state_dict(load_tensors(path, model.state_dict()))
+    model.to(device).eval()
+    return TrainedRun(path, cfg, found.info, mcfg, model, found.step)
+
+
 def load_run(run: Path, task: str, device: torch.device) -> TrainedRun:
+    """A run folder's newest intact checkpoint, or a model file, ready for inference."""
     run = Path(run)
+    if is_model_file(run):
+        return load_model_file(run, task, device)
     cfg = load_run_config(run)
     if cfg.task != task:
-        want = "`dchag train forecast`" if task == "forecast" else "`dchag pretrain`"
-        raise DchagError(f"this is a {cfg.task} run", path=run, fix=f"use a run of {want}")
+        raise _wrong_task(cfg, task, run)
     try:
         info = json.loads((run / "model.json").read_text())
     except (OSError, ValueError) as exc:
         raise DchagError("cannot read model.json", path=run,
                          fix="point --run at a folder written by `dchag pretrain` or "
                          "`dchag train`") from exc
-    mcfg = ModelConfig.from_dict(info["model"])
     ckpt, skipped = intact_checkpoint(run)
     for why in skipped:
         note(f"{why}; using an earlier checkpoint")
@@ -68,11 +99,7 @@ def load_run(run: Path, task: str, device: torch.device) -> TrainedRun:
         raise DchagError("the run has no intact checkpoint" if skipped else
                          "the run has no checkpoint yet", path=run,
                          fix="train it first (or --resume it to the end)")
-    if task == "forecast":
-        out_index = [info["channel_names"].index(c) for c in info["out_channels"]]
-        model: nn.Module = Forecaster(mcfg, out_index=out_index, residual=True)
-    else:
-        model = MAE(mcfg)
+    mcfg, model = _build(task, info)
     state = {"model": model.state_dict()}
     load_state(state, ckpt, no_dist=True, allow_partial=True)
     model.load_state_dict(state["model"])

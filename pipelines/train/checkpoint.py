@@ -161,3 +161,15 @@ def load_encoder(path: Path, model: nn.Module) -> None:
     state = {"model": {k: v for k, v in full.items() if k.startswith("encoder.")}}
     load_state(state, path, allow_partial=True)
     set_model_state_dict(model, state["model"], options=StateDictOptions(strict=False))
+
+
+def load_encoder_file(path: Path, model: nn.Module) -> None:
+    """Collective: initialise `model.encoder` from a model file of `dchag export model`.
+    Every rank reads the whole (consolidated) encoder and keeps its own shards."""
+    from pipelines.train.model_file import load_tensors
+
+    full = get_model_state_dict(model)
+    expected = {k: v for k, v in full.items() if k.startswith("encoder.")}
+    tensors = load_tensors(path, expected, subset=True)
+    set_model_state_dict(model, tensors, options=StateDictOptions(full_state_dict=True,
+                                                                  strict=False))

@@ -18,6 +18,7 @@ import zarr
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from pipelines.data.channels import is_constant
 from pipelines.data.datasets import SampleReader, batch_buffer
 from pipelines.data.era5_stats import mean_std
 from pipelines.data.zarr_store import open_artifact
@@ -125,13 +126,18 @@ def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
                          fix="use `dchag pretrain` for hyperspectral cubes")
     out_index: list[int] = []
     if cfg.task == "forecast":
-        targets = cfg.out_channels or [c for c in KEY_VARIABLES if c in wanted] or wanted
+        varying = [c for c in wanted if not is_constant(c)]
+        targets = cfg.out_channels or [c for c in KEY_VARIABLES if c in wanted] or varying
         if targets == ["all"]:
-            targets = list(wanted)
+            targets = varying
         missing = [c for c in targets if c not in wanted]
         if missing:
             raise DchagError(f"forecast targets not among the input channels: "
                              f"{', '.join(missing)}", path=path)
+        constant = [c for c in targets if is_constant(c)]
+        if constant:
+            raise DchagError(f"{', '.join(constant)} is a constant field: an input, never a "
+                             "forecast target", fix="drop it from --out-channels")
         out_index = [wanted.index(c) for c in targets]
     img = (h, w)
     if cfg.crop is not None:

@@ -35,6 +35,7 @@ from pipelines.train.checkpoint import (
     intact_checkpoint,
     load_checkpoint,
     load_encoder,
+    load_encoder_file,
     save_checkpoint,
 )
 from pipelines.train.config import TrainConfig
@@ -42,6 +43,7 @@ from pipelines.train.data import Artifact, StepBatches, describe_artifact, step_
 from pipelines.train.distributed import RankContext, init_rank, shutdown
 from pipelines.train.flops import peak_flops, rank_flops
 from pipelines.train.metrics import MetricsLog
+from pipelines.train.model_file import is_model_file
 from pipelines.train.optim import build_optimizer, clip_grads, lr_at, set_lr
 from pipelines.train.trackers import Tracker, open_tracker
 
@@ -183,6 +185,8 @@ class _Trainer:
         resume_from = self.agreed_checkpoint(self.run_dir)
         if resume_from is not None:
             start = load_checkpoint(resume_from, self.model, self.opt)
+        elif cfg.init and is_model_file(Path(cfg.init)):
+            load_encoder_file(Path(cfg.init), self.model)
         elif cfg.init:
             init = self.agreed_checkpoint(Path(cfg.init))
             if init is None:

@@ -29,6 +29,7 @@ from pipelines.train.config import (
 )
 from pipelines.train.data import Artifact, describe_artifact, split_samples
 from pipelines.train.distributed import check_devices, launcher_world
+from pipelines.train.model_file import is_model_file, open_model_file
 
 # Model fields the encoder's weights depend on (what `--init` must agree on).
 RUN_HINT = "--resume it, pass --overwrite, or choose another --out"
@@ -102,7 +103,8 @@ def run_inputs(cfg: TrainConfig, config_file: Path | None = None) -> list[Path]:
     """What a training run reads, which its run folder must not overlap."""
     inputs = [Path(cfg.data)]
     if cfg.init is not None:
-        inputs += [Path(cfg.init) / "checkpoints", Path(cfg.init) / "model.json"]
+        inputs += [Path(cfg.init)] if is_model_file(Path(cfg.init)) else \
+            [Path(cfg.init) / "checkpoints", Path(cfg.init) / "model.json"]
     if config_file is not None:
         inputs.append(Path(config_file))
     return inputs
@@ -179,14 +181,20 @@ def check_resume_data(run: Path, art: Artifact) -> None:
 
 
 def check_init(init: Path, mcfg: ModelConfig, art: Artifact) -> None:
-    if intact_checkpoint(init)[0] is None:
+    """`--init` (a pretraining run, or its model file) must hold this encoder."""
+    if is_model_file(init):
+        saved = open_model_file(init).info
+    elif intact_checkpoint(init)[0] is None:
         raise DchagError("no intact checkpoint to initialise from", path=init,
-                         fix="point --init at a finished `dchag pretrain` run")
-    try:
-        saved = json.loads((init / "model.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise DchagError("cannot read model.json", path=init,
-                         fix="point --init at a folder written by `dchag pretrain`") from exc
+                         fix="point --init at a finished `dchag pretrain` run or a model "
+                         "file of `dchag export model`")
+    else:
+        try:
+            saved = json.loads((init / "model.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise DchagError("cannot read model.json", path=init,
+                             fix="point --init at a folder written by `dchag pretrain`"
+                             ) from exc
     diffs = [f"{k}: {saved['model'][k]!r} ≠ {mcfg.to_dict()[k]!r}" for k in ENCODER_FIELDS
              if saved["model"][k] != mcfg.to_dict()[k]]
     if saved["channel_names"] != art.channel_names:
