@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dchag_cli.console import out, user_errors
+from dchag_cli.console import log_every_option, out, user_errors
 from pipelines.errors import DchagError
 
 app = typer.Typer(help="Write dchag artifacts in other tools' layouts (WeatherBench 2, "
@@ -89,3 +89,37 @@ def model(
         ("file", str(s.out)), ("checkpoint step", str(s.step)),
         ("tensors", f"{s.tensors} ({s.parameters:,} parameters)"),
         ("size", human_bytes(s.bytes))]))
+
+
+@app.command("anemoi")
+@user_errors
+def anemoi(
+    store: Path = typer.Argument(..., help="era5.zarr of `dchag prep era5`."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="The anemoi-datasets zarr to "
+                                  "write."),
+    log_every: int = log_every_option("time steps"),
+    overwrite: bool = typer.Option(False, help="Replace an earlier export."),
+) -> None:
+    """era5.zarr in anemoi-datasets' gridded layout: `data(dates, variables, ensembles,
+    values)`, flattened latitudes/longitudes, exact statistics over the store's statistics
+    years, and the attributes anemoi reads (variables, frequency, field_shape, dates,
+    constant_fields, variables_metadata). Names follow anemoi's ERA5: z_500, 2t, 10u, 10v;
+    orography becomes surface geopotential z.
+
+    Then, with anemoi-datasets installed: [cyan]open_dataset("era5-anemoi.zarr")[/].
+
+    Example: [cyan]dchag export anemoi era5.zarr --out era5-anemoi.zarr[/]
+    """
+    from dchag_cli.console import RichProgress
+    from pipelines.data.anemoi_export import export_anemoi
+    from pipelines.data.zarr_store import check_writable_target
+    from pipelines.locks import write_lock
+
+    if out_path.suffix != ".zarr":
+        raise DchagError(f"--out {out_path} must end in .zarr (a zarr store)")
+    check_writable_target(out_path, overwrite=overwrite, kinds=("anemoi",), inputs=[store])
+    with write_lock(out_path), RichProgress(log_every) as progress:
+        s = export_anemoi(store, out_path, progress)
+    gaps = f", {s.missing} missing (NaN, listed in missing_dates)" if s.missing else ""
+    out.print(f"wrote {out_path}: {s.dates} dates every {s.frequency_h} h{gaps} × "
+              f"{s.variables} variables")

@@ -2,8 +2,9 @@
 
 An output path may be replaced only when it is recognisably ours — a zarr store whose
 attributes say `dchag_artifact`, a folder carrying dchag's `.dchag` marker (run
-folders, quickstart folders), or a model file whose metadata says it is dchag's — and never when it overlaps an input: equal to one,
-containing one, or inside one. Anything else is refused with one line, before any work.
+folders, quickstart folders), or a model file whose metadata says it is dchag's — and
+never when it overlaps an input: equal to one, containing one, or inside one. Anything
+else is refused with one line, before any work.
 """
 
 from __future__ import annotations
