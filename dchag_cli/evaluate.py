@@ -34,7 +34,8 @@ def device() -> torch.device:
 @eval_app.command("forecast")
 @user_errors
 def forecast(
-    run: Path = typer.Option(None, help="A run of `dchag train forecast` to score.",
+    run: Path = typer.Option(None, help="A run of `dchag train forecast` to score, or its "
+                             "model file (`dchag export model`).",
                              show_default="runs/forecast, where `dchag train forecast` "
                              "puts it"),
     forecast_file: Path = typer.Option(None, "--forecast", help="Or: another model's "
@@ -228,7 +229,7 @@ def print_forecast_tables(res: ForecastScores) -> None:
 @user_errors
 def predict_masks_cmd(
     run: Path = typer.Option(Path("runs/pretrain"), help="A run of `dchag pretrain` on "
-                             "appl.zarr."),
+                             "appl.zarr, or its model file (`dchag export model`)."),
     data: Path = typer.Option(Path("appl.zarr"), help="appl.zarr with the run's bands."),
     mask_ratio: float = typer.Option(0.75, help="Share of patches hidden from the model."),
     samples: str = typer.Option("val", help="val (the run's held-out plants) or all."),

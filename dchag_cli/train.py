@@ -139,7 +139,8 @@ MAE_ONLY = {
 FORECAST_ONLY = {
     "lead": _opt(list[str], "Lead times, e.g. --lead 6h,1d,3d,7d (a random one per "
                  "sample).", shown="6h,1d,3d,7d"),
-    "init": _opt(Path, "Start from this pretrained run's encoder."),
+    "init": _opt(Path, "Start from this pretrained run's encoder (a run folder or its "
+                 "model file of `dchag export model`)."),
     "out_channels": _opt(str, "Channels to predict, or all.",
                          shown="z_500,t_850,t2m,u10,v10 where present"),
 }
