@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import zarr
 
-from pipelines.data.channels import parse_channel
+from pipelines.data.channels import is_constant, parse_channel
 from pipelines.data.grid import LatLonGrid
 from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
 from pipelines.errors import DchagError
@@ -112,7 +112,8 @@ class RunSource:
             raise DchagError(f"lead {format_lead(lead)} was not trained ({names}) and no "
                              "trained lead divides it", path=self.run.path,
                              fix=f"train with --lead including {format_lead(lead)}")
-        if self.run.out_channels != self.run.channels:
+        unpredicted = [c for c in self.run.channels if c not in self.run.out_channels]
+        if any(not is_constant(c) for c in unpredicted):  # constant fields stay as they are
             raise DchagError(f"lead {format_lead(lead)} was not trained ({names}); rolling "
                              f"out needs a model predicting its whole input, this one "
                              f"predicts {len(self.run.out_channels)} of its "
@@ -136,9 +137,11 @@ class RunSource:
         state = (x.float() - mean) / std
         with torch.no_grad():
             for _ in range(plan.lead // plan.step):
-                state = run.model(state, torch.full((len(chunk),), float(plan.step),
-                                                    device=dev))
-        return (state * std[out_run] + mean[out_run]).cpu().numpy()
+                pred = run.model(state, torch.full((len(chunk),), float(plan.step),
+                                                   device=dev))
+                state = state.clone()
+                state[:, out_run] = pred  # constant fields (not predicted) carry over
+        return (state[:, out_run] * std[out_run] + mean[out_run]).cpu().numpy()
 
 
 class WB2Source:

@@ -1,5 +1,6 @@
 """The shipped ERA5 sample rewritten as GRIB (what the CDS delivers natively) and as a
-WeatherBench 2-layout zarr, for tests that every input kind gives the same store."""
+WeatherBench 2-layout zarr, for tests that every input kind gives the same store; and
+constant fields (land-sea mask, surface geopotential) in ERA5's and WB2's layouts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from pipelines.data.channels import VARIABLES
+from pipelines.data.units import G0
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "era5"
 # ECMWF parameter ids (GRIB) of the sample's variables
@@ -99,3 +101,41 @@ def _grib_message(field: np.ndarray, when: np.datetime64, lat: np.ndarray, lon: 
     eccodes.codes_set(h, "packingType", "grid_ieee")
     eccodes.codes_set_values(h, field.ravel().astype(np.float64))
     return h
+
+
+def _fields() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A land-sea mask and an orography (m) on the sample's 5° grid."""
+    ds = sample_dataset()
+    lat, lon = ds["latitude"].values, ds["longitude"].values
+    la, lo = np.meshgrid(np.deg2rad(lat), np.deg2rad(lon), indexing="ij")
+    lsm = (np.sin(2 * lo) * np.cos(la) > 0.2).astype(np.float32)
+    orography = (lsm * 2500 * np.cos(la) ** 2 + 40 * np.sin(3 * lo)).astype(np.float32)
+    return lat, lon, lsm, orography
+
+
+def write_invariant_netcdf(path):
+    """ERA5's invariant file as the current CDS writes it: one `valid_time`, surface
+    geopotential `z` in m² s⁻²."""
+    lat, lon, lsm, orography = _fields()
+    dims = ("valid_time", "latitude", "longitude")
+    ds = xr.Dataset(
+        {"lsm": (dims, lsm[None], {"units": "(0 - 1)"}),
+         "z": (dims, (orography * G0)[None], {"units": "m**2 s**-2"})},
+        coords={"valid_time": [np.datetime64("1979-01-01T00", "ns")], "latitude": lat,
+                "longitude": lon})
+    ds.to_netcdf(path)
+    return path
+
+
+def write_wb2_with_constants(path):
+    """WeatherBench 2's layout: constants without a time dimension, long names."""
+    write_wb2_zarr(path)
+    lat, lon, lsm, orography = _fields()
+    dims = ("longitude", "latitude")
+    extra = xr.Dataset(
+        {"land_sea_mask": (dims, lsm.T[:, ::-1]),
+         "geopotential_at_surface": (dims, (orography * G0).T[:, ::-1],
+                                     {"units": "m**2 s**-2"})},
+        coords={"latitude": lat[::-1], "longitude": lon})
+    extra.to_zarr(path, mode="a", zarr_format=2, consolidated=True)
+    return path

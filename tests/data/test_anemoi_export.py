@@ -15,8 +15,7 @@ import zarr
 
 from pipelines.data.era5_prep import Era5PrepConfig, prep_era5
 from pipelines.data.units import G0
-from tests.data.era5_formats import SAMPLE
-from tests.data.test_era5_constants import write_invariant_netcdf
+from tests.data.era5_formats import SAMPLE, write_invariant_netcdf
 from tests.runner import app, one_error_line, runner
 
 CHANNELS = "z_500,t_850,t2m,u10,v10,lsm,orography"

@@ -3,57 +3,25 @@ from ERA5's invariant netCDF or a WeatherBench 2 zarr, or computed from the grid
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import xarray as xr
 import zarr
 
 from pipelines.data.era5_prep import Era5PrepConfig, prep_era5
-from pipelines.data.units import G0
 from pipelines.errors import DchagError
 from pipelines.train.config import TrainConfig
 from pipelines.train.data import describe_artifact
-from tests.data.era5_formats import SAMPLE, sample_dataset, write_wb2_zarr
+from tests.data.era5_formats import (
+    SAMPLE,
+    write_invariant_netcdf,
+    write_wb2_with_constants,
+)
+from tests.runner import app, runner
 
 CHANNELS = "t2m,z_500,lsm,orography,lat"
-
-
-def _fields() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A land-sea mask and an orography (m) on the sample's 5° grid."""
-    ds = sample_dataset()
-    lat, lon = ds["latitude"].values, ds["longitude"].values
-    la, lo = np.meshgrid(np.deg2rad(lat), np.deg2rad(lon), indexing="ij")
-    lsm = (np.sin(2 * lo) * np.cos(la) > 0.2).astype(np.float32)
-    orography = (lsm * 2500 * np.cos(la) ** 2 + 40 * np.sin(3 * lo)).astype(np.float32)
-    return lat, lon, lsm, orography
-
-
-def write_invariant_netcdf(path):
-    """ERA5's invariant file as the current CDS writes it: one `valid_time`, surface
-    geopotential `z` in m² s⁻²."""
-    lat, lon, lsm, orography = _fields()
-    dims = ("valid_time", "latitude", "longitude")
-    ds = xr.Dataset(
-        {"lsm": (dims, lsm[None], {"units": "(0 - 1)"}),
-         "z": (dims, (orography * G0)[None], {"units": "m**2 s**-2"})},
-        coords={"valid_time": [np.datetime64("1979-01-01T00", "ns")], "latitude": lat,
-                "longitude": lon})
-    ds.to_netcdf(path)
-    return path
-
-
-def write_wb2_with_constants(path):
-    """WeatherBench 2's layout: constants without a time dimension, long names."""
-    write_wb2_zarr(path)
-    lat, lon, lsm, orography = _fields()
-    dims = ("longitude", "latitude")
-    extra = xr.Dataset(
-        {"land_sea_mask": (dims, lsm.T[:, ::-1]),
-         "geopotential_at_surface": (dims, (orography * G0).T[:, ::-1],
-                                     {"units": "m**2 s**-2"})},
-        coords={"latitude": lat[::-1], "longitude": lon})
-    extra.to_zarr(path, mode="a", zarr_format=2, consolidated=True)
-    return path
 
 
 def _prep(sources, out, **kw) -> zarr.Group:
@@ -124,13 +92,8 @@ def test_constant_fields_are_inputs_never_forecast_targets(with_constants, tmp_p
 
 
 def test_the_command_line_takes_a_constants_file(tmp_path):
-    from typer.testing import CliRunner
-
-    from dchag_cli.app import app
-
     invariant = write_invariant_netcdf(tmp_path / "era5_invariant.nc")
     out = tmp_path / "era5.zarr"
-    runner = CliRunner()
     result = runner.invoke(app, ["prep", "era5", str(SAMPLE), "--channels", CHANNELS,
                                  "--constants", str(invariant), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -139,3 +102,22 @@ def test_the_command_line_takes_a_constants_file(tmp_path):
         " ".join(listed.output.split())
     assert zarr.open_group(str(out), mode="r").attrs["provenance"]["config"]["constants"] == \
         [str(invariant)]
+
+
+def test_a_forecaster_with_constant_inputs_rolls_out(with_constants, tmp_path):
+    """Constant fields are inputs the model never predicts; rolling out keeps them."""
+    path, run = with_constants.store.root, tmp_path / "run"
+    r = runner.invoke(app, ["train", "forecast", "--data", str(path), "--out", str(run),
+                            "--out-channels", "all", "--lead", "6h", "--steps", "4",
+                            "--batch-size", "4", "--workers", "0", "--log-every", "2"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((run / "model.json").read_text())
+    assert info["out_channels"] == ["t2m", "z_500"]
+    assert info["channel_names"] == CHANNELS.split(",")
+    r = runner.invoke(app, ["eval", "forecast", "--run", str(run), "--data", str(path),
+                            "--lead", "6h,1d", "--rollout", "--period", "2018-01"])
+    assert r.exit_code == 0, r.output
+    assert "rolled out in 4 steps of 6h" in r.output
+    scores = xr.open_zarr(run / "eval" / "scores.zarr")
+    assert list(scores.channel.values) == ["t2m", "z_500"]
+    assert np.isfinite(scores.rmse.sel(forecaster="model").values).all()
