@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numcodecs
 import numpy as np
-import scipy.sparse as sp
 import zarr
 
 from pipelines.data.appl_transform import (
     band_matrix,
+    cube_band_matrix,
     fit_spatial,
+    ignored_pixels,
     ndvi_mask,
-    response_matrix,
 )
 from pipelines.data.envi_read import (
     CubeSource,
@@ -139,16 +139,6 @@ class _Reference:
         return ref.mean(axis=0)[None, None]
 
 
-def cube_band_matrix(cube: EnviCube, target_nm: np.ndarray) -> sp.csr_matrix:
-    """(target bands × the file's bands): by spectral response where the header gives
-    `fwhm`, else linear in wavelength; bands the bad-band list marks get no weight."""
-    good = cube.good_bands
-    nm = cube.wavelengths[good]
-    w = (response_matrix(nm, cube.fwhm[good], target_nm, cube.source.header)
-         if cube.fwhm is not None else band_matrix(nm, target_nm, cube.source.header)).tocoo()
-    return sp.csr_matrix((w.data, (w.row, good[w.col])), shape=(target_nm.size, cube.shape[2]))
-
-
 def _read_cube(cube: EnviCube, cfg: ApplPrepConfig, dark: _Reference | None,
                white: _Reference | None) -> tuple[np.ndarray, np.ndarray]:
     """Resample one cube to (bands, size, size) reflectance, band chunk by band chunk, and
@@ -163,7 +153,7 @@ def _read_cube(cube: EnviCube, cfg: ApplPrepConfig, dark: _Reference | None,
         wc = w[b0:b0 + BAND_CHUNK]
         needed = np.unique(wc.indices)
         raw = np.asarray(cube.memmap[:, :, needed], dtype=np.float32)  # (rows, cols, k)
-        hit = _ignored(raw, cube.ignore)
+        hit = ignored_pixels(raw, cube.ignore)
         ignored |= hit
         if dark is not None and white is not None:
             nm = cube.wavelengths[needed]
@@ -186,13 +176,6 @@ def _read_cube(cube: EnviCube, cfg: ApplPrepConfig, dark: _Reference | None,
                          fix="check `data ignore value` in the header")
     out[:, ~valid] = 0.0
     return out, valid
-
-
-def _ignored(raw: np.ndarray, ignore: float | None) -> np.ndarray:
-    """(rows, cols): pixels holding the ignore value in any of these bands."""
-    if ignore is None:
-        return np.zeros(raw.shape[:2], bool)
-    return (np.isnan(raw) if np.isnan(ignore) else raw == np.float32(ignore)).any(axis=-1)
 
 
 def _check_values(raw: np.ndarray, cube: EnviCube) -> None:

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from skimage import morphology
 from skimage.transform import resize
 
+from pipelines.data.envi_read import EnviCube
 from pipelines.data.regrid import linear_interp_matrix
 from pipelines.errors import DchagError
 
@@ -53,6 +54,23 @@ def _response(source: bytes, widths: bytes, target: bytes, path: str) -> sp.csr_
                          fix="check the header's fwhm, or narrow --range")
     w = sp.coo_matrix(m)
     return sp.csr_matrix((w.data, (w.row, order[w.col])), shape=(target_nm.size, source_nm.size))
+
+
+def cube_band_matrix(cube: EnviCube, target_nm: np.ndarray) -> sp.csr_matrix:
+    """(target bands × the file's bands): by spectral response where the header gives
+    `fwhm`, else linear in wavelength; bands the bad-band list marks get no weight."""
+    good = cube.good_bands
+    nm = cube.wavelengths[good]
+    w = (response_matrix(nm, cube.fwhm[good], target_nm, cube.source.header)
+         if cube.fwhm is not None else band_matrix(nm, target_nm, cube.source.header)).tocoo()
+    return sp.csr_matrix((w.data, (w.row, good[w.col])), shape=(target_nm.size, cube.shape[2]))
+
+
+def ignored_pixels(raw: np.ndarray, ignore: float | None) -> np.ndarray:
+    """(rows, cols): pixels holding the ignore value in any of these bands."""
+    if ignore is None:
+        return np.zeros(raw.shape[:2], bool)
+    return (np.isnan(raw) if np.isnan(ignore) else raw == np.float32(ignore)).any(axis=-1)
 
 
 def square_crop(rows: int, cols: int) -> tuple[slice, slice]:
