@@ -76,6 +76,9 @@ def mean_std(total: np.ndarray, total_sq: np.ndarray, count: np.ndarray
     return mean, np.sqrt(var)
 
 
+SMOOTH_BYTES = 32 * 2**20  # float64 working set per smoothing pass (a few channels)
+
+
 class Climatology:
     """The climatology arrays of an open store: sums, counts and the smoothed result."""
 
@@ -145,16 +148,23 @@ class Climatology:
             affected = _dilate(changed, half)
             needed = _dilate(affected, half)
             days = np.flatnonzero(needed)
-            sums = np.zeros((N_DOY, *self.g["clim_sum"].shape[2:]))
-            counts = np.zeros_like(sums)
+            keep = np.flatnonzero(affected)
+            shape = (N_DOY, *self.g["clim_sum"].shape[2:])  # (day, channel, lat, lon)
+            sums = np.zeros(shape)
+            counts = np.zeros(shape, np.int32)
             sums[days] = self.g["clim_sum"].get_orthogonal_selection((days, h))
             counts[days] = self.g["clim_count"].get_orthogonal_selection((days, h))
-            s, n = circular_smooth(sums, window), circular_smooth(counts, window)
-            present = n > 1e-6  # running sums leave ~1e-13 where there were no data
-            with np.errstate(invalid="ignore", divide="ignore"):
-                values = np.where(present, s / np.where(present, n, 1.0), np.nan)
-            keep = np.flatnonzero(affected)
-            out.set_orthogonal_selection((keep, h), values[keep].astype(np.float32))
+            values = np.empty((keep.size, *shape[1:]), np.float32)
+            step = max(1, SMOOTH_BYTES // (N_DOY * int(np.prod(shape[2:])) * 8))
+            for c0 in range(0, shape[1], step):  # a few channels at a time: bounded memory
+                part = slice(c0, c0 + step)
+                s = circular_smooth(sums[:, part], window)
+                n = circular_smooth(counts[:, part], window)
+                present = n > 1e-6  # running sums leave ~1e-13 where there were no data
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    values[:, part] = np.where(present, s / np.where(present, n, 1.0),
+                                               np.nan)[keep]
+            out.set_orthogonal_selection((keep, h), values)
 
         with ThreadPoolExecutor(max(1, threads)) as ex:
             list(ex.map(one_hour, range(len(self.hours))))
