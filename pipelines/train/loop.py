@@ -74,7 +74,11 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> TrainResul
         if isinstance(exc, KeyboardInterrupt | Interrupted) and ctx.world > 1:
             # Every rank got the signal: one line comes from the launcher, not a traceback
             # from each worker. The last finished checkpoint is intact; a checkpoint being
-            # written stays `.partial` and is removed by the next run.
+            # written stays `.partial` and is removed by the next run. The launcher
+            # forwards the signal again: a second one must not interrupt this exit.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(ValueError):  # only the main thread may
+                    signal.signal(sig, signal.SIG_IGN)
             raise SystemExit(130 if isinstance(exc, KeyboardInterrupt)
                              else 128 + exc.signum) from None
         raise
