@@ -35,6 +35,8 @@ from pipelines.provenance import provenance
 
 EPOCH = np.datetime64("1970-01-01T00", "h")
 ANEMOI_NAMES = {"t2m": "2t", "u10": "10u", "v10": "10v", "orography": "z", "lat": "latitude"}
+# Channels stored in another unit than ours: anemoi's `z` is surface geopotential.
+ANEMOI_UNITS = {"orography": ("m**2 s**-2", G0)}  # channel → (units, factor from ours)
 BLOCK = 64  # time steps copied at once
 
 
@@ -72,12 +74,9 @@ def _variables_metadata(channels: list[str]) -> dict:
         mars = {"param": param, "levtype": "pl" if ch.level is not None else "sfc"}
         if ch.level is not None:
             mars["levelist"] = ch.level
-        meta[anemoi_name(name)] = {"mars": mars, "units": _units(name)}
+        units = ANEMOI_UNITS[name][0] if name in ANEMOI_UNITS else ch.units
+        meta[anemoi_name(name)] = {"mars": mars, "units": units}
     return meta
-
-
-def _units(channel: str) -> str:
-    return "m**2 s**-2" if channel == "orography" else parse_channel(channel).units
 
 
 def _to_anemoi(block: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -98,7 +97,7 @@ def export_anemoi(store: Path, out: Path, progress: Progress | None = None) -> A
     missing = np.setdiff1d(full, hours)
     lat, lon = src["lat"][:], src["lon"][:]
     h, w = lat.size, lon.size
-    scale = np.array([G0 if c == "orography" else 1.0 for c in channels])
+    scale = np.array([ANEMOI_UNITS[c][1] if c in ANEMOI_UNITS else 1.0 for c in channels])
     dates = (EPOCH + full * np.timedelta64(1, "h")).astype("datetime64[s]")
     years = src.attrs.get("train_years")
     in_stats = in_years((EPOCH + hours * np.timedelta64(1, "h")).astype("datetime64[ns]"),
@@ -111,17 +110,15 @@ def export_anemoi(store: Path, out: Path, progress: Progress | None = None) -> A
     count = src["stats_count"][:][in_stats].sum(axis=0)
     mean = sums / np.maximum(count, 1)
     stdev = np.sqrt(np.maximum(squares / np.maximum(count, 1) - mean**2, 0.0))
-    lo = np.full(len(channels), np.inf)
-    hi = np.full(len(channels), -np.inf)
+    minimum = np.full(len(channels), np.inf)
+    maximum = np.full(len(channels), -np.inf)
     has_nans = np.zeros(len(channels), bool)
     tendency = _Tendency(len(channels))  # x(t + frequency) − x(t), as anemoi's recipes
     names = [anemoi_name(c) for c in channels]
     with atomic_store(out) as g:
         data = g.create_array("data", shape=(full.size, len(channels), 1, h * w),
                               chunks=(1, len(channels), 1, h * w), dtype="f4",
-                              fill_value=np.nan)
-        if missing.size:
-            data[np.searchsorted(full, missing)] = np.nan
+                              fill_value=np.nan)  # rows of missing dates stay NaN
         progress.start(hours.size, f"writing {len(channels)} variables × {hours.size} dates")
         for t0 in range(0, hours.size, BLOCK):
             t1 = min(t0 + BLOCK, hours.size)
@@ -131,14 +128,14 @@ def export_anemoi(store: Path, out: Path, progress: Progress | None = None) -> A
             keep = in_stats[t0:t1]
             tendency.add(block, hours[t0:t1], keep, freq)
             if keep.any():
-                lo = np.fmin(lo, np.nanmin(block[keep], axis=(0, 2, 3)))
-                hi = np.fmax(hi, np.nanmax(block[keep], axis=(0, 2, 3)))
+                minimum = np.fmin(minimum, np.nanmin(block[keep], axis=(0, 2, 3)))
+                maximum = np.fmax(maximum, np.nanmax(block[keep], axis=(0, 2, 3)))
             progress.advance(t1 - t0)
-        la, lo_grid = np.meshgrid(lat, lon, indexing="ij")
-        for name, values in (("dates", dates), ("latitudes", la.ravel().astype(np.float64)),
-                             ("longitudes", lo_grid.ravel().astype(np.float64)),
-                             ("mean", mean), ("stdev", stdev), ("minimum", lo),
-                             ("maximum", hi), ("sums", sums), ("squares", squares),
+        lats, lons = np.meshgrid(lat, lon, indexing="ij")
+        for name, values in (("dates", dates), ("latitudes", lats.ravel().astype(np.float64)),
+                             ("longitudes", lons.ravel().astype(np.float64)),
+                             ("mean", mean), ("stdev", stdev), ("minimum", minimum),
+                             ("maximum", maximum), ("sums", sums), ("squares", squares),
                              ("count", count.astype(np.int64)), ("has_nans", has_nans),
                              *tendency.arrays(f"statistics_tendencies_{freq}h_")):
             g.create_array(name, shape=values.shape, dtype=values.dtype,

@@ -19,13 +19,23 @@ NDVI_NIR_NM = 800.0
 
 def band_matrix(source_nm: np.ndarray, target_nm: np.ndarray, path: object) -> sp.csr_matrix:
     """(n_target × n_source) linear interpolation in wavelength; refuses extrapolation."""
+    _check_covers(source_nm, target_nm, path)
     order = np.argsort(source_nm)
-    lo, hi = source_nm[order[0]], source_nm[order[-1]]
+    return _on_columns(linear_interp_matrix(source_nm[order], target_nm), order,
+                       source_nm.size)
+
+
+def _check_covers(source_nm: np.ndarray, target_nm: np.ndarray, path: object) -> None:
+    lo, hi = source_nm.min(), source_nm.max()
     if target_nm[0] < lo - 1e-6 or target_nm[-1] > hi + 1e-6:
         raise DchagError(f"requested {target_nm[0]:g}–{target_nm[-1]:g} nm but the sensor covers "
                          f"{lo:g}–{hi:g} nm", path=path, fix="narrow --range to the sensor's")
-    w = linear_interp_matrix(source_nm[order], target_nm).tocoo()
-    return sp.csr_matrix((w.data, (w.row, order[w.col])), shape=(target_nm.size, source_nm.size))
+
+
+def _on_columns(w: sp.spmatrix | np.ndarray, columns: np.ndarray, n: int) -> sp.csr_matrix:
+    """`w` with its column j moved to column `columns[j]` of an n-column matrix."""
+    w = sp.coo_matrix(w)
+    return sp.csr_matrix((w.data, (w.row, columns[w.col])), shape=(w.shape[0], n))
 
 
 def response_matrix(source_nm: np.ndarray, fwhm: np.ndarray, target_nm: np.ndarray,
@@ -34,7 +44,7 @@ def response_matrix(source_nm: np.ndarray, fwhm: np.ndarray, target_nm: np.ndarr
     each target band (Gaussian, its width the grid spacing) averages the source bands it
     overlaps, weighted by the overlap with each band's width (spectral's BandResampler).
     Broad bands are thus averaged, not point-sampled as linear interpolation would."""
-    band_matrix(source_nm, target_nm, path)  # the same range check
+    _check_covers(source_nm, target_nm, path)
     return _response(source_nm.tobytes(), fwhm.tobytes(), target_nm.tobytes(), str(path))
 
 
@@ -52,8 +62,7 @@ def _response(source: bytes, widths: bytes, target: bytes, path: str) -> sp.csr_
         raise DchagError(f"no band's fwhm reaches {target_nm[gaps[0]]:g} nm ({gaps.size} of "
                          f"{target_nm.size} target bands uncovered)", path=path,
                          fix="check the header's fwhm, or narrow --range")
-    w = sp.coo_matrix(m)
-    return sp.csr_matrix((w.data, (w.row, order[w.col])), shape=(target_nm.size, source_nm.size))
+    return _on_columns(m, order, source_nm.size)
 
 
 def cube_band_matrix(cube: EnviCube, target_nm: np.ndarray) -> sp.csr_matrix:
@@ -62,8 +71,8 @@ def cube_band_matrix(cube: EnviCube, target_nm: np.ndarray) -> sp.csr_matrix:
     good = cube.good_bands
     nm = cube.wavelengths[good]
     w = (response_matrix(nm, cube.fwhm[good], target_nm, cube.source.header)
-         if cube.fwhm is not None else band_matrix(nm, target_nm, cube.source.header)).tocoo()
-    return sp.csr_matrix((w.data, (w.row, good[w.col])), shape=(target_nm.size, cube.shape[2]))
+         if cube.fwhm is not None else band_matrix(nm, target_nm, cube.source.header))
+    return _on_columns(w, good, cube.shape[2])
 
 
 def ignored_pixels(raw: np.ndarray, ignore: float | None) -> np.ndarray:

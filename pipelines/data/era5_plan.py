@@ -60,9 +60,6 @@ def make_plan(files: list[Era5File], channels: list[Channel],
     if not varying:
         raise DchagError("only constant fields were asked for (lsm, orography, lat)",
                          fix="add at least one time-varying channel, e.g. t2m")
-    for ch in channels:
-        if VARIABLES[ch.variable].constant and not VARIABLES[ch.variable].computed:
-            _providers(files, ch)  # explains a missing constant field
     per_channel: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for ch in varying:
         c = channels.index(ch)

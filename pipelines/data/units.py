@@ -55,7 +55,8 @@ def _register(variables: tuple[str, ...], same: frozenset[str],
         _SPEC[v] = (same, table)
 
 
-_register(("z",), _forms("m**2 s**-2", "m2 s-2", "m^2/s^2", "m2/s2", "m**2/s**2"),
+GEOPOTENTIAL = ("m**2 s**-2", "m2 s-2", "m^2/s^2", "m2/s2", "m**2/s**2")
+_register(("z",), _forms(*GEOPOTENTIAL),
           {"m": Conversion(G0), "gpm": Conversion(G0), "dam": Conversion(10 * G0)})
 _register(("t", "t2m"), _forms("K", "kelvin", "degK"),
           {c: Conversion(1.0, 273.15) for c in ("degC", "°C", "C", "celsius",
@@ -76,7 +77,7 @@ _register(("lsm",), _forms("(0 - 1)", "1", "0-1", "fraction", "dimensionless", "
 # Orography in metres; surface geopotential (ERA5's `z` without a level, WeatherBench 2's
 # `geopotential_at_surface`) is divided by the standard gravity.
 _register(("orography",), _forms("m", "metre", "metres", "meter", "meters"),
-          {s: Conversion(1.0 / G0) for s in ("m**2 s**-2", "m2 s-2", "m^2/s^2", "m2/s2")})
+          {s: Conversion(1.0 / G0) for s in GEOPOTENTIAL})
 
 
 def conversion(variable: str, units: str | None, expected: str, where: object) -> Conversion:

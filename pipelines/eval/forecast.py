@@ -139,7 +139,6 @@ class RunSource:
             for _ in range(plan.lead // plan.step):
                 pred = run.model(state, torch.full((len(chunk),), float(plan.step),
                                                    device=dev))
-                state = state.clone()
                 state[:, out_run] = pred  # constant fields (not predicted) carry over
         return (state[:, out_run] * std[out_run] + mean[out_run]).cpu().numpy()
 

@@ -83,28 +83,30 @@ def load_tensors(path: Path, expected: dict[str, torch.Tensor], subset: bool = F
                  ) -> dict[str, torch.Tensor]:
     """The file's tensors, required to match `expected` name for name and shape for shape
     (the model being built; with `subset`, only those names are taken): a file from
-    another configuration is refused in one line. Shapes are the full (unsharded) ones."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    another configuration is refused in one line. Shapes are checked from the header
+    before any tensor is read, and only the tensors taken are read."""
+    from safetensors import SafetensorError, safe_open
 
     try:
-        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+            if subset:
+                shapes = {k: v for k, v in shapes.items() if k in expected}
+            missing = sorted(set(expected) - set(shapes))
+            extra = sorted(set(shapes) - set(expected))
+            # a DTensor's .shape is its global shape, so sharded models compare whole
+            wrong = [k for k in expected if k in shapes and shapes[k] != expected[k].shape]
+            if missing or extra or wrong:
+                first = (missing or extra or wrong)[0]
+                raise DchagError(f"its tensors do not fit this model ({len(missing)} missing, "
+                                 f"{len(extra)} unexpected, {len(wrong)} of another shape; "
+                                 f"e.g. {first})", path=path, fix="use a model file exported "
+                                 "from a run with the same --preset, --variant, channels and "
+                                 "task")
+            return {k: f.get_tensor(k) for k in shapes}
     except (SafetensorError, OSError) as exc:
         raise DchagError(f"cannot read its tensors ({exc})", path=path,
                          fix="the file is damaged: export it again") from exc
-    if subset:
-        tensors = {k: v for k, v in tensors.items() if k in expected}
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    # a DTensor's .shape is its global shape, so sharded models compare whole
-    wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
-    if missing or extra or wrong:
-        first = (missing or extra or wrong)[0]
-        raise DchagError(f"its tensors do not fit this model ({len(missing)} missing, "
-                         f"{len(extra)} unexpected, {len(wrong)} of another shape; e.g. "
-                         f"{first})", path=path, fix="use a model file exported from a run "
-                         "with the same --preset, --variant, channels and task")
-    return tensors
 
 
 @dataclass
