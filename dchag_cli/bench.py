@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from dchag_cli.bench_parity import parity
 from dchag_cli.console import err, key_value_table, out, reflow, user_errors
 from pipelines.bench.comm import Link
 from pipelines.errors import DchagError
@@ -248,6 +249,7 @@ def _command(name: str, doc: str, default_mode: str = "auto"):
     return command
 
 
+app.command("parity")(parity)
 app.command("memory")(_command("memory", """Peak memory per rank: D-CHAG vs the strongest
     pure-TP baseline, on the authors' protocol (FSDP mixed precision, activation
     checkpointing, AdamW foreach, batch 2 per rank).

@@ -125,6 +125,10 @@ def forecast(
         plot_scores_vs_lead(res, stage / "scores_vs_lead.png")
     out.print(f"scored: {res.source}\nperiod: {res.period}\nclimatology: {res.climatology}")
     print_forecast_tables(res)
+    from pipelines.eval.verdict import lead_verdicts
+
+    for verdict in lead_verdicts(out_dir / "scores.zarr"):
+        out.print(verdict.sentence())
     for text in res.notes:
         err.print(f"[yellow]note:[/] {text}", soft_wrap=True)
     out.print(f"written: {', '.join(str(out_dir / name) for name in items)}")
@@ -296,17 +300,30 @@ def eval_masks_cmd(
         write_mask_scores(scores, stage / "mask_scores.zarr", {
             "reconstruction": str(recon.resolve()),
             "provenance": provenance("eval masks", {}, [recon, data], seed=None)})
-        plot_reconstruction(recon, data, sample, stage / "reconstruction.png")
+        plot_reconstruction(recon, data, sample, stage / "reconstruction.png", scores)
     png = out_dir / "reconstruction.png"
-    table = Table(title=f"masked-patch reconstruction: {n} cubes", title_justify="left")
+    table = Table(title=f"masked-patch reconstruction: {n} cubes, the model beside "
+                  "inpainting from the visible pixels (lower RMSE/SAM, higher PSNR/SSIM "
+                  "is better)", title_justify="left")
     table.add_column("score")
-    table.add_column("value", justify="right")
-    table.add_row("RMSE (reflectance, masked pixels)", f"{scores.rmse:.4g}")
-    table.add_row("MSE", f"{scores.mse:.4g}")
-    table.add_row("PSNR (dB, masked pixels, mean over bands)", f"{np.nanmean(scores.psnr):.2f}")
-    table.add_row("SSIM (masked pixels, mean over bands)", f"{np.nanmean(scores.ssim):.3f}")
-    table.add_row("SAM (degrees, masked plant pixels)", f"{np.nanmean(scores.sample_sam):.2f}")
+    for name in scores.predictors:
+        table.add_column(name.replace("_", " "), justify="right")
+    rows = (("RMSE (reflectance, masked pixels)", lambda p: f"{scores.rmse_of(p):.4g}"),
+            ("MSE", lambda p: f"{scores.rmse_of(p) ** 2:.4g}"),
+            ("PSNR (dB, masked pixels, mean over bands)",
+             lambda p: f"{np.nanmean(scores.psnr_all[scores.predictors.index(p)]):.2f}"),
+            ("SSIM (masked pixels, mean over bands)",
+             lambda p: f"{np.nanmean(scores.ssim_all[scores.predictors.index(p)]):.3f}"),
+            ("SAM (degrees, masked plant pixels)",
+             lambda p: f"{np.nanmean(scores.sam_all[scores.predictors.index(p)]):.2f}"))
+    for label, cell in rows:
+        table.add_row(label, *(cell(p) for p in scores.predictors))
     for name, value in scores.region_rmse.items():
-        table.add_row(f"RMSE {name}", f"{value:.4g}")
+        table.add_row(f"RMSE {name}", f"{value:.4g}", *("" for _ in scores.predictors[1:]))
     out.print(table)
+    best = scores.best_baseline()
+    ratio = scores.rmse / scores.rmse_of(best)
+    verdict = "beats" if ratio < 1 else "does not beat"
+    out.print(f"the model {verdict} the best inpainting baseline ({best.replace('_', ' ')}): "
+              f"RMSE ratio {ratio:.3f}")
     out.print(f"written: {out_dir / 'mask_scores.zarr'}, {png}")

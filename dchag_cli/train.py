@@ -143,6 +143,17 @@ FORECAST_ONLY = {
                  "model file of `dchag export model`)."),
     "out_channels": _opt(str, "Channels to predict, or all.",
                          shown="z_500,t_850,t2m,u10,v10 where present"),
+    "target": _opt(str, "tendency: predict the change over the lead in units of its own "
+                   "spread (per channel and lead, from the training period) — what beats "
+                   "persistence at short leads; state: the change in units of the state's "
+                   "spread (runs before tendency targets).", shown=_dflt("target")),
+    "forcings": _opt(bool, "Add computed inputs known in advance: cos/sin of local solar "
+                     "time and of day of year at the valid time, top-of-atmosphere "
+                     "insolation at the valid and input times.", "--forcings/--no-forcings",
+                     shown="forcings"),
+    "rollout_steps": _opt(int, "Unroll the model's own predictions this many steps of each "
+                          "lead and average the losses (fine-tune a forecaster with --init "
+                          "RUN; needs --out-channels all).", shown=_dflt("rollout_steps")),
 }
 
 

@@ -23,6 +23,7 @@ import torch
 import zarr
 
 from pipelines.data.channels import is_constant, parse_channel
+from pipelines.data.forcings import with_forcings
 from pipelines.data.grid import LatLonGrid
 from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
 from pipelines.errors import DchagError
@@ -78,9 +79,12 @@ class RunSource:
         self.channels = run.out_channels
         self.name = f"run {run.path}"
         self.index: list[int] = []  # positions of the run's input channels in the store
+        self.lat = self.lon = np.zeros(0)  # the grid, once bound to a store
 
     def bind(self, group: zarr.Group, data: Path) -> None:
         self.index = check_compatible(self.run, group, data)
+        self.lat = np.asarray(group["lat"][:], np.float64)
+        self.lon = np.asarray(group["lon"][:], np.float64)
 
     def default_period(self) -> tuple[str | None, str]:
         periods = self.run.info.get("periods")
@@ -135,11 +139,13 @@ class RunSource:
         x = torch.from_numpy(np.stack([arr.get_orthogonal_selection(
             (i, index, slice(None), slice(None))) for i in chunk])).to(dev)
         state = (x.float() - mean) / std
+        t0 = torch.from_numpy(times[chunk].astype(np.int64))
+        step = torch.full((len(chunk),), float(plan.step), device=dev)
         with torch.no_grad():
-            for _ in range(plan.lead // plan.step):
-                pred = run.model(state, torch.full((len(chunk),), float(plan.step),
-                                                   device=dev))
-                state[:, out_run] = pred  # constant fields (not predicted) carry over
+            for k in range(plan.lead // plan.step):
+                inputs = with_forcings(state, t0 + k * plan.step, step, self.lat, self.lon) \
+                    if run.forcings else state
+                state[:, out_run] = run.model(inputs, step)  # constants carry over
         return (state[:, out_run] * std[out_run] + mean[out_run]).cpu().numpy()
 
 

@@ -16,6 +16,7 @@ import zarr
 
 from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
 from pipelines.errors import DchagError
+from pipelines.eval.inpaint import BASELINES, inpaint
 from pipelines.eval.runs import TrainedRun
 from pipelines.metrics.images import (
     SSIM_CONVENTION,
@@ -137,14 +138,37 @@ def matching_samples(rg: zarr.Group, group: zarr.Group, recon: Path, data: Path)
     return [where[s] for s in wanted]
 
 
+PREDICTORS = ("model", *BASELINES)
+
+
 @dataclass
 class MaskScores:
+    """Scores of the model's reconstruction (the first predictor) and of each inpainting
+    baseline on the same hidden pixels: arrays lead with a `predictor` axis."""
+
     wavelength: np.ndarray
-    psnr: np.ndarray  # (band,), mean over samples
-    ssim: np.ndarray
-    sample_mse: np.ndarray  # (sample,)
-    sample_sam: np.ndarray  # (sample,) degrees, masked plant pixels
-    region_rmse: dict[str, float]
+    predictors: tuple[str, ...]
+    psnr_all: np.ndarray  # (predictor, band), mean over samples
+    ssim_all: np.ndarray  # (predictor, band)
+    mse_all: np.ndarray  # (predictor, sample)
+    sam_all: np.ndarray  # (predictor, sample) degrees, masked plant pixels
+    region_rmse: dict[str, float]  # the model's
+
+    @property
+    def psnr(self) -> np.ndarray:
+        return self.psnr_all[0]
+
+    @property
+    def ssim(self) -> np.ndarray:
+        return self.ssim_all[0]
+
+    @property
+    def sample_mse(self) -> np.ndarray:
+        return self.mse_all[0]
+
+    @property
+    def sample_sam(self) -> np.ndarray:
+        return self.sam_all[0]
 
     @property
     def mse(self) -> float:
@@ -153,6 +177,12 @@ class MaskScores:
     @property
     def rmse(self) -> float:
         return float(np.sqrt(self.mse))
+
+    def rmse_of(self, predictor: str) -> float:
+        return float(np.sqrt(np.nanmean(self.mse_all[self.predictors.index(predictor)])))
+
+    def best_baseline(self) -> str:
+        return min(self.predictors[1:], key=self.rmse_of)
 
 
 def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> MaskScores:
@@ -164,30 +194,35 @@ def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> Mas
     bands = matching_bands(stored, wl, data)
     r0, c0, h, w = rg.attrs["crop"]
     picks = matching_samples(rg, group, recon, data)
-    psnr, ssim, mses, sams = [], [], [], []
-    sq = {name: [] for name in REGIONS}
+    n = len(PREDICTORS)
+    psnr, ssim = [[] for _ in range(n)], [[] for _ in range(n)]
+    mses, sams = [[] for _ in range(n)], [[] for _ in range(n)]
+    sq: dict[str, list[float]] = {name: [] for name in REGIONS}
     progress.start(len(picks), "scoring")
     for i, k in enumerate(picks):
         orig = group["cube"].get_orthogonal_selection(
             (int(k), bands, slice(r0, r0 + h), slice(c0, c0 + w))).astype(np.float64)
-        rec = rg["reconstruction"][i].astype(np.float64)
         hidden = rg["masked"][i].astype(bool)
         plant = group["mask"][int(k), r0:r0 + h, c0:c0 + w].astype(bool)
-        a, b = band_psnr_ssim(orig, rec, hidden)
-        psnr.append(a)
-        ssim.append(b)
-        mses.append(masked_mse(orig, rec, hidden))
-        sams.append(spectral_angle(orig, rec, hidden & plant))
+        recs = [rg["reconstruction"][i].astype(np.float64),
+                *(inpaint(name, orig, hidden) for name in BASELINES)]
+        for p, rec in enumerate(recs):
+            a, b = band_psnr_ssim(orig, rec, hidden)
+            psnr[p].append(a)
+            ssim[p].append(b)
+            mses[p].append(masked_mse(orig, rec, hidden))
+            sams[p].append(spectral_angle(orig, rec, hidden & plant))
         for name, (lo, hi) in REGIONS.items():
             sel = (wl >= lo) & (wl <= hi)
             if sel.any():
-                sq[name].append(masked_mse(orig[sel], rec[sel], hidden))
+                sq[name].append(masked_mse(orig[sel], recs[0][sel], hidden))
         progress.advance()
     with np.errstate(invalid="ignore"):
-        finite_psnr = np.where(np.isinf(psnr), np.nan, psnr)
+        finite_psnr = [np.nanmean(np.where(np.isinf(v), np.nan, v), axis=0) for v in psnr]
         region = {n: float(np.sqrt(np.nanmean(v))) for n, v in sq.items() if v}
-        return MaskScores(wl, np.nanmean(finite_psnr, axis=0), np.mean(ssim, axis=0),
-                          np.array(mses), np.array(sams), region)
+        return MaskScores(wl, PREDICTORS, np.array(finite_psnr),
+                          np.array([np.mean(v, axis=0) for v in ssim]), np.array(mses),
+                          np.array(sams), region)
 
 
 def write_mask_scores(s: MaskScores, out: Path, attrs: dict) -> None:
@@ -197,9 +232,33 @@ def write_mask_scores(s: MaskScores, out: Path, attrs: dict) -> None:
                         "psnr_mean": float(np.nanmean(s.psnr)),
                         "ssim_mean": float(np.nanmean(s.ssim)),
                         "sam_deg_mean": float(np.nanmean(s.sample_sam)),
-                        "region_rmse": s.region_rmse, **attrs})
+                        "region_rmse": s.region_rmse,
+                        "baseline_rmse": {p: s.rmse_of(p) for p in s.predictors[1:]},
+                        "best_baseline": s.best_baseline(), **attrs})
         dims_array(g, "wavelength", ["band"], data=s.wavelength, fill_value=None)
         dims_array(g, "psnr", ["band"], data=s.psnr, fill_value=None)
         dims_array(g, "ssim", ["band"], data=s.ssim, fill_value=None)
         dims_array(g, "mse", ["sample"], data=s.sample_mse, fill_value=None)
         dims_array(g, "sam_deg", ["sample"], data=s.sample_sam, fill_value=None)
+        # the same scores for every predictor: the model, then the inpainting baselines
+        dims_array(g, "predictor", ["predictor"], data=np.array(s.predictors),
+                   fill_value=None)
+        dims_array(g, "rmse_by_predictor", ["predictor"],
+                   data=np.array([s.rmse_of(p) for p in s.predictors]), fill_value=None)
+        dims_array(g, "mse_by_predictor", ["predictor", "sample"], data=s.mse_all,
+                   fill_value=None)
+        dims_array(g, "psnr_by_predictor", ["predictor", "band"], data=s.psnr_all,
+                   fill_value=None)
+        dims_array(g, "ssim_by_predictor", ["predictor", "band"], data=s.ssim_all,
+                   fill_value=None)
+        dims_array(g, "sam_deg_by_predictor", ["predictor", "sample"], data=s.sam_all,
+                   fill_value=None)
+
+
+def read_mask_scores(path: Path) -> dict[str, float]:
+    """RMSE per predictor from `mask_scores.zarr` (the model alone in older stores)."""
+    g = open_artifact(path, "mask_scores")
+    if "predictor" not in g:
+        return {"model": float(g.attrs["rmse"])}
+    return {str(p): float(v) for p, v in zip(g["predictor"][:], g["rmse_by_predictor"][:],
+                                              strict=True)}

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,6 +25,7 @@ from pipelines.train.checkpoint import checkpoint_step, intact_checkpoint
 from pipelines.train.config import TrainConfig, load_run_config
 from pipelines.train.model_file import is_model_file, load_tensors, open_model_file
 from pipelines.train.safe_checkpoint import load_state
+from pipelines.train.tendency import normalised_scale, table_from_json
 
 
 @dataclass
@@ -42,6 +44,15 @@ class TrainedRun:
     @property
     def out_channels(self) -> list[str]:
         return list(self.info["out_channels"])
+
+    @property
+    def forcings(self) -> list[str]:
+        """Computed inputs after the channels (none in runs older than forcings)."""
+        return list(self.info.get("forcings") or [])
+
+    @property
+    def target(self) -> str:
+        return self.info.get("target") or "state"
 
 
 def run_files(run: Path) -> list[Path]:
@@ -62,14 +73,16 @@ def _build(task: str, info: dict) -> tuple[ModelConfig, nn.Module]:
     mcfg = ModelConfig.from_dict(info["model"])
     if task == "forecast":
         out_index = [info["channel_names"].index(c) for c in info["out_channels"]]
-        return mcfg, Forecaster(mcfg, out_index=out_index, residual=True)
+        std = np.asarray(info["std"], np.float64)[out_index]
+        scale = normalised_scale(table_from_json(info.get("tendency_std")), std)
+        return mcfg, Forecaster(mcfg, out_index=out_index, residual=True, lead_scale=scale)
     return mcfg, MAE(mcfg)
 
 
 def load_model_file(path: Path, task: str, device: torch.device) -> TrainedRun:
     """A model exported by `dchag export model`: config and weights from one file."""
     found = open_model_file(path)
-    cfg = TrainConfig.from_dict(found.config, source=str(path))
+    cfg = TrainConfig.from_saved(found.config, source=str(path))
     if cfg.task != task:
         raise _wrong_task(cfg, task, path)
     mcfg, model = _build(task, found.info)

@@ -27,11 +27,13 @@ class Forecaster(nn.Module):
 
     Lead time enters as `Linear(1, D)` of hours/100 added to every token (as in ClimaX).
     With `residual`, the network predicts the change of the output channels, which are
-    taken from the input at the positions `out_index`.
+    taken from the input at the positions `out_index`. With `lead_scale` {lead: σ per
+    output channel} (tendency targets, `pipelines/train/tendency.py`) that change is
+    σ_lead ⊙ network output; without it σ = 1 (state-normalised residuals).
     """
 
     def __init__(self, cfg: ModelConfig, out_index: list[int] | None = None,
-                 residual: bool = True):
+                 residual: bool = True, lead_scale: dict[int, list[float]] | None = None):
         super().__init__()
         self.cfg = cfg
         self.encoder = DCHAGEncoder(cfg)
@@ -45,9 +47,37 @@ class Forecaster(nn.Module):
         self.register_buffer("out_index", torch.tensor(index, dtype=torch.long),
                              persistent=False)
         self.residual = residual
+        self.lead_scale = {int(k): list(v) for k, v in (lead_scale or {}).items()}
+        for lead, values in self.lead_scale.items():
+            if len(values) != cfg.n_out:
+                raise ValueError(f"lead_scale[{lead}] has {len(values)} entries for "
+                                 f"{cfg.n_out} outputs")
+        leads, scales = self._scale_tables()
+        self.register_buffer("scale_leads", leads, persistent=False)
+        self.register_buffer("scale_values", scales, persistent=False)
+
+    def _scale_tables(self, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+        leads = sorted(self.lead_scale)
+        return (torch.tensor(leads, dtype=torch.float32, device=device),
+                torch.tensor([self.lead_scale[k] for k in leads], dtype=torch.float32,
+                             device=device).reshape(len(leads), self.cfg.n_out))
 
     def reset_buffers(self) -> None:
-        self.out_index = torch.tensor(self.index, dtype=torch.long, device=self.out_index.device)
+        device = self.out_index.device
+        self.out_index = torch.tensor(self.index, dtype=torch.long, device=device)
+        self.scale_leads, self.scale_values = self._scale_tables(device)
+
+    def step_scale(self, lead_hours: Tensor) -> Tensor:
+        """σ of each sample's lead: (B, C_out, 1, 1); ones for state-normalised residuals."""
+        b = lead_hours.shape[0]
+        if not self.lead_scale:
+            return torch.ones(b, self.cfg.n_out, 1, 1, device=lead_hours.device)
+        hit = lead_hours.float()[:, None] == self.scale_leads[None, :]
+        if not bool(hit.any(dim=1).all()):
+            raise ValueError(f"no tendency scale for lead(s) "
+                             f"{sorted(set(lead_hours[~hit.any(dim=1)].tolist()))} h; "
+                             f"the model knows {sorted(self.lead_scale)}")
+        return self.scale_values[hit.float().argmax(dim=1)][:, :, None, None]
 
     def forward(self, x: Tensor, lead_hours: Tensor, channel_ids: Tensor | None = None) -> Tensor:
         lead = self.lead_embed((lead_hours.to(x.dtype) / 100.0)[:, None])[:, None, :]
@@ -56,11 +86,15 @@ class Forecaster(nn.Module):
         out = self.head(z).view(b, length, self.cfg.n_out, self.cfg.patch**2)
         out = unpatchify(out, self.cfg.patch, self.cfg.grid)
         if self.residual:
+            if self.lead_scale:
+                out = out * self.step_scale(lead_hours).to(out.dtype)
             out = out + x[:, self.out_index]
         return out
 
 
-def forecast_loss(model: Forecaster, x: Tensor, y: Tensor, lead_hours: Tensor,
-                  lat_deg: Tensor) -> Tensor:
-    return lat_weighted_mse(model(x, lead_hours), y, lat_deg)
+def scaled_forecast_mse(pred: Tensor, target: Tensor, scale: Tensor, lat_deg: Tensor
+                        ) -> Tensor:
+    """The training loss: latitude-weighted MSE of the error in units of σ_lead (`scale`,
+    (B, C_out, 1, 1); ones for state targets, where this is the plain normalised MSE)."""
+    return lat_weighted_mse(pred.float() / scale, target.float() / scale, lat_deg)
 

@@ -47,14 +47,15 @@ class Layout:
 
 def model_config(cfg: TrainConfig, art: Artifact) -> ModelConfig:
     extra = {"out_channels": len(art.out_index)} if cfg.task == "forecast" else {}
-    return preset_config(cfg.preset, len(art.channel_names), variant=cfg.variant,
+    return preset_config(cfg.preset, art.model_channels, variant=cfg.variant,
                          tree=cfg.tree, groups=cfg.groups, img_size=art.img_size,
                          patch=cfg.patch, channel_impl=cfg.channel_impl, **extra)
 
 
 def make_model(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig) -> nn.Module:
     if cfg.task == "forecast":
-        return Forecaster(mcfg, out_index=art.out_index, residual=True)
+        return Forecaster(mcfg, out_index=art.out_index, residual=True,
+                          lead_scale=art.lead_scale())
     return MAE(mcfg)
 
 
@@ -97,5 +98,5 @@ def build_parallel_model(cfg: TrainConfig, art: Artifact, ctx: RankContext) -> n
     layout = Layout(tp_mesh=ctx.tp_mesh, dp_mesh=ctx.dp_mesh, device=ctx.device,
                     compute_dtype=dtype, ac=cfg.ac, ac_channels=cfg.ac_channels,
                     split_aggregation=cfg.aggregation == "head-split",
-                    fsdp=ctx.world > 1 or dtype != torch.float32)
+                    fsdp=ctx.dp_mesh.size() > 1 or dtype != torch.float32)
     return build_sharded(lambda: make_model(cfg, art, mcfg), layout, cfg.seed)

@@ -155,21 +155,23 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: Optimizer | None) -
     return checkpoint_step(path)
 
 
-def load_encoder(path: Path, model: nn.Module) -> None:
-    """Collective: initialise `model.encoder` from another run's checkpoint (fine-tuning)."""
+def load_encoder(path: Path, model: nn.Module, whole: bool = False) -> None:
+    """Collective: initialise `model.encoder` (or, `whole`, every weight: a forecaster
+    fine-tuned from another) from another run's checkpoint."""
     full = get_model_state_dict(model)
-    state = {"model": {k: v for k, v in full.items() if k.startswith("encoder.")}}
+    state = {"model": {k: v for k, v in full.items() if whole or k.startswith("encoder.")}}
     load_state(state, path, allow_partial=True)
     set_model_state_dict(model, state["model"], options=StateDictOptions(strict=False))
 
 
-def load_encoder_file(path: Path, model: nn.Module) -> None:
-    """Collective: initialise `model.encoder` from a model file of `dchag export model`.
-    Every rank reads the whole (consolidated) encoder and keeps its own shards."""
+def load_encoder_file(path: Path, model: nn.Module, whole: bool = False) -> None:
+    """Collective: initialise `model.encoder` (or, `whole`, every weight) from a model file
+    of `dchag export model`. Every rank reads the whole (consolidated) tensors and keeps
+    its own shards."""
     from pipelines.train.model_file import load_tensors
 
     full = get_model_state_dict(model)
-    expected = {k: v for k, v in full.items() if k.startswith("encoder.")}
+    expected = {k: v for k, v in full.items() if whole or k.startswith("encoder.")}
     tensors = load_tensors(path, expected, subset=True)
     set_model_state_dict(model, tensors, options=StateDictOptions(full_state_dict=True,
                                                                   strict=False))

@@ -24,10 +24,14 @@ TASKS = ("mae", "forecast")
 PRECISIONS = ("auto", "bf16", "fp32")
 AGGREGATIONS = ("head-split", "replicated")
 CHANNEL_IMPLS = ("fused", "folded", "direct")
+TARGETS = ("tendency", "state")
 LOGGERS = ("none", "tensorboard")  # pipelines.train.trackers.TRACKERS, without importing it
 # Fields that define the model: a checkpoint only loads into a run that agrees on these.
 MODEL_FIELDS = ("task", "preset", "variant", "tree", "groups", "patch", "crop", "channels",
-                "out_channels")
+                "out_channels", "target", "forcings")
+# What a run saved before a setting existed meant: runs older than tendency targets and
+# forcings predicted state-normalised residuals from the state alone.
+LEGACY = {"target": "state", "forcings": False}
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,9 @@ class TrainConfig:
     norm_pix_loss: bool = False
     leads: list[int] = field(default_factory=lambda: [6, 24, 72, 168])  # hours
     init: str | None = None  # forecast: start from this (pretrained) run
+    target: str = "tendency"  # forecast: "tendency" (σ_lead-scaled change) or "state"
+    forcings: bool = True  # forecast: clock and insolation fields as extra inputs
+    rollout_steps: int = 1  # forecast: unroll the model's own predictions this many steps
     val_fraction: float = 0.1
     test_fraction: float = 0.1  # weather: the latest share of the record, held out
     val_batches: int = 4
@@ -85,7 +92,8 @@ class TrainConfig:
         for name, value, choices in (("precision", self.precision, PRECISIONS),
                                      ("aggregation", self.aggregation, AGGREGATIONS),
                                      ("channel-impl", self.channel_impl, CHANNEL_IMPLS),
-                                     ("logger", self.logger, LOGGERS)):
+                                     ("logger", self.logger, LOGGERS),
+                                     ("target", self.target, TARGETS)):
             if value not in choices:
                 raise DchagError(f"--{name} {value!r}", fix=f"choose one of {', '.join(choices)}")
         if self.gpus < 1:
@@ -98,7 +106,7 @@ class TrainConfig:
                              f"{self.dp_size} data-parallel ranks",
                              fix="choose a multiple of gpus / tp")
         for name in ("steps", "batch_size", "log_every", "val_every", "ckpt_every", "keep",
-                     "patch", "val_batches"):
+                     "patch", "val_batches", "rollout_steps"):
             if getattr(self, name) < 1:
                 raise DchagError(f"--{_flag(name)} must be at least 1")
         for name in ("tp", "groups", "stop_at"):
@@ -137,6 +145,15 @@ class TrainConfig:
 
     def with_(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)
+
+    @property
+    def uses_forcings(self) -> bool:
+        return self.task == "forecast" and self.forcings
+
+    @classmethod
+    def from_saved(cls, d: dict[str, Any], source: str) -> TrainConfig:
+        """A config saved by a run (or a model file), whatever version wrote it."""
+        return cls.from_dict({**LEGACY, **d}, source=source)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
@@ -290,7 +307,7 @@ def load_run_config(run: Path) -> TrainConfig:
                          fix="the run folder is damaged") from exc
     if not isinstance(saved, dict):
         raise DchagError("config.json holds no settings", path=path)
-    return TrainConfig.from_dict(saved, source=str(path))
+    return TrainConfig.from_saved(saved, source=str(path))
 
 
 def check_same_model(a: TrainConfig, b: TrainConfig, what: str, path: Path) -> None:

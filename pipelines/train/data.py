@@ -21,11 +21,13 @@ from torch.utils.data import DataLoader, Dataset
 from pipelines.data.channels import is_constant
 from pipelines.data.datasets import SampleReader, batch_buffer
 from pipelines.data.era5_stats import mean_std
+from pipelines.data.forcings import FORCINGS
 from pipelines.data.zarr_store import open_artifact
 from pipelines.errors import DchagError
 from pipelines.notes import note
 from pipelines.train.config import TrainConfig
 from pipelines.train.periods import Periods, make_periods
+from pipelines.train.tendency import normalised_scale, tendency_std
 
 # The forecast targets of the D-CHAG authors' ERA5 run, when present in the artifact.
 KEY_VARIABLES = ("z_500", "t_850", "t2m", "u10", "v10")
@@ -62,6 +64,16 @@ class Artifact:
     std: np.ndarray
     out_index: list[int]  # forecast: positions (in run channels) of the targets
     periods: Periods | None = None  # weather: train / validation / test periods
+    tendency_std: dict[int, np.ndarray] | None = None  # forecast: σ per lead (physical)
+    forcings: tuple[str, ...] = ()  # forecast: computed inputs appended after the channels
+
+    @property
+    def model_channels(self) -> int:
+        return len(self.channel_names) + len(self.forcings)
+
+    def lead_scale(self) -> dict[int, list[float]] | None:
+        """σ_lead in units of the targets' state std, as the model uses it."""
+        return normalised_scale(self.tendency_std, self.std[self.out_index])
 
 
 def _artifact_kind(path: Path) -> str:
@@ -139,6 +151,12 @@ def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
             raise DchagError(f"{', '.join(constant)} is a constant field: an input, never a "
                              "forecast target", fix="drop it from --out-channels")
         out_index = [wanted.index(c) for c in targets]
+        unpredicted = [c for c in varying if c not in targets]
+        if cfg.rollout_steps > 1 and unpredicted:
+            raise DchagError(f"--rollout-steps {cfg.rollout_steps} feeds the model its own "
+                             f"predictions, but {', '.join(unpredicted[:4])} "
+                             "would not be predicted", path=path,
+                             fix="add --out-channels all (or drop those --channels)")
     img = (h, w)
     if cfg.crop is not None:
         if cfg.crop[0] > h or cfg.crop[1] > w:
@@ -151,14 +169,19 @@ def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
     periods = None
     if kind == "era5":
         times = np.asarray(group["time"][:], dtype=np.int64)
-        gap = max(cfg.leads) if cfg.task == "forecast" else 0
+        gap = max(cfg.leads) * cfg.rollout_steps if cfg.task == "forecast" else 0
         periods = make_periods(times, cfg.val_fraction, cfg.test_fraction, gap)
         mean, std = _training_statistics(group, periods, times, index, path)
     else:
         mean = np.asarray(group["mean"][:], dtype=np.float64)[index]
         std = np.asarray(group["std"][:], dtype=np.float64)[index]
+    sigma = None
+    if cfg.task == "forecast" and cfg.target == "tendency" and periods is not None:
+        sigma = tendency_std(group, times, periods.contains("train", times),
+                             [index[i] for i in out_index], cfg.leads, path)
+    forcings = FORCINGS if cfg.uses_forcings else ()
     return Artifact(kind, path, list(wanted), index, img, (h, w), mean, std, out_index,
-                    periods)
+                    periods, sigma, forcings)
 
 
 def _training_statistics(group: zarr.Group, periods: Periods, times: np.ndarray,
@@ -198,10 +221,12 @@ def split_samples(art: Artifact, cfg: TrainConfig, split: str
         np.ones(times.shape, bool)
     at = {int(t): i for i, t in enumerate(times) if inside[i]}
     leads = cfg.leads if cfg.task == "forecast" else [0]
+    steps = cfg.rollout_steps if cfg.task == "forecast" else 1
     chosen, reach = [], {}
     for i in np.flatnonzero(inside):
+        # with rollout training every step of the chain must be in the split
         pairs = [(lead, at[int(times[i]) + lead]) for lead in leads
-                 if int(times[i]) + lead in at]
+                 if all(int(times[i]) + k * lead in at for k in range(1, steps + 1))]
         if pairs:
             chosen.append(int(i))
             reach[int(i)] = pairs
@@ -220,6 +245,9 @@ class _Source:
         self.reader = SampleReader(art.path, "data" if art.kind == "era5" else "cube",
                                    art.channel_index)
         self.positions, self.starts_leads = split_samples(art, cfg, split)
+        self.times = np.asarray(zarr.open_group(str(art.path), mode="r")["time"][:],
+                                np.int64) if art.kind == "era5" else np.zeros(0, np.int64)
+        self.at = {int(t): i for i, t in enumerate(self.times)}
         if not self.positions:
             where = "validation" if split == "val" else "training"
             raise DchagError(f"no {where} samples", path=art.path,
@@ -261,8 +289,10 @@ class StepBatches(Dataset):
                       for k in picks]
             pairs = [self.src.starts_leads[k][c] for k, c in zip(picks, choice, strict=True)]
             out["lead"] = self._local([torch.tensor(lead) for lead, _ in pairs])
-            out["y"] = [torch.from_numpy(self.src.read(j)[self.art.out_index])
-                        for _, j in self._local(pairs)]  # only this rank's targets
+            out["time"] = self._local([torch.tensor(int(self.src.times[k])) for k in picks])
+            # (K, C_out, H, W) per sample: the targets of every rollout step, this rank's only
+            out["y"] = [self._chain(k, lead) for k, (lead, _) in self._local(
+                list(zip(picks, pairs, strict=True)))]
         crops = self._local(self._crops(gen, b))
         h, w = self.art.img_size
         rows = self._local(picks)
@@ -272,11 +302,17 @@ class StepBatches(Dataset):
             self.src.reader.read_into(k, view[j], r, c)  # whole chunk, no extra copy
         out["x"] = x
         if "y" in out:
-            out["y"] = [y[:, r:r + h, c:c + w] for y, (r, c) in zip(out["y"], crops,
-                                                                      strict=True)]
+            out["y"] = [y[..., r:r + h, c:c + w] for y, (r, c) in zip(out["y"], crops,
+                                                                        strict=True)]
         batch = {k: (v if isinstance(v, Tensor) else torch.stack(v)) for k, v in out.items()}
         batch["step"] = torch.tensor(step)
         return batch
+
+    def _chain(self, start: int, lead: int) -> Tensor:
+        t0 = int(self.src.times[start])
+        rows = [self.src.at[t0 + k * lead] for k in range(1, self.cfg.rollout_steps + 1)]
+        return torch.from_numpy(np.stack([self.src.read(j)[self.art.out_index]
+                                          for j in rows]))
 
     def _crops(self, gen: torch.Generator, b: int) -> list[tuple[int, int]]:
         shape = self.art.full_size

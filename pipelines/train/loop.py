@@ -24,7 +24,6 @@ from torch import Tensor
 
 from pipelines.data.datasets import Normalizer
 from pipelines.errors import DchagError, Interrupted
-from pipelines.model.forecast import lat_weighted_mse
 from pipelines.notes import note
 from pipelines.parallel.gather import all_gather_flat
 from pipelines.parallel.tensor_parallel import tp_local_names
@@ -45,6 +44,8 @@ from pipelines.train.flops import peak_flops, rank_flops
 from pipelines.train.metrics import MetricsLog
 from pipelines.train.model_file import is_model_file
 from pipelines.train.optim import build_optimizer, clip_grads, lr_at, set_lr
+from pipelines.train.resolve import init_task
+from pipelines.train.rollout import rollout_loss
 from pipelines.train.trackers import Tracker, open_tracker
 
 
@@ -112,9 +113,13 @@ class _Trainer:
         self.target_norm = Normalizer(torch.from_numpy(self.art.mean[out]),
                                       torch.from_numpy(self.art.std[out])).to(dev)
         self.lat = None
+        self.grid: tuple[np.ndarray, np.ndarray] | None = None  # for forcings
         if self.art.kind == "era5":
-            lat = zarr.open_group(str(self.art.path), mode="r")["lat"][:]
-            self.lat = torch.from_numpy(np.asarray(lat, dtype=np.float32)).to(dev)
+            group = zarr.open_group(str(self.art.path), mode="r")
+            lat = np.asarray(group["lat"][:], np.float64)
+            self.lat = torch.from_numpy(lat.astype(np.float32)).to(dev)
+            if self.art.forcings:
+                self.grid = (lat, np.asarray(group["lon"][:], np.float64))
         self.local_batch = cfg.batch_size // cfg.dp_size
         self.train_ds = StepBatches(self.art, cfg, "train", ctx.dp_rank, cfg.dp_size,
                                     self.mcfg.num_patches)
@@ -138,8 +143,8 @@ class _Trainer:
                                     noise=batch["noise"].to(dev))
             return loss
         y = self.target_norm(batch["y"].to(dev, non_blocking=True))
-        pred = self.model(x, batch["lead"].to(dev))
-        return lat_weighted_mse(pred, y, self.lat)
+        return rollout_loss(self.model, x, y, batch["lead"].to(dev), batch["time"],
+                            self.lat, self.grid)
 
     def dp_mean(self, value: Tensor) -> float:
         v = value.detach().float().reshape(1).clone()
@@ -189,13 +194,15 @@ class _Trainer:
         resume_from = self.agreed_checkpoint(self.run_dir)
         if resume_from is not None:
             start = load_checkpoint(resume_from, self.model, self.opt)
-        elif cfg.init and is_model_file(Path(cfg.init)):
-            load_encoder_file(Path(cfg.init), self.model)
         elif cfg.init:
-            init = self.agreed_checkpoint(Path(cfg.init))
-            if init is None:
-                raise DchagError("the run has no intact checkpoint", path=cfg.init)
-            load_encoder(init, self.model)
+            whole = init_task(Path(cfg.init)) == "forecast"  # else: a pretrained encoder
+            if is_model_file(Path(cfg.init)):
+                load_encoder_file(Path(cfg.init), self.model, whole)
+            else:
+                init = self.agreed_checkpoint(Path(cfg.init))
+                if init is None:
+                    raise DchagError("the run has no intact checkpoint", path=cfg.init)
+                load_encoder(init, self.model, whole)
         log = MetricsLog(self.run_dir, start) if ctx.is_main else None
         tracker = open_tracker(cfg.logger, self.run_dir, start) if ctx.is_main else None
         try:

@@ -30,6 +30,7 @@ from pipelines.train.config import (
 from pipelines.train.data import Artifact, describe_artifact, split_samples
 from pipelines.train.distributed import check_devices, launcher_world
 from pipelines.train.model_file import is_model_file, open_model_file
+from pipelines.train.tendency import table_to_json
 
 # Model fields the encoder's weights depend on (what `--init` must agree on).
 RUN_HINT = "--resume it, pass --overwrite, or choose another --out"
@@ -60,6 +61,8 @@ def resolve(task: str, flags: dict[str, Any], config_file: Path | None,
     settings.setdefault("out", DEFAULT_RUNS[task])
     if not settings.get("data"):
         settings["data"] = default_data(task)
+    if task == "forecast" and "forcings" not in settings and settings.get("init"):
+        settings["forcings"] = _forcings_for_init(Path(settings["init"]))
     cfg = TrainConfig.from_dict(settings)
     if resume is not None:
         check_same_model(cfg, saved, "the run being resumed", resume)
@@ -195,14 +198,65 @@ def check_init(init: Path, mcfg: ModelConfig, art: Artifact) -> None:
             raise DchagError("cannot read model.json", path=init,
                              fix="point --init at a folder written by `dchag pretrain`"
                              ) from exc
+    if init_task(init) == "forecast":  # fine-tuning a forecaster (rollout training)
+        _check_whole_forecaster(init, saved, mcfg, art)
+        return
     diffs = [f"{k}: {saved['model'][k]!r} ≠ {mcfg.to_dict()[k]!r}" for k in ENCODER_FIELDS
              if saved["model"][k] != mcfg.to_dict()[k]]
     if saved["channel_names"] != art.channel_names:
         diffs.append("channel names")
     if diffs:
-        raise DchagError(f"the pretrained encoder differs ({'; '.join(diffs)})", path=init,
-                         fix="fine-tune with the pretraining run's --preset, --variant, "
-                         "--tree, --groups, --patch and channels")
+        forcing = " (a forecaster adds forcing inputs: pass --no-forcings to fine-tune an " \
+            "encoder pretrained without them)" if art.forcings else ""
+        raise DchagError(f"the pretrained encoder differs ({'; '.join(diffs)}){forcing}",
+                         path=init, fix="fine-tune with the pretraining run's --preset, "
+                         "--variant, --tree, --groups, --patch and channels")
+
+
+def _forcings_for_init(init: Path) -> bool:
+    """Forcings are on by default, but an encoder pretrained without them has no place
+    for them: fine-tuning one leaves them off unless --forcings says otherwise."""
+    try:
+        if init_task(init) == "forecast":
+            return bool(_saved_info(init).get("forcings"))
+    except DchagError:
+        return True  # check_init names what is wrong with --init
+    note("--init is an encoder pretrained without forcings: training without them "
+         "(--forcings needs an encoder pretrained with as many input channels)")
+    return False
+
+
+def _saved_info(init: Path) -> dict:
+    if is_model_file(init):
+        return open_model_file(init).info
+    try:
+        return json.loads((init / "model.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DchagError("cannot read model.json", path=init) from exc
+
+
+def init_task(init: Path) -> str:
+    """What `--init` holds: a pretraining ("mae") or a forecasting run (or model file)."""
+    if is_model_file(init):
+        return str(open_model_file(init).config.get("task", "mae"))
+    return load_run_config(init).task
+
+
+def _check_whole_forecaster(init: Path, saved: dict, mcfg: ModelConfig, art: Artifact) -> None:
+    """A forecaster fine-tuned from another takes all of it: same model, targets, scales."""
+    diffs = [f"{k}: {saved['model'].get(k)!r} ≠ {v!r}" for k, v in mcfg.to_dict().items()
+             if saved["model"].get(k) != v]
+    for key, mine in (("channel_names", art.channel_names),
+                      ("out_channels", [art.channel_names[i] for i in art.out_index]),
+                      ("forcings", list(art.forcings))):
+        if list(saved.get(key) or []) != mine:
+            diffs.append(key.replace("_", " "))
+    if (saved.get("target") or "state") != ("tendency" if art.tendency_std else "state"):
+        diffs.append(f"target {saved.get('target') or 'state'}")
+    if diffs:
+        raise DchagError(f"the forecaster to fine-tune differs ({'; '.join(diffs)})",
+                         path=init, fix="fine-tune with its --preset, --variant, --groups, "
+                         "--patch, channels, --out-channels, --target and --forcings")
 
 
 def create_run(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig, overwrite: bool,
@@ -221,6 +275,9 @@ def create_run(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig, overwrite: bo
              "mean": art.mean.tolist(), "std": art.std.tolist(),
              "periods": art.periods.to_dict() if art.periods else None,
              "data": str(Path(cfg.data).resolve()),
+             "target": cfg.target if cfg.task == "forecast" else None,
+             "tendency_std": table_to_json(art.tendency_std),
+             "forcings": list(art.forcings),
              "grid": zarr.open_group(str(art.path), mode="r").attrs.get("grid")}
     (run / "model.json").write_text(json.dumps(model, indent=2))
     return run

@@ -1,0 +1,43 @@
+"""Parity figure: each variant's metric over the reference's, paired by seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from pipelines.bench.parity import ParityTable
+from pipelines.plots.save import save_figure
+
+
+def plot_parity(tables: list[ParityTable], out: Path) -> Path:
+    fig, axes = plt.subplots(1, len(tables), figsize=(5.5 * len(tables), 4.2), dpi=110,
+                             squeeze=False)
+    for ax, t in zip(axes[0], tables, strict=True):
+        ratios = t.ratios()
+        rows = t.summary()
+        for i in range(len(t.variants)):
+            ax.plot(np.full(len(t.seeds), i), ratios[i], "o", mfc="none", color="tab:gray",
+                    label="one seed" if i == 1 else None)
+            if i:
+                r = rows[i]
+                ax.errorbar(i + 0.15, r["ratio_mean"], yerr=[[r["ratio_mean"] - r["ratio_lo"]],
+                                                            [r["ratio_hi"] - r["ratio_mean"]]],
+                            fmt="s", color="tab:blue", capsize=4,
+                            label="mean, bootstrap 95 %" if i == 1 else None)
+                ax.annotate(f"{r['ratio_mean']:.3f}\n[{r['ratio_lo']:.3f}, {r['ratio_hi']:.3f}]",
+                            (i + 0.22, r["ratio_mean"]), fontsize=7, va="center")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.axhspan(0.99, 1.01, color="tab:green", alpha=0.12, label="±1 %")
+        ax.set_xticks(range(len(t.variants)), t.variants)
+        ax.set_xlim(-0.5, len(t.variants) - 0.2)
+        ax.set(ylabel=f"metric / {t.variants[0]} (same seed; lower is better)",
+               title=f"{t.task}: {len(t.seeds)} seeds; {t.variants[0]} seed CV "
+                     f"{rows[0]['seed_cv']:.1%}")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("D-CHAG quality parity, paired by seed", fontsize=10)
+    return save_figure(fig, out)
