@@ -54,12 +54,13 @@ def forecast_metric(scores: Path) -> tuple[float, np.ndarray]:
     return float(np.mean(model / rmse.sel(forecaster="persistence").values)), model
 
 
-def _one(task: str, data: str, work: Path, variant: str, seed: int, steps: int) -> tuple:
+def _one(task: str, data: str, work: Path, variant: str, seed: int, steps: int,
+         leads: str) -> tuple:
     run = work / f"{task}-{variant}-s{seed}"
     if run.exists():
         shutil.rmtree(run)
     if task == "forecast":
-        _run(recipes.train_forecast(data, str(run), steps, 1, variant, seed))
+        _run(recipes.train_forecast(data, str(run), steps, 1, variant, seed, leads))
         _run(["eval", "forecast", "--run", str(run), "--data", data])
         metric, detail = forecast_metric(run / "eval" / "scores.zarr")
         return metric, _val_loss(run), detail
@@ -83,6 +84,7 @@ def parity(
     appl: Path = typer.Option(None, help="appl.zarr to pretrain on.",
                               show_default="the shipped cubes, prepared in --work"),
     forecast_steps: int = typer.Option(recipes.FORECAST_STEPS, help="Steps per forecaster."),
+    lead: str = typer.Option(recipes.LEADS, help="Forecast leads trained and scored."),
     mae_steps: int = typer.Option(recipes.MAE_STEPS, help="Steps per MAE."),
     work: Path = typer.Option(Path("parity_runs"), help="Folder for the runs (kept)."),
     out_path: Path = typer.Option(Path("parity.zarr"), "--out", "-o",
@@ -134,13 +136,14 @@ def parity(
         for s in range(seeds):  # seeds outermost: a stopped bench still has paired results
             for i, v in enumerate(names):
                 values[i, s], losses[i, s], details[i][s] = _one(
-                    task, str(data[task]), work, v, s, steps)
+                    task, str(data[task]), work, v, s, steps, lead)
         detail = {}
         if task == "forecast":
             detail["model_rmse"] = np.array(details)  # (variant, seed, lead, channel)
         tables.append(ParityTable(task, METRICS[task], names, list(range(seeds)), values,
                                   losses, detail))
     write_parity(tables, out_path, {"steps": {"forecast": forecast_steps, "mae": mae_steps},
+                                    "lead": lead, "seeds": seeds, "variants": names,
                                     "data": {k: str(v) for k, v in data.items() if v}})
     png = plot_parity(tables, out_path.with_suffix(".png"))
     for table in tables:

@@ -14,7 +14,7 @@ DAYS = 400
 RESOLUTION = "5"  # degrees, regridded to 5.625°
 LEADS = "6h,1d,3d,7d"
 FORECAST_STEPS = 1600
-MAE_STEPS = 400
+MAE_STEPS = 800
 MAE_SIZE = "16"  # pixels a side the cubes are prepared at
 MASK_RATIO = "0.5"
 
@@ -41,8 +41,8 @@ def common(gpus: int, variant: str = "L", seed: int = 0) -> list[str]:
 
 
 def train_forecast(era5: str, run: str, steps: int, gpus: int, variant: str = "L",
-                   seed: int = 0) -> list[str]:
-    return ["train", "forecast", "--data", era5, "--out", run, "--lead", LEADS,
+                   seed: int = 0, leads: str = LEADS) -> list[str]:
+    return ["train", "forecast", "--data", era5, "--out", run, "--lead", leads,
             "--steps", str(steps), "--val-every", str(steps // 2), "--ckpt-every", str(steps),
             "--log-every", str(max(1, steps // 8)), *common(gpus, variant, seed)]
 

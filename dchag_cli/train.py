@@ -135,6 +135,10 @@ MAE_ONLY = {
                           "--norm-pix-loss/--no-norm-pix-loss", shown="no-norm-pix-loss"),
     "crop": _opt(str, "Random crops HEIGHTxWIDTH (hyperspectral), e.g. 192x384.",
                  shown="whole images"),
+    "augment": _opt(str, "Training images under a random symmetry (flips, and transposes "
+                    "of square images): dihedral, none, or auto — dihedral for plant cubes, "
+                    "none for weather fields (they have a north and an east).",
+                    shown=_dflt("augment")),
 }
 FORECAST_ONLY = {
     "lead": _opt(list[str], "Lead times, e.g. --lead 6h,1d,3d,7d (a random one per "

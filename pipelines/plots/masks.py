@@ -60,13 +60,14 @@ def plot_reconstruction(recon: Path, data: Path, index: int, out: Path,
     axes[3].legend(fontsize=7)
     if scores is not None:
         values = [scores.rmse_of(p) for p in scores.predictors]
+        n = scores.mse_all.shape[1]
         colors = ["tab:blue"] + ["tab:gray"] * (len(values) - 1)
         axes[4].barh([p.replace("_", " ") for p in scores.predictors], values, color=colors)
         axes[4].invert_yaxis()
         for y, v in enumerate(values):
             axes[4].text(v, y, f" {v:.4f}", va="center", fontsize=8)
         axes[4].set(xlabel="RMSE on hidden pixels (reflectance)",
-                    title=f"all {scores.mse_all.shape[1]} cubes: model vs inpainting")
+                    title=f"all {n} cube{'s' if n != 1 else ''}: model vs inpainting")
         axes[4].set_xlim(0, max(values) * 1.3)
     fig.suptitle(f"{g['sample'][k]}: MAE reconstruction")
     return save_figure(fig, out)

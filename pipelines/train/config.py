@@ -25,13 +25,14 @@ PRECISIONS = ("auto", "bf16", "fp32")
 AGGREGATIONS = ("head-split", "replicated")
 CHANNEL_IMPLS = ("fused", "folded", "direct")
 TARGETS = ("tendency", "state")
+AUGMENTS = ("auto", "dihedral", "none")
 LOGGERS = ("none", "tensorboard")  # pipelines.train.trackers.TRACKERS, without importing it
 # Fields that define the model: a checkpoint only loads into a run that agrees on these.
 MODEL_FIELDS = ("task", "preset", "variant", "tree", "groups", "patch", "crop", "channels",
                 "out_channels", "target", "forcings")
 # What a run saved before a setting existed meant: runs older than tendency targets and
 # forcings predicted state-normalised residuals from the state alone.
-LEGACY = {"target": "state", "forcings": False}
+LEGACY = {"target": "state", "forcings": False, "augment": "none"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class TrainConfig:
     seed: int = 0
     # task
     mask_ratio: float = 0.75
+    # training images under a random flip/transpose: "auto" (hyperspectral, not weather)
+    augment: str = "auto"
     norm_pix_loss: bool = False
     leads: list[int] = field(default_factory=lambda: [6, 24, 72, 168])  # hours
     init: str | None = None  # forecast: start from this (pretrained) run
@@ -93,7 +96,8 @@ class TrainConfig:
                                      ("aggregation", self.aggregation, AGGREGATIONS),
                                      ("channel-impl", self.channel_impl, CHANNEL_IMPLS),
                                      ("logger", self.logger, LOGGERS),
-                                     ("target", self.target, TARGETS)):
+                                     ("target", self.target, TARGETS),
+                                     ("augment", self.augment, AUGMENTS)):
             if value not in choices:
                 raise DchagError(f"--{name} {value!r}", fix=f"choose one of {', '.join(choices)}")
         if self.gpus < 1:

@@ -300,6 +300,9 @@ class StepBatches(Dataset):
                                self.src.reader.dtype)
         for j, (k, (r, c)) in enumerate(zip(rows, crops, strict=True)):
             self.src.reader.read_into(k, view[j], r, c)  # whole chunk, no extra copy
+        if self._augments():
+            for j, op in enumerate(self._local(self._dihedral(step, b, (h, w)))):
+                x[j] = dihedral(x[j], op)
         out["x"] = x
         if "y" in out:
             out["y"] = [y[..., r:r + h, c:c + w] for y, (r, c) in zip(out["y"], crops,
@@ -307,6 +310,17 @@ class StepBatches(Dataset):
         batch = {k: (v if isinstance(v, Tensor) else torch.stack(v)) for k, v in out.items()}
         batch["step"] = torch.tensor(step)
         return batch
+
+    def _augments(self) -> bool:
+        mode = self.cfg.augment
+        return mode == "dihedral" or (mode == "auto" and self.art.kind == "appl" and
+                                      self.seed == self.cfg.seed)  # training batches only
+
+    def _dihedral(self, step: int, b: int, shape: tuple[int, int]) -> list[int]:
+        """One of the image's symmetries per sample, from its own stream (so turning
+        augmentation off leaves every other draw of the step unchanged)."""
+        gen = step_generator(self.seed, step, stream=2)
+        return torch.randint(8 if shape[0] == shape[1] else 4, (b,), generator=gen).tolist()
 
     def _chain(self, start: int, lead: int) -> Tensor:
         t0 = int(self.src.times[start])
@@ -322,6 +336,13 @@ class StepBatches(Dataset):
         rows = torch.randint(shape[0] - h + 1, (b,), generator=gen).tolist()
         cols = torch.randint(shape[1] - w + 1, (b,), generator=gen).tolist()
         return list(zip(rows, cols, strict=True))
+
+
+def dihedral(image: Tensor, op: int) -> Tensor:
+    """(…, H, W) under symmetry `op` of the square (bits: flip x, flip y, transpose)."""
+    dims = [d for bit, d in ((1, -1), (2, -2)) if op & bit]
+    out = image.flip(dims) if dims else image
+    return (out.transpose(-1, -2) if op & 4 else out).clone()
 
 
 def step_loader(ds: StepBatches, start: int, stop: int, workers: int, pin: bool) -> DataLoader:

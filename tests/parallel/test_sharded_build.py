@@ -104,8 +104,11 @@ def test_clipping_under_tp_uses_the_true_global_norm(tmp_path: Path, variant):
     expected = _full_params(reference)
     for r in results:
         assert r["norms"] == pytest.approx(ref_norms, rel=1e-5)
+        # AdamW turns a float-rounding difference in a near-zero gradient into up to a
+        # whole step (lr 1e-2) of difference: 1e-4 is 1 % of one, far below what a wrong
+        # norm or a missing gradient does (the norms above are the sharp check)
         for name, value in r["full"].items():
-            torch.testing.assert_close(value, expected[name], rtol=1e-4, atol=1e-5, msg=name)
+            torch.testing.assert_close(value, expected[name], rtol=1e-4, atol=1e-4, msg=name)
     a, b = (r["local"] for r in results)
     replicated = [n for n in a if n in b and a[n].shape == b[n].shape
                   and not n.startswith(("encoder.blocks", "encoder.aggregator.final",

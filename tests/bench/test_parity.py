@@ -1,0 +1,53 @@
+"""`dchag bench parity`: paired ratios over seeds, with bootstrap intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from pipelines.bench.parity import ParityTable, bootstrap_mean_interval
+from tests.runner import app, runner
+
+
+def test_bootstrap_interval_covers_the_mean_and_shrinks_with_agreement():
+    lo, hi = bootstrap_mean_interval(np.array([0.98, 1.0, 1.02]))
+    assert lo < 1.0 < hi and hi - lo < 0.04 + 1e-12
+    assert bootstrap_mean_interval(np.array([1.0, 1.0, 1.0])) == (1.0, 1.0)
+    wide = bootstrap_mean_interval(np.array([0.8, 1.0, 1.2]))
+    assert wide[1] - wide[0] > hi - lo
+
+
+def test_ratios_are_paired_by_seed():
+    # seed 1 is harder for every variant; paired, the variant is exactly 2 % worse
+    values = np.array([[1.0, 2.0, 1.5], [1.02, 2.04, 1.53]])
+    t = ParityTable("mae", "rmse", ["baseline", "L"], [0, 1, 2], values, values)
+    rows = t.summary()
+    assert rows[1]["ratio_mean"] == pytest.approx(1.02)
+    assert rows[1]["ratio_lo"] == pytest.approx(1.02) and rows[1]["ratio_hi"] == pytest.approx(1.02)
+    assert rows[0]["seed_cv"] == pytest.approx(np.std([1, 2, 1.5], ddof=1) / 1.5)
+
+
+def test_bench_parity_trains_every_variant_and_seed(tmp_path, sample_era5_zarr,
+                                                    sample_appl_zarr):
+    out = tmp_path / "parity.zarr"
+    r = runner.invoke(app, ["bench", "parity", "--seeds", "2", "--variants", "baseline,L",
+                            "--era5", str(sample_era5_zarr), "--appl", str(sample_appl_zarr),
+                            "--forecast-steps", "2", "--mae-steps", "2", "--lead", "6h",
+                            "--work", str(tmp_path / "runs"), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    ds = xr.open_zarr(out)
+    assert ds.variant.values.tolist() == ["baseline", "L"] and ds.seed.values.tolist() == [0, 1]
+    for task in ("forecast", "mae"):
+        metric = ds[f"{task}_metric"].values
+        assert metric.shape == (2, 2) and np.isfinite(metric).all()
+        np.testing.assert_allclose(ds[f"{task}_ratio"].values, metric / metric[0])
+        lo, mid, hi = (ds[f"{task}_ratio_{k}"].values[1] for k in ("lo", "mean", "hi"))
+        assert lo <= mid <= hi
+    # each forecast metric is that run's own score, read back from its scores.zarr
+    scores = xr.open_zarr(tmp_path / "runs" / "forecast-L-s1" / "eval" / "scores.zarr")
+    rmse = scores.rmse.sel(region="global")
+    expected = float((rmse.sel(forecaster="model") / rmse.sel(forecaster="persistence")).mean())
+    assert ds.forecast_metric.sel(variant="L", seed=1).item() == pytest.approx(expected)
+    assert (tmp_path / "parity.png").read_bytes()[:4] == b"\x89PNG"
+    assert "vs baseline" in r.output
