@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from dchag_cli.bench_gpu import gpu
 from dchag_cli.bench_parity import parity
 from dchag_cli.console import err, key_value_table, out, reflow, user_errors
 from pipelines.bench.comm import Link
@@ -166,13 +167,18 @@ SWEEP_HELP = {
 def _sweep(title: str, presets: str, channels: str, variants: str, trees: str, tp: str,
            dp: str, img: str, patch: int, batch: int, mode: str, impl: str,
            aggregation: str, ac: bool, ac_channels: bool, precision: str, warmup: int,
-           steps: int, link: Link, memory_limit: float, out_path: Path) -> None:
+           steps: int, link: Link, memory_limit: float, out_path: Path,
+           compile_blocks: bool = False) -> None:
     from dchag_cli.bench_dchag import build_cases, print_table, run_sweep
 
     cases, skipped = build_cases(presets, channels, variants, trees, tp, img, patch, batch, dp,
-                                 impl, aggregation, ac, ac_channels)
+                                 impl, aggregation, ac, ac_channels, compile_blocks)
     if skipped:
         err.print(f"skipped (heads not divisible by tp): {', '.join(skipped)}")
+    if compile_blocks and mode == "estimate":
+        raise DchagError("--compile with --estimate: the planner traces no compiled code",
+                         fix="plan without --compile (compiling does not change the plan's "
+                         "tensors), or measure with --mode fake")
     if warmup < 1 or steps < 1 or memory_limit <= 0:
         raise DchagError("--warmup and --steps must be at least 1, --memory-limit positive")
     records = run_sweep(cases, mode, warmup, steps, link, memory_limit, out_path, title,
@@ -225,6 +231,10 @@ def _command(name: str, doc: str, default_mode: str = "auto"):
         ac_channels: bool = typer.Option(True, "--ac-channels/--no-ac-channels",
                                          help="Recompute the channel stage in the backward "
                                          "pass (protocol: on)."),
+        compile_blocks: bool = typer.Option(False, "--compile/--no-compile",
+                                            help="torch.compile each transformer block, as "
+                                            "`--compile` in training (real and fake "
+                                            "modes; the first, untimed steps compile)."),
         precision: str = typer.Option("auto", help="Compute dtype: bf16 (the protocol; "
                                       "auto on GPUs and for --estimate), fp32 (auto for "
                                       "real CPU steps). Master weights stay fp32."),
@@ -243,13 +253,15 @@ def _command(name: str, doc: str, default_mode: str = "auto"):
         _sweep(f"dchag bench {name}", presets, channels, variants, trees, tp, dp, img, patch,
                batch, "estimate" if estimate else mode, channel_impl, aggregation, ac,
                ac_channels, precision, warmup, steps,
-               _link(link_name, link_gbs, link_latency_us), memory_limit, out_path)
+               _link(link_name, link_gbs, link_latency_us), memory_limit, out_path,
+               compile_blocks)
 
     command.__doc__ = reflow(doc)
     return command
 
 
 app.command("parity")(parity)
+app.command("gpu")(gpu)
 app.command("memory")(_command("memory", """Peak memory per rank: D-CHAG vs the strongest
     pure-TP baseline, on the authors' protocol (FSDP mixed precision, activation
     checkpointing, AdamW foreach, batch 2 per rank).

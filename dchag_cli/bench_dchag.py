@@ -42,8 +42,8 @@ def _names(text: str, name: str, allowed: tuple[str, ...]) -> list[str]:
 
 def build_cases(presets: str, channels: str, variants: str, trees: str, tps: str, img: str,
                 patch: int, batch: int, dps: str = "1", impls: str = "fused",
-                aggregations: str = "head-split", ac: bool = True, ac_channels: bool = True
-                ) -> tuple[list[Case], list[str]]:
+                aggregations: str = "head-split", ac: bool = True, ac_channels: bool = True,
+                compile_blocks: bool = False) -> tuple[list[Case], list[str]]:
     """The sweep's cases, and notes on the combinations that cannot exist."""
     names = [p.strip() for p in presets.split(",") if p.strip()]
     for p in names:
@@ -73,7 +73,7 @@ def build_cases(presets: str, channels: str, variants: str, trees: str, tps: str
         if size[0] % patch or size[1] % patch:
             raise DchagError(f"--img {img} is not divisible by --patch {patch}")
         cases.append(Case(preset, c, v, t if v != "baseline" else 0, tp, size, patch, batch,
-                          dp, impl, agg, ac, ac_channels))
+                          dp, impl, agg, ac, ac_channels, compile=compile_blocks))
     if not cases:
         raise DchagError("no valid case in the sweep", fix="; ".join(skipped))
     return cases, sorted(set(skipped))

@@ -103,6 +103,9 @@ COMMON: dict[str, tuple[Any, Any]] = {
     "ac_channels": _opt(bool, "Recompute the channel stage (tokens, aggregation) in the "
                         "backward pass instead of keeping it.", "--ac-channels/--no-ac-channels",
                         shown="no-ac-channels"),
+    "compile": _opt(bool, "torch.compile each transformer block (same checkpoints; the "
+                    "first steps pay the compilation).", "--compile/--no-compile",
+                    shown="no-compile"),
     "aggregation": _opt(str, "The aggregation over all ranks' inputs under tensor "
                         "parallelism: head-split (heads over TP ranks) or replicated.",
                         shown=_dflt("aggregation")),

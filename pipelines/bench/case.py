@@ -35,6 +35,7 @@ class Case:
     task: str = "forecast"  # or "mae" (75% of patches masked)
     groups: int | None = None  # channel groups; None: max(8, tp)
     out_channels: int = N_OUT  # forecast outputs
+    compile: bool = False  # torch.compile each transformer block
 
     def model_config(self) -> ModelConfig:
         groups = self.groups or max(8, self.tp) if self.variant != "baseline" else None

@@ -106,7 +106,8 @@ class QueryAttention(nn.Module):
     same way. A query with no allowed input returns the projection of zero (its bias).
 
     Exact implementations (`impl`):
-    - `direct`: project every input to keys and values, then attend — 2·S·D² multiply-adds
+    - `direct`: project every input to keys and values, then attend (through
+      `scaled_dot_product_attention`) — 2·S·D² multiply-adds
       per location and (N, S, D) key and value tensors kept for the backward pass.
     - `fused` (default): the query is a parameter, so for head h the logit of input x_s is
       q_h·(W_k^h x_s + b_k^h) = x_s·u_h + const with u_h = W_k^hᵀ q_h (the constant cancels
@@ -189,5 +190,12 @@ class QueryAttention(nn.Module):
         q = query.view(1, q_count, heads, self.head_dim).transpose(1, 2)
         k = F.linear(x, wk, bk).view(n, s, heads, self.head_dim).transpose(1, 2)
         v = F.linear(x, wv, bv).view(n, s, heads, self.head_dim).transpose(1, 2)
-        w = self._weights(q @ k.transpose(-1, -2), allowed)  # (N, H, Q, S)
-        return (w @ v).transpose(1, 2).reshape(n, q_count, heads * self.head_dim)
+        mask = None
+        if allowed is not None:  # a finite fill, so a query without members stays finite
+            mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(
+                ~allowed, torch.finfo(x.dtype).min)
+        out = F.scaled_dot_product_attention(q.expand(n, -1, -1, -1).to(x.dtype), k, v,
+                                             attn_mask=mask)  # (N, H, Q, head_dim)
+        if allowed is not None:  # ... and returns zero weights, hence zero values
+            out = out * allowed.any(dim=-1)[:, None].to(out.dtype)
+        return out.transpose(1, 2).reshape(n, q_count, heads * self.head_dim)

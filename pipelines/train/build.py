@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -24,11 +25,14 @@ from pipelines.model.forecast import Forecaster
 from pipelines.model.init import init_buffers, init_weights
 from pipelines.model.mae import MAE
 from pipelines.parallel.checkpointing import apply_activation_checkpointing
+from pipelines.parallel.compile import compile_blocks
 from pipelines.parallel.fsdp import apply_fsdp
 from pipelines.parallel.tensor_parallel import apply_tensor_parallel
 from pipelines.train.config import TrainConfig
-from pipelines.train.data import Artifact
 from pipelines.train.distributed import RankContext
+
+if TYPE_CHECKING:  # the data module imports zarr, which a GPU bench must not need
+    from pipelines.train.data import Artifact
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class Layout:
     ac_channels: bool = False  # recompute the channel stage too
     split_aggregation: bool = True
     fsdp: bool = True
+    compile: bool = False  # torch.compile each transformer block
 
 
 def model_config(cfg: TrainConfig, art: Artifact) -> ModelConfig:
@@ -79,6 +84,10 @@ def build_sharded(make: Callable[[], nn.Module], layout: Layout, seed: int | Non
         apply_activation_checkpointing(model.encoder.blocks)  # type: ignore[union-attr,arg-type]
         if isinstance(model, MAE):
             apply_activation_checkpointing(model.decoder_blocks)
+    if layout.compile:  # after TP and AC, before FSDP (torchtitan's order)
+        compile_blocks(model.encoder.blocks)  # type: ignore[union-attr,arg-type]
+        if isinstance(model, MAE):
+            compile_blocks(model.decoder_blocks)
     model.encoder.checkpoint_channels = layout.ac_channels  # type: ignore[union-attr]
     if layout.fsdp and layout.dp_mesh is not None:
         policy = MixedPrecisionPolicy(param_dtype=layout.compute_dtype,
@@ -98,5 +107,6 @@ def build_parallel_model(cfg: TrainConfig, art: Artifact, ctx: RankContext) -> n
     layout = Layout(tp_mesh=ctx.tp_mesh, dp_mesh=ctx.dp_mesh, device=ctx.device,
                     compute_dtype=dtype, ac=cfg.ac, ac_channels=cfg.ac_channels,
                     split_aggregation=cfg.aggregation == "head-split",
-                    fsdp=ctx.dp_mesh.size() > 1 or dtype != torch.float32)
+                    fsdp=ctx.dp_mesh.size() > 1 or dtype != torch.float32,
+                    compile=cfg.compile)
     return build_sharded(lambda: make_model(cfg, art, mcfg), layout, cfg.seed)

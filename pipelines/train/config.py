@@ -54,6 +54,7 @@ class TrainConfig:
     tp: int | None = None  # None: all ranks
     ac: bool = False
     ac_channels: bool = False  # recompute the channel stage in the backward pass
+    compile: bool = False  # torch.compile each transformer block
     aggregation: str = "head-split"  # the all-input aggregation over TP: or "replicated"
     channel_impl: str = "fused"  # the channel stage: or "folded", "direct"
     precision: str = "auto"  # bf16 on GPU, fp32 on CPU
