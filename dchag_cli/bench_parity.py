@@ -7,7 +7,6 @@ before it runs, so any number in `parity.zarr` can be reproduced by hand.
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 import typer
 
 from dchag_cli import recipes
-from dchag_cli.console import err, out, user_errors
+from dchag_cli.console import out, user_errors
 from pipelines.errors import DchagError
 
 TASKS = ("forecast", "mae")
@@ -27,14 +26,7 @@ METRICS = {
 
 
 def _run(args: list[str]) -> None:
-    from dchag_cli.app import app
-
-    err.rule(f"dchag {shlex.join(args)}", align="left")
-    try:
-        app(args, standalone_mode=False)
-    except SystemExit as exc:
-        if exc.code:
-            raise DchagError(f"a parity run failed: dchag {shlex.join(args)}") from None
+    recipes.run_command(args, "parity", "a parity run failed")
 
 
 def _val_loss(run: Path) -> float:

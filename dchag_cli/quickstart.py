@@ -6,7 +6,6 @@ recipe for running the stages on real data.
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import time
 from pathlib import Path
@@ -14,9 +13,8 @@ from pathlib import Path
 import typer
 
 from dchag_cli import recipes
-from dchag_cli.console import err, out, user_errors
+from dchag_cli.console import out, user_errors
 from dchag_cli.recipes import DAYS, SAMPLE
-from pipelines.errors import DchagError
 from pipelines.guard import check_replaceable, mark_folder
 
 
@@ -88,8 +86,6 @@ def quickstart(
     Each stage is the ordinary command, printed before it runs: the output is a recipe for
     real data.
     """
-    from dchag_cli.app import app
-
     check_replaceable(out_dir, ("quickstart",), [SAMPLE], overwrite,
                       "pass --overwrite to start again, or choose another --out")
     if out_dir.exists():
@@ -99,12 +95,7 @@ def quickstart(
     t0 = time.perf_counter()
     steps = stages(out_dir, gpus, forecast_gpus, forecast_steps, mae_steps)
     for i, args in enumerate(steps, 1):
-        err.rule(f"[bold]{i}/{len(steps)}[/] dchag {shlex.join(args)}", align="left")
-        try:
-            app(args, standalone_mode=False)
-        except SystemExit as exc:
-            if exc.code:
-                raise DchagError(f"stage {i} failed: dchag {shlex.join(args)}") from None
+        recipes.run_command(args, f"{i}/{len(steps)}", f"stage {i} failed")
     out.print(WHAT_IT_SHOWS)
     for line in closing_scores(out_dir):
         out.print(line)

@@ -3,7 +3,11 @@ so the parity measured is the parity of the model the quickstart trains."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+
+from dchag_cli.console import err
+from pipelines.errors import DchagError
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 
@@ -57,3 +61,15 @@ def pretrain_mae(appl: str, run: str, steps: int, gpus: int, variant: str = "L",
 def score_masks(appl: str, run: str) -> list[list[str]]:
     return [["predict", "masks", "--run", run, "--data", appl, "--mask-ratio", MASK_RATIO],
             ["eval", "masks", "--recon", f"{run}/reconstruction.zarr", "--data", appl]]
+
+
+def run_command(args: list[str], label: str, failure: str) -> None:
+    """One `dchag` command in this process, echoed first; a failure is one error line."""
+    from dchag_cli.app import app  # the app imports the commands that use this module
+
+    err.rule(f"[bold]{label}[/] dchag {shlex.join(args)}", align="left")
+    try:
+        app(args, standalone_mode=False)
+    except SystemExit as exc:
+        if exc.code:
+            raise DchagError(f"{failure}: dchag {shlex.join(args)}") from None

@@ -57,7 +57,11 @@ def _show_era5(store: Path, channels: str | None, time: str | None,
 
     from pipelines.plots.era5 import show_era5
 
-    chosen = [c.strip() for c in channels.split(",") if c.strip()] if channels else None
+    chosen = [c.strip() for c in channels.split(",") if c.strip()] if channels is not None \
+        else None
+    if chosen == []:
+        raise DchagError(f"--channels {channels!r} names no channel",
+                         fix="give names like z_500,t2m (`dchag channels STORE` lists them)")
     target = out_path or store.with_name(f"{store.stem}-{(time or 'first').replace(':', '')}"
                                          ".png")
     png, stats, stamp = show_era5(store, chosen, time, target)

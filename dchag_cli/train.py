@@ -118,7 +118,7 @@ COMMON: dict[str, tuple[Any, Any]] = {
     "log_every": _opt(int, "Steps between metric records and, when output is not a "
                       "terminal (a batch job), progress lines.", shown=_dflt("log_every")),
     "logger": _opt(str, "Also send metrics.jsonl's records to a tracker: tensorboard "
-                   "(event files in RUN/tensorboard; pip install 'dchag[tensorboard]'), or "
+                   "(event files in RUN/tensorboard; pip install 'dchag\\[tensorboard]'), or "
                    "none.", shown=_dflt("logger")),
     "val_every": _opt(int, "Steps between validation losses.", shown=_dflt("val_every")),
     "ckpt_every": _opt(int, "Steps between checkpoints.", shown=_dflt("ckpt_every")),

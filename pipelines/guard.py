@@ -118,9 +118,11 @@ def output_folder(out_dir: Path, items: dict[str, str | None], overwrite: bool,
         target = out_dir / name
         check_no_overlap(target, inputs)
         if kind is not None:
-            check_replaceable(target, (kind,), (), overwrite)
+            check_replaceable(target, (kind,), (), overwrite,
+                              "pass --overwrite to replace it, or --out another folder")
         elif target.exists() and not overwrite:
-            raise DchagError("already exists", path=target, fix="pass --overwrite")
+            raise DchagError("already exists", path=target,
+                             fix="pass --overwrite to replace it, or --out another folder")
         elif target.is_dir():
             raise DchagError("is a folder, where a file will be written", path=target)
     with write_lock(out_dir):

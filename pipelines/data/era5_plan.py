@@ -47,7 +47,9 @@ def _providers(files: list[Era5File], ch: Channel) -> list[int]:
     f = holders[0]
     levels = ", ".join(str(int(x)) for x in (f.levels if f.levels is not None else []))
     raise DchagError(f"{ch.variable!r} has no {ch.level} hPa level (levels: {levels})",
-                     path=f.path, fix=f"download level {ch.level} or drop {ch.name}")
+                     path=f.path, fix=f"download level {ch.level}, drop {ch.name} from "
+                     "--channels, or choose channels these files hold (the shipped sample: "
+                     "--preset sample-14; `dchag channels` lists the presets)")
 
 
 def make_plan(files: list[Era5File], channels: list[Channel],

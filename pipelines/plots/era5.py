@@ -42,10 +42,21 @@ def pick_time(times: np.ndarray, when: str | None, store: Path) -> int:
     if when is None:
         return 0
     try:
-        wanted = np.datetime64(when, "h")
+        exact = np.datetime64(when.strip())
+        wanted = exact.astype("datetime64[h]")
     except ValueError as exc:
         raise DchagError(f"--time {when!r} is not a time", fix="write e.g. 2018-01-03T12"
                          ) from exc
+    if exact != wanted:
+        raise DchagError(f"--time {when}: the store holds whole hours",
+                         fix=f"write e.g. {wanted!s}")
+    if "T" in when:  # an hour was named: it must be one of the store's times
+        at = np.flatnonzero(times == wanted)
+        if at.size:
+            return int(at[0])
+        near = times[np.argsort(np.abs(times - wanted))[:2]]
+        raise DchagError(f"--time {when} is not one of the store's times", path=store,
+                         fix=f"the nearest are {', '.join(sorted(str(t) for t in near))}")
     hits = np.flatnonzero(times >= wanted)
     if not hits.size or times[hits[0]] - wanted >= np.timedelta64(24, "h"):
         raise DchagError(f"--time {when} is not in the store", path=store,

@@ -221,7 +221,11 @@ def generate_era5(out: Path, channels: list[Channel], start: str, days: int, ste
     if not np.isfinite(resolution) or not 0 < resolution <= 90 or \
             not np.isclose(180 / resolution, round(180 / resolution)):
         raise DchagError(f"--resolution {resolution} must divide 180°", fix="e.g. 0.25, 2.5, 5")
-    t0 = np.datetime64(start, "h")
+    try:
+        t0 = np.datetime64(start, "h")
+    except ValueError as exc:
+        raise DchagError(f"--start {start!r} is not a date", fix="write e.g. 2018-01-01"
+                         ) from exc
     times = t0 + np.arange(0, days * 24, step_hours).astype("timedelta64[h]")
     pl = [c for c in channels if c.level is not None]
     sl = [c for c in channels if c.level is None]

@@ -251,7 +251,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DchagError("no such config file", path=path)
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DchagError(f"not UTF-8 text (byte {exc.start})", path=path,
+                         fix="save the config file as UTF-8") from exc
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)

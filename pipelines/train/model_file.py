@@ -135,8 +135,16 @@ def export_model(run: Path, out: Path) -> ExportSummary:
     tmp = temp_sibling(out, "partial")
     try:
         save_file(state, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes 0600; the user's umask rules
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return ExportSummary(out, len(state), sum(v.numel() for v in state.values()),
                          out.stat().st_size, trained.step)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, so set it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -63,6 +63,10 @@ def resolve(task: str, flags: dict[str, Any], config_file: Path | None,
         settings["data"] = default_data(task)
     if task == "forecast" and "forcings" not in settings and settings.get("init"):
         settings["forcings"] = _forcings_for_init(Path(settings["init"]))
+    # Inputs by absolute path: config.json is read again by --resume, from any folder.
+    for key in ("data", "init"):
+        if settings.get(key):
+            settings[key] = str(Path(settings[key]).expanduser().absolute())
     cfg = TrainConfig.from_dict(settings)
     if resume is not None:
         check_same_model(cfg, saved, "the run being resumed", resume)

@@ -16,7 +16,7 @@ FC = ["train", "forecast", "--data", "era5.zarr", "--out", "r1"]
 MAE = ["pretrain", "--data", "appl.zarr", "--out", "r2"]
 CONFIGS = {"type.toml": 'steps = "abc"\n', "list.toml": "steps = [1, 2]\n",
            "top.yaml": "- 1\n- 2\n", "bool.toml": "lr = true\n", "unknown.toml": "stepz = 3\n",
-           "broken.toml": "steps = \n"}
+           "broken.toml": "steps = \n", "latin1.yaml": "steps: 2  # caf\xe9\n"}
 
 CASES = [
     *[["prep", "era5", *ERA5, *x] for x in (
@@ -74,6 +74,7 @@ CASES = [
     ["bench", "regrid", "--fields", "0", "--out", "x.json"],
     ["bench", "prep-appl", "--cubes", "0", "--out", "x.json"],
     ["sample", "era5", "--out", "s1", "--days", "0"],
+    ["sample", "era5", "--out", "s1", "--start", "2018-13-45"],
     ["sample", "era5", "--out", "s1", "--resolution", "0"],
     ["sample", "appl", "--out", "s2", "--n", "0"],
     ["sample", "appl", "--out", "s2", "--size", "0"],
@@ -89,8 +90,8 @@ CASES = [
 def workdir(tmp_path, monkeypatch, sample_era5_zarr, sample_appl_zarr) -> Path:
     (tmp_path / "era5.zarr").symlink_to(sample_era5_zarr)
     (tmp_path / "appl.zarr").symlink_to(sample_appl_zarr)
-    for name, text in CONFIGS.items():
-        (tmp_path / name).write_text(text)
+    for name, text in CONFIGS.items():  # latin1.yaml: a config that is not UTF-8
+        (tmp_path / name).write_bytes(text.encode("latin-1" if "latin1" in name else "utf-8"))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from dchag_cli.app import app
 from pipelines import __version__
 from tests.conftest import SAMPLE_ERA5
+from tests.runner import one_error_line
 
 runner = CliRunner()
 
@@ -102,3 +103,12 @@ def test_show_era5_maps_channels_at_a_time_and_tabulates_them(tmp_path, sample_e
     r = runner.invoke(app, ["show", str(sample_era5_zarr), "--time", "2030-01-01"])
     assert r.exit_code == 1 and "not in the store" in r.output and not png.with_name(
         "era5-2030-01-01.png").exists()
+    # no silent rounding or stepping to another time, no empty channel list
+    for args, message in ((["--time", "2018-01-03T12:30"], "whole hours"),
+                          (["--time", "2018-01-03T13"], "nearest are 2018-01-03T12, "
+                                                        "2018-01-03T18"),
+                          (["--channels", ","], "names no channel")):
+        r = runner.invoke(app, ["show", str(sample_era5_zarr), *args,
+                                "--out", str(tmp_path / "x.png")])
+        assert r.exit_code == 1 and message in one_error_line(r.output), r.output
+        assert not (tmp_path / "x.png").exists()

@@ -4,6 +4,7 @@ folder in evaluation, mask prediction and fine-tuning — with the same numbers.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def test_the_file_is_the_whole_model_with_its_config(pretrained):
     # consolidated: the TP shards of both ranks, at full size
     dim = json.loads(meta["model"])["model"]["embed_dim"]
     assert q.shape == (dim, dim)
+    # permissions as the umask says, like every other artifact (safetensors writes 0600)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert file.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_fine_tuning_from_the_file_equals_fine_tuning_from_the_run(tmp_path, pretrained,

@@ -237,3 +237,21 @@ def test_loader_worker_processes_give_the_same_batches(tmp_path, sample_era5_zar
     assert r.exit_code == 0, r.output
     a, b = _metrics(tmp_path / "w0"), _metrics(tmp_path / "w2")
     assert [m["loss"] for m in a] == [m["loss"] for m in b]
+
+
+def test_resume_works_from_another_folder(tmp_path, monkeypatch, sample_era5_zarr):
+    """config.json records inputs by absolute path: a relative --data still resolves."""
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    (work / "era5.zarr").symlink_to(sample_era5_zarr)
+    monkeypatch.chdir(work)
+    r = runner.invoke(app, ["train", "forecast", "--data", "era5.zarr", "--out", "run",
+                            "--lead", "6h", "--steps", "4", "--stop-at", "2", *FAST])
+    assert r.exit_code == 0, r.output
+    saved = json.loads((work / "run" / "config.json").read_text())
+    assert saved["data"] == str(work / "era5.zarr")
+    monkeypatch.chdir(elsewhere)
+    r = runner.invoke(app, ["train", "forecast", "--resume", str(work / "run")])
+    assert r.exit_code == 0, r.output
+    assert (work / "run" / "checkpoints" / "latest").read_text() == "step_00000004"
