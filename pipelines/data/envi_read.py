@@ -99,6 +99,10 @@ def open_cube(source: CubeSource, wavelengths: np.ndarray | None = None,
     except Exception as exc:  # spectral raises several exception types for bad headers
         raise DchagError(f"not a readable ENVI header ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})", path=header) from exc
+    interleave = str(img.metadata.get("interleave", "bsq")).strip().lower()
+    if interleave not in ("bsq", "bil", "bip"):
+        raise DchagError(f"header gives interleave = {interleave}", path=header,
+                         fix="ENVI stores bands as bsq, bil or bip: correct the header")
     rows, cols, bands = img.shape
     if min(rows, cols, bands) < 1:
         raise DchagError(f"header gives an empty cube ({rows} lines × {cols} samples × "
@@ -196,7 +200,15 @@ def read_manifest(path: Path) -> list[CubeSource]:
         raise DchagError("manifest needs a header row with a `path` column "
                          "(and plant_id, date, label)", path=path)
     out = []
+    columns = len(rows[0])
     for i, row in enumerate(rows, start=2):
+        if None in row or None in row.values():  # csv pads short rows, collects long ones
+            given = len([v for k, v in row.items() if k is not None and v is not None]) + \
+                len(row.get(None) or [])
+            raise DchagError(f"line {i} has {given} value(s) for the header's {columns} "
+                             "columns", path=path, fix="give every row path, plant_id, date "
+                             "(and label if the header has it), or leave a value empty "
+                             "with its comma")
         cube = (path.parent / row["path"]).resolve()
         if not cube.exists():
             raise DchagError(f"line {i}: {row['path']} does not exist", path=path)

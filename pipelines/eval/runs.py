@@ -87,8 +87,19 @@ def load_model_file(path: Path, task: str, device: torch.device) -> TrainedRun:
         raise _wrong_task(cfg, task, path)
     mcfg, model = _build(task, found.info)
     model.load_state_dict(load_tensors(path, model.state_dict()))
+    check_finite(model, path)
     model.to(device).eval()
     return TrainedRun(path, cfg, found.info, mcfg, model, found.step)
+
+
+def check_finite(model: nn.Module, path: Path) -> None:
+    """Weights with NaN or inf would score NaN everywhere: refuse them by name."""
+    bad = [k for k, v in model.state_dict().items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise DchagError(f"{len(bad)} weight tensor(s) hold NaN or inf (e.g. {bad[0]})",
+                         path=path, fix="use an earlier checkpoint of the run, or train "
+                         "again with a lower --lr")
 
 
 def load_run(run: Path, task: str, device: torch.device) -> TrainedRun:
@@ -116,5 +127,6 @@ def load_run(run: Path, task: str, device: torch.device) -> TrainedRun:
     state = {"model": model.state_dict()}
     load_state(state, ckpt, no_dist=True, allow_partial=True)
     model.load_state_dict(state["model"])
+    check_finite(model, ckpt)
     model.to(device).eval()
     return TrainedRun(run, cfg, info, mcfg, model, checkpoint_step(ckpt))

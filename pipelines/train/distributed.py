@@ -77,8 +77,27 @@ def under_launcher() -> bool:
 
 
 def launcher_world() -> int | None:
-    """WORLD_SIZE under an external launcher, else None."""
-    return int(os.environ["WORLD_SIZE"]) if under_launcher() else None
+    """WORLD_SIZE under an external launcher (checked against RANK), else None. A rank
+    outside the world would wait for peers that never come: refused before anything."""
+    if not under_launcher():
+        return None
+    values = {}
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        text = os.environ.get(name)
+        if text is None:
+            continue
+        try:
+            values[name] = int(text)
+        except ValueError:
+            raise DchagError(f"{name}={text!r} is not a whole number",
+                             fix="launch with torchrun or srun, which set it, or unset it "
+                             "to let --gpus start the ranks") from None
+    world, rank = values["WORLD_SIZE"], values["RANK"]
+    if world < 1 or not 0 <= rank < world:
+        raise DchagError(f"RANK={rank} is not a rank of WORLD_SIZE={world} (0 … {world - 1})",
+                         fix="launch with torchrun or srun, which set both, or unset them "
+                         "to let --gpus start the ranks")
+    return world
 
 
 def is_global_rank_zero() -> bool:

@@ -79,12 +79,12 @@ def open_model_file(path: Path) -> ModelFile:
                          fix="export it again with `dchag export model`") from exc
 
 
-def load_tensors(path: Path, expected: dict[str, torch.Tensor], subset: bool = False
-                 ) -> dict[str, torch.Tensor]:
+def load_tensors(path: Path, expected: dict[str, torch.Tensor], subset: bool = False,
+                 read: bool = True) -> dict[str, torch.Tensor]:
     """The file's tensors, required to match `expected` name for name and shape for shape
     (the model being built; with `subset`, only those names are taken): a file from
     another configuration is refused in one line. Shapes are checked from the header
-    before any tensor is read, and only the tensors taken are read."""
+    before any tensor is read, and only the tensors taken are read (none: `read=False`)."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -103,7 +103,7 @@ def load_tensors(path: Path, expected: dict[str, torch.Tensor], subset: bool = F
                                  f"e.g. {first})", path=path, fix="use a model file exported "
                                  "from a run with the same --preset, --variant, channels and "
                                  "task")
-            return {k: f.get_tensor(k) for k in shapes}
+            return {k: f.get_tensor(k) for k in shapes} if read else {}
     except (SafetensorError, OSError) as exc:
         raise DchagError(f"cannot read its tensors ({exc})", path=path,
                          fix="the file is damaged: export it again") from exc
@@ -148,3 +148,27 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_whole_file(path: Path) -> None:
+    """The file holds exactly the tensors of the model its metadata describes — no extra,
+    none missing, none of another shape — checked from the header alone (`--init` takes
+    only part of a file, so this is what catches a tampered or foreign one early)."""
+    from pipelines.model.config import ModelConfig
+    from pipelines.model.forecast import Forecaster
+    from pipelines.model.mae import MAE
+
+    found = open_model_file(path)
+    try:
+        mcfg = ModelConfig.from_dict(found.info["model"])
+        with torch.device("meta"):
+            if found.config.get("task") == "forecast":
+                names = found.info["channel_names"]
+                model: torch.nn.Module = Forecaster(
+                    mcfg, out_index=[names.index(c) for c in found.info["out_channels"]])
+            else:
+                model = MAE(mcfg)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DchagError(f"its metadata does not describe a model ({exc})", path=path,
+                         fix="export it again with `dchag export model`") from exc
+    load_tensors(path, model.state_dict(), read=False)

@@ -29,7 +29,7 @@ from pipelines.train.config import (
 )
 from pipelines.train.data import Artifact, describe_artifact, split_samples
 from pipelines.train.distributed import check_devices, launcher_world
-from pipelines.train.model_file import is_model_file, open_model_file
+from pipelines.train.model_file import check_whole_file, is_model_file, open_model_file
 from pipelines.train.tendency import table_to_json
 
 # Model fields the encoder's weights depend on (what `--init` must agree on).
@@ -190,6 +190,7 @@ def check_resume_data(run: Path, art: Artifact) -> None:
 def check_init(init: Path, mcfg: ModelConfig, art: Artifact) -> None:
     """`--init` (a pretraining run, or its model file) must hold this encoder."""
     if is_model_file(init):
+        check_whole_file(init)
         saved = open_model_file(init).info
     elif intact_checkpoint(init)[0] is None:
         raise DchagError("no intact checkpoint to initialise from", path=init,

@@ -137,3 +137,27 @@ def test_the_command_line_reports_what_the_header_removed(tmp_path: Path):
     text = " ".join(result.output.split())
     assert "plant.hdr: 4 bad bands (bbl) left out" in text
     assert "plant.hdr: 1 of 64 output pixels masked (data ignore value)" in text
+
+
+def test_an_unknown_interleave_is_refused(tmp_path: Path):
+    hdr = _write(tmp_path / "i.hdr", _scene())
+    text = hdr.read_text()
+    assert "interleave = bsq" in text
+    hdr.write_text(text.replace("interleave = bsq", "interleave = xyz"))
+    with pytest.raises(DchagError, match="interleave = xyz") as err:
+        _prep([hdr], tmp_path / "i.zarr")
+    assert "i.hdr" in str(err.value) and not (tmp_path / "i.zarr").exists()
+
+
+def test_a_manifest_row_missing_its_values_is_refused(tmp_path: Path):
+    _write(tmp_path / "p.hdr", _scene())
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,plant_id,date\np.hdr\n")
+    with pytest.raises(DchagError, match=r"line 2 has 1 value\(s\) for the header's 3") as err:
+        _prep([manifest], tmp_path / "m.zarr")
+    assert "manifest.csv" in str(err.value)
+    manifest.write_text("path,plant_id,date\np.hdr,P1,2024-05-01,extra\n")
+    with pytest.raises(DchagError, match="line 2 has 4 value"):
+        _prep([manifest], tmp_path / "m.zarr")
+    manifest.write_text("path,plant_id,date\np.hdr,P1,\n")  # an empty value is a value
+    assert _prep([manifest], tmp_path / "m.zarr").sizes["sample"] == 1

@@ -149,3 +149,33 @@ def test_files_that_are_not_ours_or_do_not_fit_are_refused(tmp_path, pretrained,
 def _contents(file: Path) -> tuple[dict, dict]:
     with safe_open(str(file), "pt") as f:
         return f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+
+
+def test_a_model_with_nan_weights_is_refused(tmp_path, pretrained, sample_era5_zarr):
+    _, file = pretrained
+    meta, tensors = _contents(file)
+    tensors = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+               for k, v in tensors.items()}
+    nan_file = tmp_path / "nan.safetensors"
+    save_file(tensors, str(nan_file), metadata=meta)
+    r = runner.invoke(app, ["predict", "masks", "--run", str(nan_file), "--data",
+                            str(sample_era5_zarr), "--out", str(tmp_path / "rec.zarr")])
+    assert r.exit_code == 1 and "hold NaN or inf" in one_error_line(r.output)
+    assert not (tmp_path / "rec.zarr").exists()
+
+
+def test_init_refuses_extra_tensors_and_a_truncated_file_even_in_a_dry_run(
+        tmp_path, pretrained, sample_era5_zarr):
+    _, file = pretrained
+    meta, tensors = _contents(file)
+    extra = tmp_path / "extra.safetensors"
+    save_file({**tensors, "encoder.smuggled": torch.zeros(3)}, str(extra), metadata=meta)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(file.read_bytes()[:-100])
+    for bad, message in ((extra, "1 unexpected"), (truncated, "")):
+        r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr),
+                                "--init", str(bad), "--out", str(tmp_path / "ft"),
+                                "--lead", "6h", "--steps", "2", "--dry-run", *FAST])
+        assert r.exit_code == 1, r.output
+        assert message in one_error_line(r.output)
+        assert not (tmp_path / "ft").exists()

@@ -255,3 +255,21 @@ def test_resume_works_from_another_folder(tmp_path, monkeypatch, sample_era5_zar
     r = runner.invoke(app, ["train", "forecast", "--resume", str(work / "run")])
     assert r.exit_code == 0, r.output
     assert (work / "run" / "checkpoints" / "latest").read_text() == "step_00000004"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"RANK": "5", "WORLD_SIZE": "2"}, "RANK=5 is not a rank of WORLD_SIZE=2"),
+    ({"RANK": "0", "WORLD_SIZE": "abc"}, "WORLD_SIZE='abc' is not a whole number"),
+])
+def test_launcher_variables_that_cannot_work_are_refused_at_once(tmp_path, monkeypatch,
+                                                                 sample_appl_zarr, env,
+                                                                 message):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    r = runner.invoke(app, ["pretrain", "--data", str(sample_appl_zarr), "--gpus", "2",
+                            "--out", str(tmp_path / "r"), "--steps", "2", *FAST])
+    assert r.exit_code == 1
+    from tests.runner import one_error_line
+
+    assert message in one_error_line(r.output)
+    assert not (tmp_path / "r").exists()
