@@ -218,10 +218,14 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
     channels = resolve_channels(cfg.preset, cfg.channels)
     region = parse_region(cfg.region)
     target = target_grid(cfg.resolution, region)
-    if not cfg.append:
-        check_writable_target(cfg.out, overwrite=cfg.overwrite, kinds=("era5",))
+    inputs = [*cfg.sources, *cfg.constants]  # a store inside an input folder would be
+    if not cfg.append:                      # read back as an input by the next prep
+        check_writable_target(cfg.out, overwrite=cfg.overwrite, kinds=("era5",),
+                              inputs=inputs)
     elif not cfg.out.exists():
         raise DchagError("--append needs an existing store", path=cfg.out)
+    else:
+        check_no_overlap(cfg.out, inputs)
     with write_lock(cfg.out), expand_sources([*cfg.sources, *cfg.constants]) as paths, \
             DecodePool(min(cfg.workers or auto_workers(paths), len(paths))) as pool:
         check_no_overlap(cfg.out, paths)
@@ -236,6 +240,10 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
         progress.start(len(paths), f"checking {len(paths)} input files")
         files = pool.map(functools.partial(open_era5, member=cfg.member), paths)
         progress.advance(len(paths))
+        if cfg.member is not None and all(f.member is None for f in files):
+            raise DchagError(f"--member {cfg.member}: no input holds ensemble members (no "
+                             "`number` dimension)", path=files[0].path,
+                             fix="drop --member: these files are one deterministic series")
         plan = make_plan(files, channels,
                          period_hours(cfg.period) if cfg.period is not None else None)
         _check_grids(files, target, region is not None)

@@ -347,4 +347,5 @@ def open_era5(path: Path, member: int | None = None) -> Era5File:
                              fix="see `dchag channels` for supported variables")
         levels = ds["level"].values.astype(float) if "level" in ds.dims else None
         return Era5File(path=Path(path), variables=variables, units=units, levels=levels,
-                        times=times, grid=grid, member=member)
+                        times=times, grid=grid,
+                        member=member if "number" in raw.dims else None)

@@ -75,6 +75,7 @@ CASES = [
     ["bench", "prep-appl", "--cubes", "0", "--out", "x.json"],
     ["sample", "era5", "--out", "s1", "--days", "0"],
     ["sample", "era5", "--out", "s1", "--start", "2018-13-45"],
+    ["prep", "era5", *ERA5, "--member", "3"],  # the sample has no ensemble members
     ["sample", "era5", "--out", "s1", "--resolution", "0"],
     ["sample", "appl", "--out", "s2", "--n", "0"],
     ["sample", "appl", "--out", "s2", "--size", "0"],

@@ -90,3 +90,14 @@ def test_eval_out_naming_a_file_is_refused_and_nothing_is_left(tmp_path, sample_
                             "5d"])
     assert r.exit_code == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.txt", "run"]
+
+
+def test_prep_era5_refuses_a_store_inside_an_input_folder(tmp_path):
+    """The next prep of that folder would read the store back as an input."""
+    downloads = tmp_path / "dl"
+    shutil.copytree(SAMPLE / "era5", downloads)
+    before = _tree(downloads)
+    r = runner.invoke(app, ["prep", "era5", str(downloads), "--preset", "sample-14",
+                            "--out", str(downloads / "e.zarr")])
+    assert r.exit_code == 1 and "overlaps the input" in r.output
+    assert _tree(downloads) == before
