@@ -44,12 +44,18 @@ def weatherbench2(
                         group["lon"][:], group["prediction"][:], {
                             "dchag_artifact": "wb2_forecast",
                             "source": str(group.attrs.get("source", predictions)),
+                            # the run, so `eval forecast --forecast` scores it by its periods
+                            **({"dchag_run": str(group.attrs["run"])}
+                               if group.attrs.get("run") else {}),
                             "provenance": provenance("export weatherbench2", {},
                                                      [predictions], seed=None)})
     write_dataset(ds, out_path)
     names = ", ".join(ds.data_vars)
     out.print(f"wrote {out_path}: {ds.sizes['time']} init times × "
               f"{ds.sizes['prediction_timedelta']} leads of {names}")
+    if ds.attrs.get("levels_without_data"):
+        out.print(f"no data (NaN planes of WB2's shared level dimension, listed in the "
+                  f"attribute levels_without_data): {ds.attrs['levels_without_data']}")
 
 
 @app.command("model")

@@ -15,6 +15,7 @@ divides them — only for models that predict their whole input state.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,12 +100,16 @@ class RunSource:
                         f"the run's {words} period {p.describe(name)} (held out from training)")
         return None, "all times (the run holds out no period)"
 
+    def periods(self) -> Periods | None:
+        periods = self.run.info.get("periods")
+        return Periods.from_dict(periods) if periods else None
+
     def held_out(self, times: np.ndarray) -> np.ndarray | None:
         """Times outside the run's training period (the climatology must not see them)."""
-        periods = self.run.info.get("periods")
-        if not periods:
+        periods = self.periods()
+        if periods is None:
             return None
-        return times[~Periods.from_dict(periods).contains("train", times)]
+        return times[~periods.contains("train", times)]
 
     def steps(self, lead: int, rollout: bool) -> int:
         trained = sorted(self.run.cfg.leads)
@@ -163,8 +168,24 @@ class WB2Source:
     def default_period(self) -> tuple[str | None, str]:
         return None, "every init time of the forecast file"
 
-    def held_out(self, times: np.ndarray) -> None:
-        return None  # another model's training period is unknown: the store's climatology
+    def periods(self) -> Periods | None:
+        """The periods of the dchag run the file was exported from, where it is at hand."""
+        if self.wb2.run is None:
+            return None
+        try:
+            info = json.loads((Path(self.wb2.run) / "model.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return Periods.from_dict(info["periods"]) if info.get("periods") else None
+
+    def held_out(self, times: np.ndarray) -> np.ndarray | None:
+        """For a dchag run's export, as `--run` scores it: the climatology of the run's
+        training period. Otherwise (another model: its training period is unknown) the
+        store's climatology over all its times, and the output says so."""
+        periods = self.periods()
+        if periods is None:
+            return None
+        return times[~periods.contains("train", times)]
 
     def steps(self, lead: int, rollout: bool) -> int:
         if lead not in self.wb2.leads:
@@ -216,6 +237,12 @@ def evaluate_forecast(source: RunSource | WB2Source, data: Path, leads: list[int
                          fix="choose a --period inside the data")
     clim = WB2Climatology(climatology, source.channels, LatLonGrid(lat, lon)) \
         if climatology else StoreClimatology(group, out_art, data, source.held_out(times))
+    extra_notes = []
+    periods = source.periods()
+    if periods is not None and periods.contains("train", times[chosen]).any():
+        extra_notes.append(f"{int(periods.contains('train', times[chosen]).sum())} scored "
+                           "init time(s) lie in the run's training period: those scores "
+                           "are not held out")
     plans = [_plan(source.steps(lead, rollout), lead, times, chosen, clim) for lead in leads]
     if not any(p.inits for p in plans):
         why = "; ".join(_notes(plans)) or "no init time to score"
@@ -255,7 +282,7 @@ def evaluate_forecast(source: RunSource | WB2Source, data: Path, leads: list[int
                         scores["wacc"][fi, li, c, ri] = wacc(
                             f[:, c], truth[:, c], climate[:, c], lat, convention, region,
                             None if period_mean is None else period_mean[c], climax_batch)
-    notes = _notes(plans)
+    notes = extra_notes + _notes(plans)
     return ForecastScores([p.lead for p in plans], list(source.channels),
                           times[all_inits], preds, scores, plans, convention, lat, lon,
                           words, clim.description, source.name, notes)

@@ -10,6 +10,7 @@ to the store's grid.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,9 @@ class WB2Forecast:
         self.grid = _ToGrid(np.asarray(ds["latitude"].values, float),
                             np.asarray(ds["longitude"].values, float), target)
 
+        # the dchag run an exported forecast came from: its periods rule the scoring
+        self.run = str(ds.attrs.get("dchag_run", "")) or None
+
     def fields_at(self, lead: int, init_hours: list[int]) -> np.ndarray:
         """(n, c, H, W) forecasts of `lead` from `init_hours`, on the store's grid."""
         li = self.leads.index(lead)
@@ -196,7 +200,37 @@ def to_wb2_dataset(init_hours: np.ndarray, leads: list[int], channels: list[str]
                 np.stack([values[:, :, c] for _, c in members], axis=2),
                 dims=("time", "prediction_timedelta", "level", "latitude", "longitude"),
                 coords={"level": [lv for lv, _ in members]}, attrs=attrs_v)
-    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    ds = xr.Dataset(data_vars, coords=coords, attrs=netcdf_attrs(attrs))
     if "level" in ds.coords:
         ds["level"].attrs.update({"units": "hPa", "long_name": "pressure level"})
+    empty = empty_levels(ds)
+    if empty:
+        ds.attrs["levels_without_data"] = "; ".join(empty)
     return ds
+
+
+def netcdf_attrs(attrs: dict) -> dict:
+    """Attributes netCDF can hold (WB2 writes its results as netCDF): strings, numbers and
+    flat lists of them as they are; anything nested as JSON text."""
+    out = {}
+    for key, value in attrs.items():
+        flat = isinstance(value, str | int | float) or (
+            isinstance(value, list | tuple) and value
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value))
+        out[key] = value if flat and not isinstance(value, bool) else json.dumps(value)
+    return out
+
+
+def empty_levels(ds: xr.Dataset) -> list[str]:
+    """`variable at N hPa` for each plane of WB2's shared `level` dimension that a variable
+    does not have (all NaN): say so rather than leave a silent hole."""
+    if "level" not in ds.dims:
+        return []
+    out = []
+    for name, da in ds.data_vars.items():
+        if "level" not in da.dims:
+            continue
+        for level in ds["level"].values:
+            if not np.isfinite(da.sel(level=level).values).any():
+                out.append(f"{name} at {int(level)} hPa")
+    return out

@@ -265,9 +265,9 @@ def test_inits_without_climatology_are_left_out_of_every_score_and_listed(
 def test_weatherbench2_export_round_trips_and_scores_like_the_run(tmp_path, january,
                                                                  sample_era5_zarr):
     wb2 = tmp_path / "dchag_wb2.zarr"
-    r = runner.invoke(app, ["export", "weatherbench2", str(january / "predictions.zarr"),
-                            "--out", str(wb2)])
-    assert r.exit_code == 0, r.output
+    r_first = runner.invoke(app, ["export", "weatherbench2",
+                                  str(january / "predictions.zarr"), "--out", str(wb2)])
+    assert r_first.exit_code == 0, r_first.output
     ds = xr.open_zarr(wb2)
     assert set(ds.data_vars) == {"geopotential", "temperature", "2m_temperature",
                                  "10m_u_component_of_wind", "10m_v_component_of_wind"}
@@ -285,18 +285,30 @@ def test_weatherbench2_export_round_trips_and_scores_like_the_run(tmp_path, janu
                             "--out", str(wb2)])
     assert r.exit_code == 1 and "--overwrite" in one_error_line(r.output)
 
-    # The exported forecast, scored as another model's, gives the run's own scores.
+    # WeatherBench 2 writes its results as netCDF: every attribute must be one netCDF holds
+    ds.to_netcdf(tmp_path / "as_wb2_writes_it.nc")
+    assert json.loads(ds.attrs["provenance"])["stage"] == "export weatherbench2"
+    # the sample run predicts z at 500 hPa only: the shared level dimension's other plane
+    # is NaN, and the export says so
+    assert "geopotential at 850 hPa" in ds.attrs["levels_without_data"]
+    assert "geopotential at 850 hPa" in r_first.output
+
+    # The exported forecast, scored as another model's, gives the run's own scores —
+    # climatology and ACC included: the file names its run, whose training period rules.
     out = tmp_path / "other"
     r = runner.invoke(app, ["eval", "forecast", "--forecast", str(wb2), "--data",
                             str(sample_era5_zarr), "--period", "2018-01", "--out", str(out)])
     assert r.exit_code == 0, r.output
     mine = xr.open_zarr(january / "scores.zarr")
     theirs = xr.open_zarr(out / "scores.zarr")
-    # (the store's climatology here: another model's training period is unknown)
-    for metric in ("rmse", "mse"):
-        np.testing.assert_allclose(theirs[metric].sel(forecaster="model").values,
-                                   mine[metric].sel(forecaster="model").values, rtol=1e-6)
+    for metric in ("rmse", "mse", "wacc"):
+        np.testing.assert_allclose(theirs[metric].values, mine[metric].values, rtol=1e-6)
+    assert theirs.attrs["climatology"] == mine.attrs["climatology"]
+    assert "training period" in theirs.attrs["climatology"]
     assert theirs.n_inits.values.tolist() == mine.n_inits.values.tolist()
+    # January is mostly the run's training period: both paths say so
+    assert any("training period" in n for n in theirs.attrs["notes"])
+    assert any("training period" in n for n in mine.attrs["notes"])
 
 
 def test_an_old_store_with_a_daily_climatology_is_read_with_a_note(tmp_path, forecast_run,
