@@ -52,6 +52,9 @@ def era5(
                                        "(6 → 00, 06, 12, 18 UTC)."),
     allow_nan: bool = typer.Option(False, help="Keep NaN and ±inf values (counted, stored as "
                                    "NaN) instead of refusing."),
+    allow_out_of_range: bool = typer.Option(False, help="Keep values outside a variable's "
+                                            "physical range (e.g. t 150–350 K) instead of "
+                                            "refusing them."),
     workers: int = typer.Option(0, help="Processes decoding the input in parallel (0: the "
                                 "cores available, or 1 below 64 MiB of input).",
                                 show_default="0 = auto"),
@@ -86,7 +89,8 @@ def era5(
         sources=sources, out=out_path, preset=None if channels else preset, channels=channels,
         method=method, backend=backend, weights=weights, resolution=resolution,
         region=region, train_years=parse_years(train_years), clim_window=clim_window,
-        clim_hour_step=clim_hour_step, allow_nan=allow_nan, append=append, overwrite=overwrite,
+        clim_hour_step=clim_hour_step, allow_nan=allow_nan,
+        allow_out_of_range=allow_out_of_range, append=append, overwrite=overwrite,
         workers=workers, period=period, member=member, constants=list(constants or []),
     )
     with RichProgress(log_every) as progress:

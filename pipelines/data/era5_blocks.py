@@ -36,6 +36,7 @@ from pipelines.data.era5_read import FileCache, Packing
 from pipelines.data.grid import LatLonGrid
 from pipelines.data.regrid import Regridder
 from pipelines.data.regrid_backends import make_regridder
+from pipelines.data.valid_range import check_range
 from pipelines.errors import DchagError
 
 SMALL_INPUT_BYTES = 64 * 2**20  # below this, starting workers costs more than it saves
@@ -76,10 +77,11 @@ class BlockReader:
     """Blocks `(t, channel, lat, lon)` of the plan's time axis, on the target grid."""
 
     def __init__(self, plan: Era5Plan, target: LatLonGrid, method: str, backend: str,
-                 weights: Path | None, allow_nan: bool):
+                 weights: Path | None, allow_nan: bool, allow_out_of_range: bool = False):
         self.plan, self.target = plan, target
         self.method, self.backend, self.weights = method, backend, weights
         self.allow_nan = allow_nan
+        self.allow_out_of_range = allow_out_of_range
         self.groups = _read_groups(plan)
         self.regridders: dict[bytes, Regridder] = {}
         self.nan_values: dict[str, int] = defaultdict(int)
@@ -113,6 +115,10 @@ class BlockReader:
                 raw = raw[:, None]  # (t, members, rows, lon)
             fields = self._regrid(raw, packing, regridder, f.units[var], members, f.path,
                                   plan.times[t0:t1][mask])
+            if not self.allow_out_of_range:
+                for j, c in enumerate(members):
+                    check_range(fields[:, j], var, plan.channels[c].name,
+                                f"{str(plan.times[t0:t1][mask][0])[:13]}…", f.path)
             out[np.flatnonzero(mask)[:, None], np.array(members)[None, :]] = fields
         for c in range(len(plan.channels)):
             if VARIABLES[plan.channels[c].variable].constant:
@@ -135,6 +141,9 @@ class BlockReader:
                 field = self._regrid(raw[:, None], packing, regridder, f.units[ch.variable],
                                      [c], f.path, f.times[:1] if f.times.size else
                                      np.array(["NaT"], "datetime64[ns]"))[0, 0]
+            if not self.allow_out_of_range:
+                check_range(field, ch.variable, ch.name, "its constant field",
+                            self.plan.files[fid].path)
             self.constants[c] = np.asarray(field, np.float32)
         return self.constants[c]
 
@@ -258,7 +267,7 @@ class DecodePool:
         setup = str(Path(self._tmp.name) / f"reader-{id(reader)}.pickle")
         with open(setup, "wb") as fh:
             pickle.dump((reader.plan, reader.target, reader.method, reader.backend,
-                         reader.weights, reader.allow_nan), fh)
+                         reader.weights, reader.allow_nan, reader.allow_out_of_range), fh)
         it = iter(spans)
         pending: list[tuple[int, int, Future]] = [
             (t0, t1, self.pool.submit(_read_in_worker, setup, t0, t1))

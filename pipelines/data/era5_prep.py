@@ -77,6 +77,7 @@ class Era5PrepConfig:
     clim_window: int = DEFAULT_WINDOW
     clim_hour_step: int = DEFAULT_HOUR_STEP
     allow_nan: bool = False
+    allow_out_of_range: bool = False  # keep values outside a variable's physical range
     append: bool = False
     overwrite: bool = False
     block: int = 16
@@ -249,7 +250,7 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
         _check_grids(files, target, region is not None)
         _note_units(files)
         reader = BlockReader(plan, target, cfg.method, cfg.backend, cfg.weights,
-                             cfg.allow_nan)
+                             cfg.allow_nan, cfg.allow_out_of_range)
         try:
             if cfg.append:
                 with store_transaction(cfg.out) as g:

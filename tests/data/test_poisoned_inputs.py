@@ -54,6 +54,19 @@ def test_infinite_values_are_refused_or_counted_never_averaged(tmp_path):
     assert int(ds["stats_count"].values[1, 0]) < 32 * 64
 
 
+def test_values_outside_the_physical_range_are_refused_unless_allowed(tmp_path):
+    data = _field().copy()
+    data[2, 10, 20] = 3e38  # a fill value that leaked through: finite, and ruinous
+    src = _file(tmp_path / "huge.nc", "t2m", data, "K")
+    with pytest.raises(DchagError, match=r"t2m at 2018-01-01T12… has \d+ value\(s\) outside "
+                       r"the physical range \[150, 350\]") as err:
+        _prep(src, tmp_path / "a.zarr", "t2m")
+    assert "--allow-out-of-range" in str(err.value) and "huge.nc" in str(err.value)
+    assert not (tmp_path / "a.zarr").exists()
+    ds = _prep(src, tmp_path / "b.zarr", "t2m", allow_out_of_range=True)
+    assert float(ds["data"].max()) > 1e30  # kept, as asked
+
+
 def test_units_are_converted_where_unambiguous_and_refused_otherwise(tmp_path):
     kelvin = _prep(_file(tmp_path / "k.nc", "t2m", _field(), "K"), tmp_path / "k.zarr", "t2m")
     celsius = _prep(_file(tmp_path / "c.nc", "t2m", _field() - 273.15, "degC"),
