@@ -118,8 +118,10 @@ def user_errors(fn: F) -> F:
         except (KeyboardInterrupt, Interrupted) as exc:
             signum = getattr(exc, "signum", 2)
             name = "Ctrl-C" if signum == 2 else f"signal {signum}"
-            err.print(f"[bold red]interrupted[/] ({name}): stopped; finished outputs and "
-                      "checkpoints are intact, nothing half-written is kept", soft_wrap=True)
+            said = getattr(exc, "message", None) or ("stopped; finished outputs and "
+                                                     "checkpoints are intact, nothing "
+                                                     "half-written is kept")
+            err.print(f"[bold red]interrupted[/] ({name}): {escape(said)}", soft_wrap=True)
             raise typer.Exit(128 + signum) from None
 
     wrapper.__doc__ = reflow(fn.__doc__)

@@ -226,6 +226,7 @@ def pretrain(**given: Any) -> None:
 
 def _run(task: str, given: dict[str, Any]) -> None:
     # Heavy imports (torch, the distributed engine) only once a command really runs.
+    from pipelines.errors import Interrupted
     from pipelines.train.checkpoint import clean_partials, latest_checkpoint
     from pipelines.train.distributed import adopt_slurm_env, is_global_rank_zero, launch
     from pipelines.train.resolve import create_run, prepare, resolve
@@ -260,6 +261,15 @@ def _run(task: str, given: dict[str, Any]) -> None:
                   f"→ {run}")
         try:
             result: TrainResult = launch(run_rank, cfg, cfg.gpus)
+        except Interrupted as exc:  # a signal: the ranks stopped at a step boundary
+            newest = latest_checkpoint(run)
+            if newest is None and resume is None:
+                shutil.rmtree(run, ignore_errors=True)  # nothing worth keeping
+                raise
+            command = "pretrain" if task == "mae" else "train forecast"
+            name = newest.name if newest is not None else "none"
+            raise Interrupted(exc.signum, f"stopped; newest checkpoint {name} in {run} — "
+                              f"`dchag {command} --resume {run}` continues") from None
         except BaseException:
             if resume is None and latest_checkpoint(run) is None:
                 shutil.rmtree(run, ignore_errors=True)  # nothing worth keeping

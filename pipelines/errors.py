@@ -24,6 +24,7 @@ class Interrupted(BaseException):
     """The job was stopped by a signal (Ctrl-C, a scheduler's SIGTERM): not an error of the
     input; the CLI exits with 128 + the signal number and one line."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, message: str | None = None):
         self.signum = signum
+        self.message = message  # what the one line says, where more is known
         super().__init__(signum)

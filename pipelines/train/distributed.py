@@ -167,8 +167,18 @@ def launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
 
     Under a launcher the current process is one rank. With one process and no launcher
     it runs here, in a world of one. Otherwise torch's elastic agent starts `nprocs`
-    local workers (no restarts: a failure is reported, not retried).
+    local workers (no restarts: a failure is reported, not retried). SIGUSR1 (SLURM's
+    early warning) would end this process by default: it is left to the ranks, which
+    checkpoint on it (`preempt.py`).
     """
+    previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    try:
+        return _launch(worker, arg, nprocs)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def _launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
     if under_launcher():
         return worker(arg)
     if nprocs == 1:
@@ -199,12 +209,22 @@ def launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
     try:
         results = elastic_launch(config, worker)(arg)
     except ChildFailedError as exc:
-        if all(f.exitcode in (130, 143, -2, -15) for f in exc.failures.values()):
-            raise Interrupted(signal.SIGINT) from None  # the workers were stopped, not broken
+        stopped = {_signal_of(f.exitcode) for f in exc.failures.values()}
+        if 0 not in stopped:  # the workers were stopped by a signal, not broken
+            raise Interrupted(min(stopped)) from None
         raise DchagError(_failure_summary(exc)) from None
     except SignalException as exc:  # the agent's own handler for SIGINT/SIGTERM
         raise Interrupted(int(exc.sigval)) from None
     return results[0]
+
+
+def _signal_of(exitcode: int) -> int:
+    """The stopping signal a worker's exit code reports (128 + n, or −n), else 0."""
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+    for sig in stops:
+        if exitcode in (128 + sig, -sig):
+            return int(sig)
+    return 0
 
 
 def _failure_summary(exc: Any) -> str:

@@ -44,6 +44,7 @@ from pipelines.train.flops import peak_flops, rank_flops
 from pipelines.train.metrics import MetricsLog
 from pipelines.train.model_file import is_model_file
 from pipelines.train.optim import build_optimizer, clip_grads, lr_at, set_lr
+from pipelines.train.preempt import StopRequest
 from pipelines.train.resolve import init_task
 from pipelines.train.rollout import rollout_loss
 from pipelines.train.trackers import Tracker, open_tracker
@@ -206,13 +207,14 @@ class _Trainer:
         log = MetricsLog(self.run_dir, start) if ctx.is_main else None
         tracker = open_tracker(cfg.logger, self.run_dir, start) if ctx.is_main else None
         try:
-            return self._steps(start, log, tracker)
+            with StopRequest().deferred() as stop:
+                return self._steps(start, log, tracker, stop)
         finally:
             if tracker is not None:
                 tracker.close()
 
-    def _steps(self, start: int, log: MetricsLog | None, tracker: Tracker | None
-               ) -> TrainResult:
+    def _steps(self, start: int, log: MetricsLog | None, tracker: Tracker | None,
+               stop: StopRequest) -> TrainResult:
         cfg, ctx = self.cfg, self.ctx
         if self.progress:
             self.progress.start(cfg.steps, start)
@@ -273,10 +275,13 @@ class _Trainer:
                 window_loss.zero_()
                 window_steps, window_t0 = 0, time.perf_counter()
             stopping = done == cfg.stop_at
-            if done % cfg.ckpt_every == 0 or done == cfg.steps or stopping:
+            signalled = stop.agreed(ctx.device)  # the ranks agree after every step
+            if done % cfg.ckpt_every == 0 or done == cfg.steps or stopping or signalled:
                 save_checkpoint(self.run_dir, done, self.model, self.opt, cfg.keep, ctx.is_main)
                 if log is not None:
                     self.write_outputs(log)
+            if signalled:
+                raise Interrupted(signalled)  # a checkpoint of this step is written
             if stopping:
                 break
         if log is not None and done == start:

@@ -1,0 +1,62 @@
+"""Stopping a training job cleanly when a scheduler asks: at a step boundary, with a
+checkpoint of the step reached.
+
+SLURM (at the time limit, on preemption, with `--signal=USR1@120` as an early warning),
+`timeout` and Ctrl-C signal every process of the job. Raising in the signal handler
+would stop each rank wherever it is — mid-step, mid-collective — and lose the steps since
+the last checkpoint. Instead the handler only records the signal; after each step the
+ranks agree (a max over the world, so one rank's signal stops all) and, if any was
+signalled, write a checkpoint of that step together and leave with 128 + the signal.
+Loader worker processes ignore these signals: they end with their rank.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
+
+class StopRequest:
+    """The first stopping signal this process received (0: none)."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+
+    def _handler(self, sig: int, frame: Any) -> None:
+        self.signum = self.signum or sig
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[StopRequest]:
+        """Within the block, SIGINT, SIGTERM and SIGUSR1 are recorded, not raised."""
+        saved = {}
+        try:
+            for sig in SIGNALS:
+                saved[sig] = signal.signal(sig, self._handler)
+        except ValueError:  # not the main thread: signals stay as they were
+            pass
+        try:
+            yield self
+        finally:
+            for sig, old in saved.items():
+                signal.signal(sig, old)
+
+    def agreed(self, device: torch.device) -> int:
+        """Collective: the signal to stop for, the same on every rank (0: go on)."""
+        if not dist.is_initialized() or dist.get_world_size() == 1:
+            return self.signum
+        flag = torch.tensor([self.signum], dtype=torch.int64, device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item())
+
+
+def ignore_stop_signals(_worker_id: int = 0) -> None:
+    """`worker_init_fn` of loader workers: the rank decides when to stop, not them."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
