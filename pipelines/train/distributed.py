@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -200,8 +201,14 @@ def _launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
     # torch's elastic modules set a level on each of their loggers: quiet every one (our
     # own one-line messages say what happened).
     for name in list(logging.root.manager.loggerDict):
-        if name.startswith(("torch.distributed.elastic", "torch.distributed.launcher")):
+        if name.startswith(("torch.distributed.elastic", "torch.distributed.launcher",
+                            "torch.multiprocessing")):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+    # A rank killed outright (kill -9, the OOM killer) leaves a semaphore behind, which the
+    # resource tracker process would report at exit: the one-line error already says it.
+    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+    if quiet not in sys.warnoptions:
+        sys.warnoptions.append(quiet)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nprocs,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0",
                           run_id=f"dchag-{uuid.uuid4().hex[:8]}", max_restarts=0,

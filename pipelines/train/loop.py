@@ -83,9 +83,25 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> TrainResul
                     signal.signal(sig, signal.SIG_IGN)
             raise SystemExit(130 if isinstance(exc, KeyboardInterrupt)
                              else 128 + exc.signum) from None
+        if ctx.world > 1 and peer_lost(exc):
+            # Another rank died (killed, out of memory): its failure is what the launcher
+            # reports, in one line; this rank's broken collective adds nothing to it.
+            raise SystemExit(1) from None
         raise
     shutdown()
     return result
+
+
+def peer_lost(exc: BaseException) -> bool:
+    """A collective failed because a peer went away (not an error of this rank)."""
+    text = str(exc)
+    if "imed out" in text or "timeout" in text.lower():
+        return False  # a hang: this rank's message is the one that says where
+    if isinstance(exc, dist.DistError) and not isinstance(exc, dist.DistStoreError):
+        return True
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("Connection closed by peer", "Connection reset by peer",
+                            "Broken pipe"))
 
 
 def stop_quietly_on(signum: int) -> None:

@@ -73,3 +73,36 @@ def test_a_signal_checkpoints_the_step_reached_and_resume_continues(tmp_path, gp
     for step in a:
         if step != split:
             assert b[step] == pytest.approx(a[step], rel=1e-6), step
+
+
+def test_a_rank_killed_outright_is_one_line_from_the_launcher(tmp_path, sample_era5_zarr):
+    """kill -9 of one worker (the OOM killer's way): the survivor's broken collective
+    prints nothing; the launcher names the dead rank in one line."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dchag_cli", "train", "forecast", "--data",
+           str(sample_era5_zarr), "--out", str(run), "--gpus", "2", "--steps", "100000",
+           *FAST]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (
+            metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        time.sleep(0.2)
+    workers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) ==
+               proc.pid and b"spawn_main" in (p / "cmdline").read_bytes()]
+    assert len(workers) == 2, workers
+    os.kill(int(max(workers, key=lambda p: int(p.name)).name), signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err + out and "UserWarning" not in err
+    errors = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and "SIGKILL" in errors[0], err
+
+
+def _parent(proc_dir: Path) -> int:
+    try:
+        stat = (proc_dir / "stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[1])
