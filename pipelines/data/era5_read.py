@@ -16,6 +16,7 @@ one. `read` gives decoded float32 for everything else.
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 import zipfile
 from collections import OrderedDict
@@ -249,14 +250,50 @@ def _open_dataset(path: Path) -> xr.Dataset:
     else:
         kind, kwargs = "netCDF file", {"engine": "netcdf4"}
     try:
+        if kind == "GRIB file":
+            return _open_grib(path, kwargs)
         return xr.open_dataset(path, mask_and_scale=False, decode_times=True, cache=False,
                                **kwargs)
+    except DchagError:
+        raise
     except Exception as exc:  # the readers raise OSError, ValueError, RuntimeError…
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         fix = ("split the GRIB by level type (one of surface or pressure levels per file)"
                if kind == "GRIB file" and "multiple values" in reason else
                "pass ERA5 as netCDF or GRIB from the CDS, or a WeatherBench 2 / ARCO zarr")
         raise DchagError(f"not a readable {kind} ({reason})", path=path, fix=fix) from exc
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _open_grib(path: Path, kwargs: dict) -> xr.Dataset:
+    """cfgrib skips a message it cannot decode, logging a traceback, and opens the rest:
+    a damaged file would silently lose fields. Its log is caught here instead, and any
+    skipped message refuses the file by name."""
+    logger = logging.getLogger("cfgrib")
+    caught = _Collect()
+    saved = logger.propagate
+    logger.addHandler(caught)
+    logger.propagate = False
+    try:
+        ds = xr.open_dataset(path, mask_and_scale=False, decode_times=True, cache=False,
+                             **kwargs)
+    finally:
+        logger.removeHandler(caught)
+        logger.propagate = saved
+    if caught.messages:
+        ds.close()
+        first = caught.messages[0].splitlines()[0]
+        raise DchagError(f"damaged GRIB: {len(caught.messages)} message(s) could not be read "
+                         f"({first})", path=path, fix="download the file again")
+    return ds
 
 
 def _normalised(ds: xr.Dataset, path: Path, member: int | None = None) -> xr.Dataset:

@@ -45,7 +45,7 @@ def write_wb2_zarr(out: Path) -> Path:
 def write_grib(folder: Path, members: int = 1) -> list[Path]:
     """GRIB 2 (IEEE floats: exact), one file of pressure levels and one per single-level
     variable (cfgrib reads one level type per file), optionally with ensemble members
-    (member k holds the sample plus k)."""
+    (member k holds the sample plus k/1000: still physically possible for every variable)."""
     import eccodes
 
     ds = sample_dataset()
@@ -63,7 +63,7 @@ def write_grib(folder: Path, members: int = 1) -> list[Path]:
                 for t, k, member in itertools.product(range(ds.sizes["time"]),
                                                       range(len(levels)), range(members)):
                     field = da.values[t, k] if levels[k] is not None else da.values[t]
-                    h = _grib_message(field + member, ds["time"].values[t], lat, lon,
+                    h = _grib_message(field + member / 1000, ds["time"].values[t], lat, lon,
                                       PARAM_IDS[name], levels[k], member, members)
                     eccodes.codes_write(h, fh)
                     eccodes.codes_release(h)

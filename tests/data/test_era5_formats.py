@@ -71,8 +71,8 @@ def test_ensemble_members_need_choosing_and_each_is_one_store(tmp_path, from_net
         _prep([tmp_path / "ens"], tmp_path / "e.zarr")
     assert not (tmp_path / "e.zarr").exists()
     two = _prep([tmp_path / "ens"], tmp_path / "e2.zarr", member=2)
-    # member k is the sample plus k; weights sum to one, so the regrid keeps the offset
-    _close(two["data"][:], from_netcdf["data"][:] + 2)
+    # member k is the sample plus k/1000; weights sum to one, so the regrid keeps it
+    _close(two["data"][:], from_netcdf["data"][:] + 2 / 1000)
     with pytest.raises(DchagError, match="has no ensemble member 7"):
         _prep([tmp_path / "ens"], tmp_path / "e7.zarr", member=7)
 
@@ -98,6 +98,21 @@ def test_grib_without_cfgrib_says_how_to_get_it(tmp_path, monkeypatch):
                         lambda name, *a: None if name == "cfgrib" else real(name, *a))
     with pytest.raises(DchagError, match=r"dchag\[grib\]"):
         _prep([tmp_path / "g"], tmp_path / "x.zarr", workers=1)
+
+
+def test_a_damaged_grib_message_refuses_the_file_by_name(tmp_path, capfd):
+    """cfgrib would skip the message (printing a traceback) and open the rest."""
+    files = write_grib(tmp_path / "g")
+    target = sorted(files)[0]
+    raw = bytearray(target.read_bytes())
+    second = raw.find(b"GRIB", 10)  # the start of the second message
+    raw[second + 8:second + 40] = b"\xff" * 32
+    target.write_bytes(bytes(raw))
+    with pytest.raises(DchagError, match=r"damaged GRIB: 1 message\(s\) could not be read"
+                       ) as err:
+        _prep([tmp_path / "g"], tmp_path / "x.zarr", workers=1)
+    assert target.name in str(err.value) and not (tmp_path / "x.zarr").exists()
+    assert "Traceback" not in "".join(capfd.readouterr())
 
 
 def test_the_sample_dataset_is_the_shipped_sample():
