@@ -185,7 +185,8 @@ def test_the_training_loader_returns_the_stored_values(tmp_path: Path):
         crop = np.empty((bands, 8, 8), stored.dtype)
         reader.read_into(3, crop, 4, 2)
         np.testing.assert_array_equal(crop, stored[3, :, 4:12, 2:10])
-        cfg = TrainConfig(task="mae", data=str(out), batch_size=3, steps=4, patch=4)
+        cfg = TrainConfig(task="mae", data=str(out), batch_size=3, steps=4, patch=4,
+                          augment="none")  # the stored values, not their mirror images
         art = describe_artifact(out, cfg)
         batch = StepBatches(art, cfg, "train", 0, 1, 16)[1]
         assert batch["x"].dtype == torch.float16 and batch["x"].shape == (3, bands, 16, 16)

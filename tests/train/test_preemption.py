@@ -48,7 +48,7 @@ def _signal_mid_run(data: Path, run: Path, gpus: int, sig: int, steps: int
 @pytest.mark.parametrize(("gpus", "sig"), [(1, signal.SIGTERM), (2, signal.SIGUSR1)])
 def test_a_signal_checkpoints_the_step_reached_and_resume_continues(tmp_path, gpus, sig,
                                                                     sample_era5_zarr):
-    steps = 120
+    steps = 60
     run = tmp_path / "run"
     done = _signal_mid_run(sample_era5_zarr, run, gpus, sig, steps)
     assert done.returncode == 128 + sig, done.stderr
