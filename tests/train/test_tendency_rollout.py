@@ -20,6 +20,7 @@ from pipelines.train.config import TrainConfig
 from pipelines.train.data import describe_artifact
 from pipelines.train.rollout import rollout_loss
 from tests.runner import app, one_error_line, runner
+from tests.train.curves import assert_same_curve, whole_and_resumed
 
 FAST = ["--workers", "0", "--batch-size", "2", "--log-every", "2", "--val-every", "4",
         "--ckpt-every", "4"]
@@ -130,10 +131,6 @@ def test_one_rollout_step_is_the_direct_step_and_two_unroll_the_chain():
     assert grad_through.abs().sum() > 0
 
 
-def _metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_rollout_training_resumes_on_the_same_loss_curve(tmp_path, sample_era5_zarr):
     base = tmp_path / "base"
     data = str(sample_era5_zarr)
@@ -147,16 +144,8 @@ def test_rollout_training_resumes_on_the_same_loss_curve(tmp_path, sample_era5_z
 
     args = ["train", "forecast", "--data", data, "--init", str(base), *full_state,
             "--rollout-steps", "3", "--steps", "8", *FAST]
-    whole, split = tmp_path / "whole", tmp_path / "split"
-    r = runner.invoke(app, [*args, "--out", str(whole)])
-    assert r.exit_code == 0, r.output
-    assert runner.invoke(app, [*args, "--out", str(split), "--stop-at", "4"]).exit_code == 0
-    r = runner.invoke(app, ["train", "forecast", "--resume", str(split)])
-    assert r.exit_code == 0, r.output
-    a, b = _metrics(whole), _metrics(split)
-    assert [m["step"] for m in a] == [m["step"] for m in b] == [2, 4, 6, 8]
-    for x, y in zip(a, b, strict=True):
-        assert x["loss"] == pytest.approx(y["loss"], rel=1e-6)
+    whole, split = whole_and_resumed(args, tmp_path, stop_at=4)
+    assert_same_curve(whole, split, [2, 4, 6, 8])
     # the held-out periods are separated by the whole chain (3 × 6 h)
     assert json.loads((whole / "model.json").read_text())["periods"]["gap_hours"] == 18
     # the fine-tuned forecaster started from all of the base one, head included

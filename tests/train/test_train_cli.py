@@ -14,6 +14,7 @@ import zarr
 
 from pipelines.train import checkpoint as checkpoint_module
 from tests.runner import app, runner
+from tests.train.curves import assert_same_curve, whole_and_resumed
 
 FAST = ["--workers", "0", "--batch-size", "2", "--log-every", "2", "--val-every", "4",
         "--ckpt-every", "4"]
@@ -48,20 +49,8 @@ def test_pretrain_on_hyperspectral_cubes_writes_a_complete_run(tmp_path, sample_
 def test_resume_continues_the_same_loss_curve(tmp_path, sample_era5_zarr):
     args = ["train", "forecast", "--data", str(sample_era5_zarr), "--lead", "6h,1d",
             "--steps", "8", *FAST]
-    whole, split = tmp_path / "whole", tmp_path / "split"
-    assert runner.invoke(app, [*args, "--out", str(whole)]).exit_code == 0
-    r = runner.invoke(app, [*args, "--out", str(split), "--stop-at", "4"])
-    assert r.exit_code == 0, r.output
-    assert (split / "checkpoints" / "latest").read_text() == "step_00000004"
-    r = runner.invoke(app, ["train", "forecast", "--resume", str(split)])
-    assert r.exit_code == 0, r.output
-    a, b = _metrics(whole), _metrics(split)
-    assert [m["step"] for m in a] == [m["step"] for m in b] == [2, 4, 6, 8]
-    for x, y in zip(a, b, strict=True):
-        assert x["loss"] == pytest.approx(y["loss"], rel=1e-6)
-        assert (x.get("val_loss") is None) == (y.get("val_loss") is None)
-        if x.get("val_loss") is not None:
-            assert x["val_loss"] == pytest.approx(y["val_loss"], rel=1e-6)
+    whole, split = whole_and_resumed(args, tmp_path, stop_at=4)
+    assert_same_curve(whole, split, [2, 4, 6, 8])
 
 
 def test_forecast_fine_tunes_a_pretrained_encoder(tmp_path, sample_era5_zarr):

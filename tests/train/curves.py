@@ -1,0 +1,38 @@
+"""One training run straight through and one stopped then resumed: the same loss curve."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.runner import app, runner
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def whole_and_resumed(args: list[str], folder: Path, stop_at: int) -> tuple[Path, Path]:
+    """`args` trained to the end in `folder/whole`, and in `folder/split` stopped at
+    `stop_at` then resumed (every command asserted to succeed)."""
+    whole, split = folder / "whole", folder / "split"
+    r = runner.invoke(app, [*args, "--out", str(whole)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, [*args, "--out", str(split), "--stop-at", str(stop_at)])
+    assert r.exit_code == 0, r.output
+    assert (split / "checkpoints" / "latest").read_text() == f"step_{stop_at:08d}"
+    r = runner.invoke(app, ["train", "forecast", "--resume", str(split)])
+    assert r.exit_code == 0, r.output
+    return whole, split
+
+
+def assert_same_curve(a_run: Path, b_run: Path, steps: list[int]) -> None:
+    a, b = metrics(a_run), metrics(b_run)
+    assert [m["step"] for m in a] == [m["step"] for m in b] == steps
+    for x, y in zip(a, b, strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-6)
+        assert (x.get("val_loss") is None) == (y.get("val_loss") is None)
+        if x.get("val_loss") is not None:
+            assert x["val_loss"] == pytest.approx(y["val_loss"], rel=1e-6)
