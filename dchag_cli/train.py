@@ -202,8 +202,11 @@ def _flags(given: dict[str, Any]) -> dict[str, Any]:
 def forecast(**given: Any) -> None:
     """Train a forecaster on [bold]era5.zarr[/]: state at t → output channels at t + lead.
 
-    A random lead from --lead per sample; latitude-weighted MSE on normalised fields;
-    --init starts from a pretrained encoder (`dchag pretrain --data era5.zarr`).
+    A random lead from --lead per sample; the network predicts the change over the lead
+    in units of that change's spread (--target tendency), from the state and computed
+    forcings (clock, season, insolation); latitude-weighted MSE. --init starts from a
+    pretrained encoder (`dchag pretrain --data era5.zarr`), or from a whole trained
+    forecaster to fine-tune it with --rollout-steps.
 
     Example: [cyan]dchag train forecast --data era5.zarr --lead 6h,1d --gpus 2 --steps 300[/]
     """
