@@ -78,7 +78,7 @@ def quickstart(
     overwrite: bool = typer.Option(False, help="Start again in an existing --out."),
 ) -> None:
     """Run the whole chain on sample data: synthetic ERA5 (400 days) → prep era5 → train
-    forecast (tiny, D-CHAG-L, 2 ranks, leads 6h–7d) → eval forecast on the held-out test
+    forecast (tiny, D-CHAG-L, one rank, leads 6h–7d) → eval forecast on the held-out test
     period (vs persistence and climatology); the shipped cubes → prep appl → pretrain
     MAE → predict masks → eval masks (vs inpainting baselines). It ends by saying, per
     lead, which forecaster won.
