@@ -28,7 +28,7 @@ from pipelines.notes import note
 from pipelines.train.config import TrainConfig
 from pipelines.train.periods import Periods, make_periods
 from pipelines.train.preempt import ignore_stop_signals
-from pipelines.train.tendency import normalised_scale, tendency_std
+from pipelines.train.tendency import normalised_scale
 
 # The forecast targets of the D-CHAG authors' ERA5 run, when present in the artifact.
 KEY_VARIABLES = ("z_500", "t_850", "t2m", "u10", "v10")
@@ -65,7 +65,9 @@ class Artifact:
     std: np.ndarray
     out_index: list[int]  # forecast: positions (in run channels) of the targets
     periods: Periods | None = None  # weather: train / validation / test periods
-    tendency_std: dict[int, np.ndarray] | None = None  # forecast: σ per lead (physical)
+    # forecast: σ per lead (physical), the run's own: measured once when the run is made
+    # (`resolve.tendency_table`), then read from its model.json
+    tendency_std: dict[int, list[float]] | None = None
     forcings: tuple[str, ...] = ()  # forecast: computed inputs appended after the channels
 
     @property
@@ -176,13 +178,9 @@ def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
     else:
         mean = np.asarray(group["mean"][:], dtype=np.float64)[index]
         std = np.asarray(group["std"][:], dtype=np.float64)[index]
-    sigma = None
-    if cfg.task == "forecast" and cfg.target == "tendency" and periods is not None:
-        sigma = tendency_std(group, times, periods.contains("train", times),
-                             [index[i] for i in out_index], cfg.leads, path)
     forcings = FORCINGS if cfg.uses_forcings else ()
     return Artifact(kind, path, list(wanted), index, img, (h, w), mean, std, out_index,
-                    periods, sigma, forcings)
+                    periods, None, forcings)
 
 
 def _training_statistics(group: zarr.Group, periods: Periods, times: np.ndarray,

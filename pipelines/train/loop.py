@@ -12,7 +12,7 @@ import math
 import resource
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,7 +45,7 @@ from pipelines.train.metrics import MetricsLog
 from pipelines.train.model_file import is_model_file
 from pipelines.train.optim import build_optimizer, clip_grads, lr_at, set_lr
 from pipelines.train.preempt import StopRequest
-from pipelines.train.resolve import init_task
+from pipelines.train.resolve import init_task, saved_tendency
 from pipelines.train.rollout import rollout_loss
 from pipelines.train.trackers import Tracker, open_tracker
 
@@ -117,7 +117,8 @@ class _Trainer:
     def __init__(self, cfg: TrainConfig, ctx: RankContext, progress: TrainProgress | None):
         self.cfg, self.ctx, self.progress = cfg, ctx, progress
         self.run_dir = Path(cfg.out)
-        self.art: Artifact = describe_artifact(Path(cfg.data), cfg)
+        self.art: Artifact = replace(describe_artifact(Path(cfg.data), cfg),
+                                     tendency_std=saved_tendency(self.run_dir))
         self.mcfg = model_config(cfg, self.art)
         self.model = build_parallel_model(cfg, self.art, ctx)
         self.opt = build_optimizer(self.model, cfg.lr, cfg.weight_decay)

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zarr
 
 from pipelines.errors import DchagError
@@ -30,7 +31,7 @@ from pipelines.train.config import (
 from pipelines.train.data import Artifact, describe_artifact, split_samples
 from pipelines.train.distributed import check_devices, launcher_world
 from pipelines.train.model_file import check_whole_file, is_model_file, open_model_file
-from pipelines.train.tendency import table_to_json
+from pipelines.train.tendency import table_from_json, table_to_json, tendency_std
 
 # Model fields the encoder's weights depend on (what `--init` must agree on).
 RUN_HINT = "--resume it, pass --overwrite, or choose another --out"
@@ -132,7 +133,7 @@ def prepare(cfg: TrainConfig, *, resume: bool, overwrite: bool,
     mcfg = model_config(cfg, art)
     cfg = choose_tp(cfg, mcfg, tp_given)
     if cfg.init is not None:
-        check_init(Path(cfg.init), mcfg, art)
+        check_init(Path(cfg.init), mcfg, art, cfg.target)
     run = Path(cfg.out)
     if resume:
         check_no_overlap(run, run_inputs(cfg, config_file))
@@ -187,24 +188,17 @@ def check_resume_data(run: Path, art: Artifact) -> None:
                          path=art.path, fix="resume on the artifact the run was trained on")
 
 
-def check_init(init: Path, mcfg: ModelConfig, art: Artifact) -> None:
+def check_init(init: Path, mcfg: ModelConfig, art: Artifact, target: str) -> None:
     """`--init` (a pretraining run, or its model file) must hold this encoder."""
     if is_model_file(init):
         check_whole_file(init)
-        saved = open_model_file(init).info
     elif intact_checkpoint(init)[0] is None:
         raise DchagError("no intact checkpoint to initialise from", path=init,
                          fix="point --init at a finished `dchag pretrain` run or a model "
                          "file of `dchag export model`")
-    else:
-        try:
-            saved = json.loads((init / "model.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise DchagError("cannot read model.json", path=init,
-                             fix="point --init at a folder written by `dchag pretrain`"
-                             ) from exc
+    saved = _saved_info(init)
     if init_task(init) == "forecast":  # fine-tuning a forecaster (rollout training)
-        _check_whole_forecaster(init, saved, mcfg, art)
+        _check_whole_forecaster(init, saved, mcfg, art, target)
         return
     diffs = [f"{k}: {saved['model'][k]!r} ≠ {mcfg.to_dict()[k]!r}" for k in ENCODER_FIELDS
              if saved["model"][k] != mcfg.to_dict()[k]]
@@ -232,12 +226,43 @@ def _forcings_for_init(init: Path) -> bool:
 
 
 def _saved_info(init: Path) -> dict:
+    """model.json of a run folder, or the copy a model file carries."""
     if is_model_file(init):
         return open_model_file(init).info
     try:
         return json.loads((init / "model.json").read_text())
     except (OSError, ValueError) as exc:
-        raise DchagError("cannot read model.json", path=init) from exc
+        raise DchagError("cannot read model.json", path=init,
+                         fix="point --init at a folder written by `dchag pretrain` or "
+                         "`dchag train`") from exc
+
+
+def tendency_table(art: Artifact, cfg: TrainConfig) -> dict[int, list[float]] | None:
+    """σ per lead for a new run (`tendency.py`): a forecaster fine-tuned from another keeps
+    the table its weights were trained with; otherwise it is measured on this run's
+    training period. Done once, by whoever makes the run folder: the ranks and every later
+    command read it back from model.json (`saved_tendency`)."""
+    if cfg.task != "forecast" or cfg.target != "tendency":
+        return None
+    if cfg.init and init_task(Path(cfg.init)) == "forecast":
+        table = table_from_json(_saved_info(Path(cfg.init)).get("tendency_std")) or {}
+        missing = sorted(set(cfg.leads) - set(table))
+        if missing:
+            raise DchagError(f"the forecaster to fine-tune has no tendency scale for lead(s) "
+                             f"{', '.join(map(format_lead, missing))}", path=cfg.init,
+                             fix="fine-tune with --lead among its trained leads")
+        return {lead: table[lead] for lead in cfg.leads}
+    group = zarr.open_group(str(art.path), mode="r")
+    times = np.asarray(group["time"][:], np.int64)
+    measured = tendency_std(group, times, art.periods.contains("train", times),
+                            [art.channel_index[i] for i in art.out_index], cfg.leads,
+                            art.path)
+    return {lead: v.tolist() for lead, v in measured.items()}
+
+
+def saved_tendency(run: Path) -> dict[int, list[float]] | None:
+    """The σ table a run was made with (None: state targets, or an older run)."""
+    return table_from_json(_saved_info(Path(run)).get("tendency_std"))
 
 
 def init_task(init: Path) -> str:
@@ -247,7 +272,8 @@ def init_task(init: Path) -> str:
     return load_run_config(init).task
 
 
-def _check_whole_forecaster(init: Path, saved: dict, mcfg: ModelConfig, art: Artifact) -> None:
+def _check_whole_forecaster(init: Path, saved: dict, mcfg: ModelConfig, art: Artifact,
+                            target: str) -> None:
     """A forecaster fine-tuned from another takes all of it: same model, targets, scales."""
     diffs = [f"{k}: {saved['model'].get(k)!r} ≠ {v!r}" for k, v in mcfg.to_dict().items()
              if saved["model"].get(k) != v]
@@ -256,7 +282,7 @@ def _check_whole_forecaster(init: Path, saved: dict, mcfg: ModelConfig, art: Art
                       ("forcings", list(art.forcings))):
         if list(saved.get(key) or []) != mine:
             diffs.append(key.replace("_", " "))
-    if (saved.get("target") or "state") != ("tendency" if art.tendency_std else "state"):
+    if (saved.get("target") or "state") != target:
         diffs.append(f"target {saved.get('target') or 'state'}")
     if diffs:
         raise DchagError(f"the forecaster to fine-tune differs ({'; '.join(diffs)})",
@@ -269,6 +295,7 @@ def create_run(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig, overwrite: bo
     """Make the run folder (global rank 0 only, with the run's lock held)."""
     run = Path(cfg.out)
     check_replaceable(run, ("run",), run_inputs(cfg, config_file), overwrite, RUN_HINT)
+    table = tendency_table(art, cfg)  # before the folder exists: a refusal leaves nothing
     if run.exists():
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
@@ -281,7 +308,7 @@ def create_run(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig, overwrite: bo
              "periods": art.periods.to_dict() if art.periods else None,
              "data": str(Path(cfg.data).resolve()),
              "target": cfg.target if cfg.task == "forecast" else None,
-             "tendency_std": table_to_json(art.tendency_std),
+             "tendency_std": table_to_json(table),
              "forcings": list(art.forcings),
              "grid": zarr.open_group(str(art.path), mode="r").attrs.get("grid")}
     (run / "model.json").write_text(json.dumps(model, indent=2))
