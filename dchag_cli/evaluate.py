@@ -286,7 +286,7 @@ def eval_masks_cmd(
     Example: [cyan]dchag eval masks --recon runs/mae/reconstruction.zarr --data appl.zarr[/]
     """
     from pipelines.data.zarr_store import open_artifact
-    from pipelines.eval.masks import eval_masks, write_mask_scores
+    from pipelines.eval.masks import eval_masks, inpainting_verdict, write_mask_scores
     from pipelines.plots.masks import plot_reconstruction
 
     out_dir = out_dir or recon.parent
@@ -321,9 +321,5 @@ def eval_masks_cmd(
     for name, value in scores.region_rmse.items():
         table.add_row(f"RMSE {name}", f"{value:.4g}", *("" for _ in scores.predictors[1:]))
     out.print(table)
-    best = scores.best_baseline()
-    ratio = scores.rmse / scores.rmse_of(best)
-    verdict = "beats" if ratio < 1 else "does not beat"
-    out.print(f"the model {verdict} the best inpainting baseline ({best.replace('_', ' ')}): "
-              f"RMSE ratio {ratio:.3f}")
+    out.print(inpainting_verdict(scores.rmse_by_predictor()))
     out.print(f"written: {out_dir / 'mask_scores.zarr'}, {png}")

@@ -45,20 +45,15 @@ WHAT_IT_SHOWS = (
 def closing_scores(folder: Path) -> list[str]:
     """Who won, read back from the stages' outputs: per lead for the forecast, and the MAE
     against inpainting from the visible pixels."""
-    from pipelines.eval.masks import read_mask_scores
+    from pipelines.eval.masks import inpainting_verdict, read_mask_scores
     from pipelines.eval.verdict import lead_verdicts
 
     lines = ["Held-out test period, global RMSE:"]
     lines += [f"  {v.sentence()}" for v in
               lead_verdicts(folder / "forecast" / "eval" / "scores.zarr")]
     rmse = read_mask_scores(folder / "mae" / "mask_scores.zarr")
-    if len(rmse) == 1:
-        return lines
-    best = min((p for p in rmse if p != "model"), key=rmse.__getitem__)
-    verdict = "beats" if rmse["model"] < rmse[best] else "does not beat"
-    lines.append(f"Held-out cubes: the MAE {verdict} every inpainting baseline (masked RMSE "
-                 f"{rmse['model']:.4f}; best baseline, {best.replace('_', ' ')}: "
-                 f"{rmse[best]:.4f})")
+    if len(rmse) > 1:
+        lines.append(f"Held-out cubes: {inpainting_verdict(rmse)}")
     return lines
 
 

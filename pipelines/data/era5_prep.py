@@ -219,15 +219,15 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
     channels = resolve_channels(cfg.preset, cfg.channels)
     region = parse_region(cfg.region)
     target = target_grid(cfg.resolution, region)
-    inputs = [*cfg.sources, *cfg.constants]  # a store inside an input folder would be
-    if not cfg.append:                      # read back as an input by the next prep
-        check_writable_target(cfg.out, overwrite=cfg.overwrite, kinds=("era5",),
-                              inputs=inputs)
+    inputs = [*cfg.sources, *cfg.constants]
+    # as given, folders too: a store inside an input folder would be read back as an input
+    # by the next prep (the expanded files are checked again below)
+    check_no_overlap(cfg.out, inputs)
+    if not cfg.append:
+        check_writable_target(cfg.out, overwrite=cfg.overwrite, kinds=("era5",))
     elif not cfg.out.exists():
         raise DchagError("--append needs an existing store", path=cfg.out)
-    else:
-        check_no_overlap(cfg.out, inputs)
-    with write_lock(cfg.out), expand_sources([*cfg.sources, *cfg.constants]) as paths, \
+    with write_lock(cfg.out), expand_sources(inputs) as paths, \
             DecodePool(min(cfg.workers or auto_workers(paths), len(paths))) as pool:
         check_no_overlap(cfg.out, paths)
         if cfg.append:

@@ -104,13 +104,6 @@ class RunSource:
         periods = self.run.info.get("periods")
         return Periods.from_dict(periods) if periods else None
 
-    def held_out(self, times: np.ndarray) -> np.ndarray | None:
-        """Times outside the run's training period (the climatology must not see them)."""
-        periods = self.periods()
-        if periods is None:
-            return None
-        return times[~periods.contains("train", times)]
-
     def steps(self, lead: int, rollout: bool) -> int:
         trained = sorted(self.run.cfg.leads)
         if lead in trained:
@@ -169,7 +162,8 @@ class WB2Source:
         return None, "every init time of the forecast file"
 
     def periods(self) -> Periods | None:
-        """The periods of the dchag run the file was exported from, where it is at hand."""
+        """The periods of the dchag run the file was exported from, where it is at hand
+        (another model's training period is unknown: None)."""
         if self.wb2.run is None:
             return None
         try:
@@ -177,15 +171,6 @@ class WB2Source:
         except (OSError, ValueError):
             return None
         return Periods.from_dict(info["periods"]) if info.get("periods") else None
-
-    def held_out(self, times: np.ndarray) -> np.ndarray | None:
-        """For a dchag run's export, as `--run` scores it: the climatology of the run's
-        training period. Otherwise (another model: its training period is unknown) the
-        store's climatology over all its times, and the output says so."""
-        periods = self.periods()
-        if periods is None:
-            return None
-        return times[~periods.contains("train", times)]
 
     def steps(self, lead: int, rollout: bool) -> int:
         if lead not in self.wb2.leads:
@@ -235,14 +220,17 @@ def evaluate_forecast(source: RunSource | WB2Source, data: Path, leads: list[int
     if not chosen.any():
         raise DchagError(f"no init time of the data falls in {words}", path=data,
                          fix="choose a --period inside the data")
-    clim = WB2Climatology(climatology, source.channels, LatLonGrid(lat, lon)) \
-        if climatology else StoreClimatology(group, out_art, data, source.held_out(times))
-    extra_notes = []
+    # A run's training period rules the climatology (it must not see held-out times) and
+    # is named when scored; unknown for another model's file: the store's whole record.
     periods = source.periods()
-    if periods is not None and periods.contains("train", times[chosen]).any():
-        extra_notes.append(f"{int(periods.contains('train', times[chosen]).sum())} scored "
-                           "init time(s) lie in the run's training period: those scores "
-                           "are not held out")
+    training = None if periods is None else periods.contains("train", times)
+    clim = WB2Climatology(climatology, source.channels, LatLonGrid(lat, lon)) \
+        if climatology else StoreClimatology(group, out_art, data,
+                                             None if training is None else times[~training])
+    extra_notes = []
+    if training is not None and training[chosen].any():
+        extra_notes.append(f"{int(training[chosen].sum())} scored init time(s) lie in the "
+                           "run's training period: those scores are not held out")
     plans = [_plan(source.steps(lead, rollout), lead, times, chosen, clim) for lead in leads]
     if not any(p.inits for p in plans):
         why = "; ".join(_notes(plans)) or "no init time to score"

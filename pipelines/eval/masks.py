@@ -184,6 +184,18 @@ class MaskScores:
     def best_baseline(self) -> str:
         return min(self.predictors[1:], key=self.rmse_of)
 
+    def rmse_by_predictor(self) -> dict[str, float]:
+        return {p: self.rmse_of(p) for p in self.predictors}
+
+
+def inpainting_verdict(rmse: dict[str, float]) -> str:
+    """One sentence: the model (`rmse["model"]`) against the best inpainting baseline."""
+    best = min((p for p in rmse if p != "model"), key=rmse.__getitem__)
+    verdict = "beats" if rmse["model"] < rmse[best] else "does not beat"
+    return (f"the MAE {verdict} the best inpainting baseline ({best.replace('_', ' ')}): "
+            f"masked RMSE {rmse['model']:.4f} vs {rmse[best]:.4f}, ratio "
+            f"{rmse['model'] / rmse[best]:.3f}")
+
 
 def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> MaskScores:
     progress = progress or NoProgress()
@@ -244,7 +256,7 @@ def write_mask_scores(s: MaskScores, out: Path, attrs: dict) -> None:
         dims_array(g, "predictor", ["predictor"], data=np.array(s.predictors),
                    fill_value=None)
         dims_array(g, "rmse_by_predictor", ["predictor"],
-                   data=np.array([s.rmse_of(p) for p in s.predictors]), fill_value=None)
+                   data=np.array(list(s.rmse_by_predictor().values())), fill_value=None)
         dims_array(g, "mse_by_predictor", ["predictor", "sample"], data=s.mse_all,
                    fill_value=None)
         dims_array(g, "psnr_by_predictor", ["predictor", "band"], data=s.psnr_all,

@@ -50,10 +50,6 @@ class TrainedRun:
         """Computed inputs after the channels (none in runs older than forcings)."""
         return list(self.info.get("forcings") or [])
 
-    @property
-    def target(self) -> str:
-        return self.info.get("target") or "state"
-
 
 def run_files(run: Path) -> list[Path]:
     """What inference reads from a run folder (outputs may go beside them, not over them),
