@@ -185,7 +185,8 @@ def _peak_memory(step, model, device: torch.device, warmup: int, fake: bool) -> 
     return out
 
 
-def _median_step_time(step, device: torch.device, steps: int) -> float:
+def step_times(step, device: torch.device, steps: int) -> list[float]:
+    """Seconds of each of `steps` calls of `step`, the device synchronised around each."""
     times = []
     for _ in range(steps):
         _sync(device)
@@ -193,7 +194,11 @@ def _median_step_time(step, device: torch.device, steps: int) -> float:
         step()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def _median_step_time(step, device: torch.device, steps: int) -> float:
+    return statistics.median(step_times(step, device, steps))
 
 
 def _count_collectives(step) -> dict[str, int]:

@@ -129,23 +129,14 @@ def channel_stage_row(plan: GpuPlan, variant: str, impl: str, channels: int,
     def step() -> None:
         enc.embed(x).float().square().mean().backward()
 
+    from pipelines.bench.dchag_bench import step_times
+
     step()
-    times = []
-    for _ in range(plan.steps):
-        _sync(device)
-        t0 = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
+    times = step_times(step, device, plan.steps)
     return {"kind": "channel_stage", "variant": variant, "channel_impl": impl,
             "channels": channels, "preset": plan.stage_preset,
             "img": f"{h}x{w}", "batch": plan.stage_batch,
             "step_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def run_gpu_bench(smoke: bool, device: torch.device, on_row: Callable[[dict], None]

@@ -56,8 +56,9 @@ class ParityTable:
     def summary(self) -> list[dict]:
         """Per variant: mean paired ratio, its interval, and the seed-to-seed spread."""
         rows = []
+        ratios = self.ratios()
         for i, name in enumerate(self.variants):
-            r = self.ratios()[i]
+            r = ratios[i]
             lo, hi = bootstrap_mean_interval(r)
             v = self.values[i]
             rows.append({"task": self.task, "variant": name, "metric": self.metric,

@@ -14,12 +14,13 @@ from pipelines.provenance import provenance
 def write_parity(tables: list[ParityTable], out: Path, settings: dict) -> None:
     """Arrays `<task>_metric`, `<task>_val_loss`, `<task>_ratio` over (variant, seed);
     `<task>_ratio_mean`, `_ratio_lo`, `_ratio_hi`, `_seed_cv` over variant."""
+    summaries = {t.task: t.summary() for t in tables}
     with atomic_store(out) as g:
         g.attrs.update({"dchag_artifact": "parity", "reference": tables[0].variants[0],
                         "metrics": {t.task: t.metric for t in tables},
                         "interval": "bootstrap 95 % percentile interval of the mean paired "
                                     "ratio, resampling seeds",
-                        "summary": [row for t in tables for row in t.summary()],
+                        "summary": [row for rows in summaries.values() for row in rows],
                         "provenance": provenance("bench parity", settings, [], seed=None)})
         dims_array(g, "variant", ["variant"], data=np.array(tables[0].variants),
                    fill_value=None)
@@ -32,7 +33,7 @@ def write_parity(tables: list[ParityTable], out: Path, settings: dict) -> None:
                 a.attrs["long_name"] = {"metric": t.metric, "val_loss": "final validation "
                                         "loss", "ratio": f"metric / {t.variants[0]}'s, "
                                         "same seed"}[name]
-            rows = t.summary()
+            rows = summaries[t.task]
             for key in ("ratio_mean", "ratio_lo", "ratio_hi", "seed_cv"):
                 dims_array(g, f"{t.task}_{key}", ["variant"],
                            data=np.array([r[key] for r in rows]), fill_value=None)

@@ -48,7 +48,10 @@ def _clock(hours: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def insolation(hours: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """Top-of-atmosphere insolation in solar constants: (B, H, W)."""
-    local, doy = _clock(hours, lon)
+    return _insolation(*_clock(hours, lon), lat)
+
+
+def _insolation(local: np.ndarray, doy: np.ndarray, lat: np.ndarray) -> np.ndarray:
     decl = np.deg2rad(-23.44) * np.cos(2 * np.pi * (doy + 10.0) / YEAR_DAYS)  # (B,)
     phi = np.deg2rad(np.asarray(lat, np.float64))[None, :, None]
     hour_angle = 2 * np.pi * (local - 12.0) / 24.0  # (B, W)
@@ -73,11 +76,11 @@ def forcing_fields(input_hours: np.ndarray, lead_hours: np.ndarray, lat: np.ndar
     out[:, 1] = np.sin(angle_day)[:, None, :]
     out[:, 2] = np.cos(angle_year)[:, None, None]
     out[:, 3] = np.sin(angle_year)[:, None, None]
-    out[:, 4] = insolation(valid, lat, lon)
-    local0, _ = _clock(t0, lon)
+    out[:, 4] = _insolation(local, doy, lat)
+    local0, doy0 = _clock(t0, lon)
     out[:, 5] = np.cos(2 * np.pi * local0 / 24.0)[:, None, :]
     out[:, 6] = np.sin(2 * np.pi * local0 / 24.0)[:, None, :]
-    out[:, 7] = insolation(t0, lat, lon)
+    out[:, 7] = _insolation(local0, doy0, lat)
     return out
 
 
