@@ -20,12 +20,18 @@ def mae_run(tmp_path_factory, sample_appl_zarr):
     return run
 
 
-def test_reconstruction_keeps_visible_pixels_and_is_scored(tmp_path, mae_run, sample_appl_zarr):
+def _predict_all(tmp_path, run, data, mask_ratio: str):
+    """`predict masks` of every cube into tmp_path/rec.zarr (asserted to succeed)."""
     recon = tmp_path / "rec.zarr"
-    r = runner.invoke(app, ["predict", "masks", "--run", str(mae_run), "--data",
-                            str(sample_appl_zarr), "--mask-ratio", "0.75", "--samples", "all",
-                            "--out", str(recon)])
+    r = runner.invoke(app, ["predict", "masks", "--run", str(run), "--data", str(data),
+                            "--mask-ratio", mask_ratio, "--samples", "all", "--out",
+                            str(recon)])
     assert r.exit_code == 0, r.output
+    return recon
+
+
+def test_reconstruction_keeps_visible_pixels_and_is_scored(tmp_path, mae_run, sample_appl_zarr):
+    recon = _predict_all(tmp_path, mae_run, sample_appl_zarr, "0.75")
     rec = zarr.open_group(str(recon), mode="r")
     cube = zarr.open_group(str(sample_appl_zarr), mode="r")["cube"]
     assert rec["reconstruction"].shape == (4, 500, 16, 16)
@@ -101,11 +107,7 @@ def test_inpainting_baselines_fill_only_hidden_pixels_from_visible_ones():
 def test_eval_masks_scores_the_model_beside_inpainting(tmp_path, mae_run, sample_appl_zarr):
     from pipelines.eval.inpaint import inpaint
 
-    recon = tmp_path / "rec.zarr"
-    r = runner.invoke(app, ["predict", "masks", "--run", str(mae_run), "--data",
-                            str(sample_appl_zarr), "--mask-ratio", "0.5", "--samples", "all",
-                            "--out", str(recon)])
-    assert r.exit_code == 0, r.output
+    recon = _predict_all(tmp_path, mae_run, sample_appl_zarr, "0.5")
     r = runner.invoke(app, ["eval", "masks", "--recon", str(recon), "--data",
                             str(sample_appl_zarr), "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
