@@ -26,9 +26,10 @@ app = typer.Typer(help="Prepare raw data as zarr artifacts.", no_args_is_help=Tr
 @app.command("era5")
 @user_errors
 def era5(
-    sources: list[Path] = typer.Argument(
-        ..., help="ERA5 netCDF or GRIB files, WeatherBench 2 / ARCO zarr stores, folders of "
-        "them, or CDS ZIP deliveries.", show_default=False),
+    sources: list[str] = typer.Argument(
+        ..., help="ERA5 netCDF or GRIB files, WeatherBench 2 / ARCO zarr stores (folders, or "
+        "gs://, s3://, https:// URLs with the cloud extra), folders of them, or CDS ZIP "
+        "deliveries.", show_default=False),
     out_path: Path = typer.Option(Path("era5.zarr"), "--out", "-o",
                                   help="The zarr store to write."),
     preset: str = typer.Option(DEFAULT_PRESET, help="Channel preset (see `dchag channels`)."),
@@ -67,6 +68,10 @@ def era5(
         None, "--constants", help="A file of constant fields (ERA5's invariant lsm and "
         "surface z, or any input holding lsm / orography); repeatable. Ask for them as "
         "channels: --channels …,lsm,orography,lat (lat needs no file).", show_default="none"),
+    timeout: float = typer.Option(60.0, help="Remote stores: seconds without data before a "
+                                  "request is given up (and retried)."),
+    retries: int = typer.Option(5, help="Remote stores: retries of a failed request (HTTP "
+                                "5xx/429, timeout, broken connection), with backoff."),
     log_every: int = log_every_option("time steps"),
     append: bool = typer.Option(False, help="Add later times to an existing store."),
     overwrite: bool = typer.Option(False, help="Replace an existing store."),
@@ -75,7 +80,8 @@ def era5(
 
     Accepts netCDF of both CDS naming generations (valid_time/pressure_level and
     time/level), packed int16 or float32 values; GRIB (the grib extra; --member for
-    ensembles); WeatherBench 2 and ARCO-ERA5 zarr (--period reads only that span);
+    ensembles); WeatherBench 2 and ARCO-ERA5 zarr, local or by URL (--period reads and
+    fetches only that span's chunks);
     latitude 90→-90 or -90→90, longitude 0..360 or -180..180. Constant fields (lsm,
     orography, lat) are channels broadcast over time: model inputs, not forecast targets.
 
@@ -86,7 +92,8 @@ def era5(
     from pipelines.data.era5_prep import Era5PrepConfig, prep_era5
 
     cfg = Era5PrepConfig(
-        sources=sources, out=out_path, preset=None if channels else preset, channels=channels,
+        sources=source_list(sources, timeout, retries), out=out_path,
+        preset=None if channels else preset, channels=channels,
         method=method, backend=backend, weights=weights, resolution=resolution,
         region=region, train_years=parse_years(train_years), clim_window=clim_window,
         clim_hour_step=clim_hour_step, allow_nan=allow_nan,
@@ -105,10 +112,23 @@ def era5(
                      f"process{'es' if s.workers > 1 else ''})"),
         ("regrid", f"{method} ({'weights file' if weights else backend})"),
     ]
+    if s.fetched_bytes:
+        rows.append(("fetched", f"{human_bytes(s.fetched_bytes)} from remote stores "
+                     f"(the fields read: {human_bytes(s.selected_bytes)} as float32)"))
     if s.nan_values:
         rows.append(("missing values kept",
                      ", ".join(f"{k}: {v}" for k, v in s.nan_values.items())))
     out.print(key_value_table("prep era5", rows))
+
+
+def source_list(sources: list[str], timeout: float, retries: int) -> list:
+    """Local paths as `Path`, URLs as remote stores (a `Path` would fold their `//`)."""
+    from pipelines.data.remote import RemoteZarr, is_url
+
+    if timeout <= 0 or retries < 0:
+        raise DchagError(f"--timeout {timeout:g} must be > 0 and --retries {retries} ≥ 0")
+    return [RemoteZarr(s, timeout_s=timeout, retries=retries) if is_url(s) else Path(s)
+            for s in sources]
 
 
 def _parse_range(text: str) -> tuple[float, float]:

@@ -57,6 +57,8 @@ def check_no_overlap(target: Path, inputs: Iterable[Path]) -> None:
     """Refuse an output that is, contains, or lies inside something the command reads."""
     t = _real(target)
     for inp in inputs:
+        if not isinstance(inp, str | os.PathLike):
+            continue  # a remote store (a URL) cannot overlap a local output
         i = _real(inp)
         if t == i or t in i.parents or i in t.parents:
             raise DchagError(f"the output overlaps the input {inp}", path=target,

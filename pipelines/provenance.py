@@ -32,6 +32,9 @@ def describe_inputs(paths: list[Path]) -> list[dict[str, Any]]:
     """Name, size and modification time of each input, enough to tell if an input changed."""
     out = []
     for p in paths:
+        if hasattr(p, "describe"):  # a remote store: its URL
+            out.append(p.describe())
+            continue
         st = p.stat()
         out.append({
             "path": str(p.resolve()),

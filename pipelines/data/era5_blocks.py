@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import pickle
@@ -36,6 +37,7 @@ from pipelines.data.era5_read import FileCache, Packing
 from pipelines.data.grid import LatLonGrid
 from pipelines.data.regrid import Regridder
 from pipelines.data.regrid_backends import make_regridder
+from pipelines.data.remote import RemoteZarr, bytes_fetched
 from pipelines.data.valid_range import check_range
 from pipelines.errors import DchagError
 
@@ -43,7 +45,10 @@ SMALL_INPUT_BYTES = 64 * 2**20  # below this, starting workers costs more than i
 
 
 def auto_workers(paths: list[Path]) -> int:
-    """Worker processes for `--workers 0`: the cores available, or one for small inputs."""
+    """Worker processes for `--workers 0`: the cores available, or one for small inputs
+    and for remote stores (their chunks are fetched concurrently by one process)."""
+    if any(isinstance(p, RemoteZarr) for p in paths):
+        return 1
     total = sum(_size(Path(p)) for p in paths)
     return 1 if total < SMALL_INPUT_BYTES else available_cores()
 
@@ -220,16 +225,25 @@ def _start_worker() -> None:
         pass
 
 
-def _read_in_worker(setup: str, t0: int, t1: int) -> tuple[np.ndarray, dict[str, int]]:
-    """Read one block in a worker; its reader is built once from the pickled setup."""
+def _counting(fn, item):
+    """`fn(item)` in a worker, with the bytes it fetched from remote stores."""
+    before = bytes_fetched()
+    return fn(item), bytes_fetched() - before
+
+
+def _read_in_worker(setup: str, t0: int, t1: int
+                    ) -> tuple[np.ndarray, dict[str, int], int]:
+    """Read one block in a worker; its reader is built once from the pickled setup.
+    Returns the block, the missing values counted and the bytes fetched from remote
+    stores."""
     if setup not in _READERS:
         with open(setup, "rb") as fh:
             _READERS[setup] = BlockReader(*pickle.load(fh))
     reader = _READERS[setup]
-    before = dict(reader.nan_values)
+    before, fetched = dict(reader.nan_values), bytes_fetched()
     block = reader.read(t0, t1)
     counted = {k: v - before.get(k, 0) for k, v in reader.nan_values.items()}
-    return block, counted
+    return block, counted, bytes_fetched() - fetched
 
 
 class DecodePool:
@@ -242,6 +256,7 @@ class DecodePool:
                                         initializer=_start_worker) \
             if self.workers > 1 else None
         self._tmp = tempfile.TemporaryDirectory(prefix="dchag-prep-")
+        self.fetched_in_workers = 0  # bytes the workers fetched from remote stores
 
     def __enter__(self) -> DecodePool:
         return self
@@ -254,7 +269,9 @@ class DecodePool:
     def map(self, fn, items: list) -> list:
         if self.pool is None:
             return [fn(x) for x in items]
-        return list(self.pool.map(fn, items))
+        results = list(self.pool.map(functools.partial(_counting, fn), items))
+        self.fetched_in_workers += sum(n for _, n in results)
+        return [r for r, _ in results]
 
     def blocks(self, reader: BlockReader, n_times: int, block: int
                ) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -274,7 +291,8 @@ class DecodePool:
             for t0, t1 in itertools.islice(it, 2 * self.workers)]
         while pending:
             t0, t1, fut = pending.pop(0)
-            data, counted = fut.result()
+            data, counted, fetched = fut.result()
+            self.fetched_in_workers += fetched
             for name, n in counted.items():
                 reader.nan_values[name] += n
             nxt = next(it, None)

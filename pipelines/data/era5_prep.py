@@ -39,6 +39,7 @@ from pipelines.data.era5_stats import (
     mean_std,
 )
 from pipelines.data.grid import LatLonGrid, check_covers, parse_region, target_grid
+from pipelines.data.remote import RemoteZarr, bytes_fetched
 from pipelines.data.zarr_store import (
     atomic_store,
     check_writable_target,
@@ -64,7 +65,7 @@ PER_STEP = ("stats_sum", "stats_sumsq", "stats_count")
 
 @dataclass
 class Era5PrepConfig:
-    sources: list[Path]
+    sources: list[Path | RemoteZarr]
     out: Path
     preset: str | None = None
     channels: str | None = None
@@ -118,6 +119,8 @@ class PrepSummary:
     seconds: float
     nan_values: dict[str, int] = field(default_factory=dict)
     workers: int = 1  # decoding processes used
+    fetched_bytes: int = 0  # from remote stores, compressed, as transferred
+    selected_bytes: int = 0  # the remote fields read, decoded as float32
 
     @property
     def fields_per_s(self) -> float:
@@ -198,6 +201,21 @@ def _check_grids(files: list[Era5File], target: LatLonGrid, regional: bool) -> N
         check_covers(f.grid, target, f.path, regional)
 
 
+def remote_selected_bytes(plan: Era5Plan) -> int:
+    """Bytes of the fields read from remote stores, as float32 on their native grid: what
+    the fetched (compressed, whole-chunk) bytes compare with."""
+    total = 0
+    for c, ch in enumerate(plan.channels):
+        if VARIABLES[ch.variable].computed:
+            continue
+        times = plan.file_of[c, :1] if VARIABLES[ch.variable].constant else plan.file_of[c]
+        for fid, n in zip(*np.unique(times, return_counts=True), strict=True):
+            f = plan.files[int(fid)]
+            if isinstance(f.path, RemoteZarr):
+                total += int(n) * f.grid.lat.size * f.grid.lon.size * 4
+    return total
+
+
 def _note_units(files: list[Era5File]) -> None:
     seen: set[tuple[str, str]] = set()
     for f in files:
@@ -216,6 +234,7 @@ def _note_units(files: list[Era5File]) -> None:
 def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSummary:
     progress = progress or NoProgress()
     started = _time.perf_counter()
+    fetched_before = bytes_fetched()
     channels = resolve_channels(cfg.preset, cfg.channels)
     region = parse_region(cfg.region)
     target = target_grid(cfg.resolution, region)
@@ -282,7 +301,9 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
         finally:
             reader.close()
     total_times = open_artifact(cfg.out, "era5")["time"].shape[0]
-    return PrepSummary(out=cfg.out, channels=len(channels), times=total_times,
+    fetched = bytes_fetched() - fetched_before + pool.fetched_in_workers
+    return PrepSummary(fetched_bytes=fetched, selected_bytes=remote_selected_bytes(plan),
+                       out=cfg.out, channels=len(channels), times=total_times,
                        new_times=plan.times.size, bytes=store_bytes(cfg.out),
                        seconds=_time.perf_counter() - started,
                        nan_values=dict(reader.nan_values), workers=pool.workers)

@@ -29,6 +29,7 @@ import xarray as xr
 
 from pipelines.data.channels import VARIABLES, short_name
 from pipelines.data.grid import LatLonGrid, check_regular
+from pipelines.data.remote import RemoteZarr
 from pipelines.data.units import Conversion, conversion
 from pipelines.errors import DchagError
 from pipelines.extras import require
@@ -65,6 +66,9 @@ def expand_sources(paths: list[Path]) -> Iterator[list[Path]]:
     with tempfile.TemporaryDirectory(prefix="dchag-zip-") as tmp:
         out: list[Path] = []
         for p in paths:
+            if isinstance(p, RemoteZarr):
+                out.append(p)
+                continue
             p = Path(p)
             if not p.exists():
                 raise DchagError("no such file or folder", path=p)
@@ -156,7 +160,7 @@ class Era5File:
     Only this description is kept; the file itself is opened when a block is read and
     closed again (`FileCache`), so memory does not grow with the number of input files."""
 
-    path: Path
+    path: Path | RemoteZarr
     variables: dict[str, str]  # ERA5 short name → variable name in the file
     units: dict[str, Conversion]  # ERA5 short name → conversion to the store's unit
     levels: np.ndarray | None  # hPa, in file order
@@ -237,8 +241,33 @@ class FileCache:
             self._open.popitem()[1].close()
 
 
-def _open_dataset(path: Path) -> xr.Dataset:
+def _open_remote(remote: RemoteZarr) -> xr.Dataset:
+    """A zarr store by URL: its metadata checked first, so a wrong URL is one line."""
+    import zarr.core.buffer
+
+    store = remote.open_store()
+    proto = zarr.core.buffer.default_buffer_prototype()
+    from zarr.core.sync import sync
+
+    if all(sync(store.get(key, proto)) is None
+           for key in (".zmetadata", ".zgroup", "zarr.json")):
+        raise DchagError("no zarr store there (none of .zmetadata, .zgroup, zarr.json)",
+                         path=remote.url, fix="check the URL: it names the store's top folder")
+    try:
+        return xr.open_dataset(store, engine="zarr", chunks=None, mask_and_scale=False,
+                               decode_times=True, cache=False)
+    except DchagError:
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
+        raise DchagError(f"not a readable zarr store ({reason})", path=remote.url,
+                         fix="pass a WeatherBench 2 / ARCO-ERA5 zarr store's URL") from exc
+
+
+def _open_dataset(path: Path | RemoteZarr) -> xr.Dataset:
     """netCDF, GRIB (cfgrib) or a zarr store, opened lazily with values as stored."""
+    if isinstance(path, RemoteZarr):
+        return _open_remote(path)
     path = Path(path)
     if is_zarr(path):
         kind, kwargs = "zarr store", {"engine": "zarr", "chunks": None}
@@ -347,7 +376,7 @@ def _check_whole_hours(times: np.ndarray, path: Path) -> None:
                          fix="ERA5 is hourly: pass files whose times are whole hours")
 
 
-def open_era5(path: Path, member: int | None = None) -> Era5File:
+def open_era5(path: Path | RemoteZarr, member: int | None = None) -> Era5File:
     """Describe one ERA5 input (then close it); explain what is wrong with it."""
     with _open_dataset(path) as raw:
         ds = _normalised(raw, path, member)
@@ -383,6 +412,7 @@ def open_era5(path: Path, member: int | None = None) -> Era5File:
             raise DchagError("holds no ERA5 variable this tool knows", path=path,
                              fix="see `dchag channels` for supported variables")
         levels = ds["level"].values.astype(float) if "level" in ds.dims else None
-        return Era5File(path=Path(path), variables=variables, units=units, levels=levels,
+        return Era5File(path=path if isinstance(path, RemoteZarr) else Path(path),
+                        variables=variables, units=units, levels=levels,
                         times=times, grid=grid,
                         member=member if "number" in raw.dims else None)
