@@ -12,6 +12,7 @@ from dchag_cli import (
     model,
     prep,
     quickstart,
+    recipe,
     sample,
     show,
     train,
@@ -50,6 +51,7 @@ app.add_typer(evaluate.eval_app, name="eval")
 app.add_typer(evaluate.predict_app, name="predict")
 app.add_typer(export.app, name="export")
 app.command("quickstart")(quickstart.quickstart)
+app.add_typer(recipe.app, name="recipe")
 app.command("channels")(info.channels)
 app.command("show")(show.show)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from dchag_cli.console import (
@@ -75,6 +76,9 @@ def era5(
     log_every: int = log_every_option("time steps"),
     append: bool = typer.Option(False, help="Add later times to an existing store."),
     overwrite: bool = typer.Option(False, help="Replace an existing store."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be read (times, "
+                                 "channels, chunks and bytes per input) from metadata and "
+                                 "coordinates alone, and stop."),
 ) -> None:
     """Regrid ERA5 to the WeatherBench 5.625° grid (32×64) and write [bold]era5.zarr[/].
 
@@ -100,6 +104,9 @@ def era5(
         allow_out_of_range=allow_out_of_range, append=append, overwrite=overwrite,
         workers=workers, period=period, member=member, constants=list(constants or []),
     )
+    if dry_run:
+        _print_dry_run(cfg)
+        return
     with RichProgress(log_every) as progress:
         s = prep_era5(cfg, progress)
     rows = [
@@ -119,6 +126,33 @@ def era5(
         rows.append(("missing values kept",
                      ", ".join(f"{k}: {v}" for k, v in s.nan_values.items())))
     out.print(key_value_table("prep era5", rows))
+
+
+def _print_dry_run(cfg) -> None:
+    from pipelines.data.era5_dry_run import dry_run
+
+    plan = dry_run(cfg)
+    first, last = (str(plan.times[i])[:16] for i in (0, -1))
+    step = np.unique(np.diff(plan.times).astype("timedelta64[h]").astype(int)) \
+        if plan.times.size > 1 else np.array([])
+    shown = ", ".join(plan.channels[:8]) + (f", … ({len(plan.channels)})"
+                                            if len(plan.channels) > 8 else "")
+    out.print(key_value_table("prep era5 --dry-run", [
+        ("times", f"{plan.times.size} ({first} … {last}"
+                  + (f", every {', '.join(map(str, step))} h" if step.size else "") + ")"),
+        ("channels", shown),
+        ("grid", plan.grid),
+        ("store", f"{human_bytes(plan.store_bytes)} of float32 before compression"),
+    ]))
+    for r in plan.sources:
+        out.print(key_value_table(r.source, [
+            ("channels", f"{len(r.channels)}"),
+            ("times read", str(r.times)),
+            ("fields read", f"{human_bytes(r.field_bytes)} as float32"),
+            ("chunks", f"{r.chunks:,} touched, {human_bytes(r.chunk_bytes)} uncompressed "
+                       "(the most a transfer can be)"),
+        ]))
+    out.print("nothing read beyond metadata and coordinates; nothing written")
 
 
 def source_list(sources: list[str], timeout: float, retries: int) -> list:

@@ -129,6 +129,12 @@ COMMON: dict[str, tuple[Any, Any]] = {
                           "`dchag eval forecast` (periods are separated by the longest "
                           "lead).", shown=_dflt("test_fraction")),
     "val_batches": _opt(int, "Batches per validation.", shown=_dflt("val_batches")),
+    "train_period": _opt(str, "Weather: the training period by name, e.g. 1979:2015 "
+                         "(instead of the fractions; with --val-period, --test-period).",
+                         shown="the fractions"),
+    "val_period": _opt(str, "Weather: the validation period, e.g. 2016.", shown="none"),
+    "test_period": _opt(str, "Weather: the test period `eval forecast` scores, e.g. "
+                        "2017:2018.", shown="none"),
     "keep": _opt(int, "Checkpoints to keep.", shown=_dflt("keep")),
     "timeout_min": _opt(float, "Collective timeout in minutes.", shown=_dflt("timeout_min")),
 }

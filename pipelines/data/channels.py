@@ -155,6 +155,13 @@ PRESETS: dict[str, tuple[str, list[str]]] = {
         ["t2m", "u10", "v10", *_levels("z", WB13_LEVELS),
          *[c for v in ("q", "t", "u", "v") for c in _levels(v, LEVELS_17)]],
     ),
+    "climax-48": (
+        "ClimaX's 5.625° set: lsm, orography, lat; t2m, u10, v10; z, u, v, t, r, q at 50, "
+        "250, 500, 600, 700, 850, 925 hPa",
+        ["lsm", "orography", "lat", "t2m", "u10", "v10",
+         *[c for v in ("z", "u", "v", "t", "r", "q") for c in
+           _levels(v, (50, 250, 500, 600, 700, 850, 925))]],
+    ),
     "wb-5": (
         "WeatherBench headline variables: z_500, t_850, t2m, u10, v10",
         ["z_500", "t_850", "t2m", "u10", "v10"],

@@ -21,7 +21,7 @@ import tempfile
 import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +167,9 @@ class Era5File:
     times: np.ndarray  # datetime64[ns], in file order
     grid: LatLonGrid
     member: int | None = None  # the ensemble member read, for files with several
+    # ERA5 short name → (time steps per chunk, levels per chunk, bytes per value), for
+    # what a read of some times costs in whole chunks (`prep era5 --dry-run`)
+    chunking: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def level_index(self, level: int) -> int | None:
         if self.levels is None:
@@ -390,6 +393,7 @@ def open_era5(path: Path | RemoteZarr, member: int | None = None) -> Era5File:
         grid = check_regular(ds["lat"].values, ds["lon"].values, str(path))
         variables: dict[str, str] = {}
         units: dict[str, Conversion] = {}
+        chunking: dict[str, tuple[int, int, int]] = {}
         for name, da in ds.data_vars.items():
             short = short_name(str(name))
             if short is None or VARIABLES[short].computed:
@@ -408,11 +412,21 @@ def open_era5(path: Path | RemoteZarr, member: int | None = None) -> Era5File:
                                  path=path)
             variables[short] = str(name)
             units[short] = conversion(short, da.attrs.get("units"), meta.units, path)
+            chunking[short] = _chunking(da)
         if not variables:
             raise DchagError("holds no ERA5 variable this tool knows", path=path,
                              fix="see `dchag channels` for supported variables")
         levels = ds["level"].values.astype(float) if "level" in ds.dims else None
         return Era5File(path=path if isinstance(path, RemoteZarr) else Path(path),
                         variables=variables, units=units, levels=levels,
-                        times=times, grid=grid,
+                        times=times, grid=grid, chunking=chunking,
                         member=member if "number" in raw.dims else None)
+
+
+def _chunking(da: xr.DataArray) -> tuple[int, int, int]:
+    """(time steps, levels) per stored chunk and bytes per value; 1 where unchunked."""
+    preferred = da.encoding.get("preferred_chunks") or {}
+    time = next((preferred[k] for k in ("time", "valid_time") if k in preferred), 1)
+    level = next((preferred[k] for k in ("level", "pressure_level", "isobaricInhPa", "plev")
+                  if k in preferred), 1)
+    return int(time), int(level), int(da.dtype.itemsize)

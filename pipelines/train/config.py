@@ -81,6 +81,10 @@ class TrainConfig:
     rollout_steps: int = 1  # forecast: unroll the model's own predictions this many steps
     val_fraction: float = 0.1
     test_fraction: float = 0.1  # weather: the latest share of the record, held out
+    # weather: named periods instead of the fractions, e.g. 1979:2015, 2016, 2017:2018
+    train_period: str | None = None
+    val_period: str | None = None
+    test_period: str | None = None
     val_batches: int = 4
     # bookkeeping
     workers: int = 2
@@ -128,6 +132,15 @@ class TrainConfig:
                 self.val_fraction + self.test_fraction >= 1.0:
             raise DchagError(f"--val-fraction {self.val_fraction} and --test-fraction "
                              f"{self.test_fraction} must be in [0, 1) and leave some training")
+        if self.train_period is None and (self.val_period or self.test_period):
+            raise DchagError("--val-period and --test-period need --train-period",
+                             fix="name all three, e.g. --train-period 1979:2015 "
+                                 "--val-period 2016 --test-period 2017:2018")
+        for name in ("train_period", "val_period", "test_period"):
+            if getattr(self, name) is not None:
+                from pipelines.eval.period import period_hours
+
+                period_hours(getattr(self, name))  # a malformed span fails here, first
         if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 1):
             raise DchagError(f"--crop {self.crop} must be HEIGHTxWIDTH of at least 1 pixel")
         if not self.leads or min(self.leads) <= 0:

@@ -26,7 +26,7 @@ from pipelines.data.zarr_store import open_artifact
 from pipelines.errors import DchagError
 from pipelines.notes import note
 from pipelines.train.config import TrainConfig
-from pipelines.train.periods import Periods, make_periods
+from pipelines.train.periods import Periods, make_periods, named_periods
 from pipelines.train.preempt import ignore_stop_signals
 from pipelines.train.tendency import normalised_scale
 
@@ -173,7 +173,13 @@ def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
     if kind == "era5":
         times = np.asarray(group["time"][:], dtype=np.int64)
         gap = max(cfg.leads) * cfg.rollout_steps if cfg.task == "forecast" else 0
-        periods = make_periods(times, cfg.val_fraction, cfg.test_fraction, gap)
+        if cfg.train_period is not None:
+            periods, trimmed = named_periods(times, cfg.train_period, cfg.val_period,
+                                             cfg.test_period, gap)
+            for text in trimmed:
+                note(text)
+        else:
+            periods = make_periods(times, cfg.val_fraction, cfg.test_fraction, gap)
         mean, std = _training_statistics(group, periods, times, index, path)
     else:
         mean = np.asarray(group["mean"][:], dtype=np.float64)[index]

@@ -118,3 +118,26 @@ def write_three_months(out: Path) -> Path:
 
 def store_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def write_climax_layout(out: Path) -> Path:
+    """A WeatherBench 2-layout store holding ClimaX's 48 channels (zeros: for dry runs),
+    6-hourly over the turn of 2016/2017."""
+    times = pd.date_range("2016-12-25", "2017-01-05T18", freq="6h")
+    lat = np.linspace(-87.1875, 87.1875, 32)
+    lon = np.arange(64) * 5.625
+    levels = [50, 250, 500, 600, 700, 850, 925]
+    surface = np.zeros((times.size, lon.size, lat.size), np.float32)
+    upper = np.zeros((times.size, len(levels), lon.size, lat.size), np.float32)
+    fixed = np.zeros((lon.size, lat.size), np.float32)
+    data = {name: (("time", "longitude", "latitude"), surface) for name in
+            ("2m_temperature", "10m_u_component_of_wind", "10m_v_component_of_wind")}
+    data |= {name: (("time", "level", "longitude", "latitude"), upper) for name in
+             ("geopotential", "u_component_of_wind", "v_component_of_wind", "temperature",
+              "relative_humidity", "specific_humidity")}
+    data |= {name: (("longitude", "latitude"), fixed) for name in
+             ("land_sea_mask", "geopotential_at_surface")}
+    ds = xr.Dataset(data, coords={"time": times, "level": levels, "latitude": lat,
+                                  "longitude": lon})
+    ds.to_zarr(out, mode="w", zarr_format=2, consolidated=True)
+    return out

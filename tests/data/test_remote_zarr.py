@@ -110,3 +110,16 @@ def test_urls_are_told_from_paths_and_buckets_map_to_public_endpoints():
     assert https_url("gs://weatherbench2/datasets/era5/x.zarr/") == \
         "https://storage.googleapis.com/weatherbench2/datasets/era5/x.zarr"
     assert https_url("s3://era5-pds/zarr") == "https://era5-pds.s3.amazonaws.com/zarr"
+
+
+def test_dry_run_reads_only_metadata_and_coordinates(wb2, tmp_path):
+    with serve(wb2.parent) as (base, faults):
+        r = runner.invoke(app, ["prep", "era5", f"{base}/wb2.zarr", "--channels", CHANNELS,
+                                "--period", "2018-02", "--dry-run", "--out",
+                                str(tmp_path / "e.zarr")])
+    assert r.exit_code == 0, r.output
+    assert "112 (2018-02-01T00:00 … 2018-02-28T18:00, every 6 h)" in r.output
+    # t2m and z (both levels in one chunk): 28 chunks of 4 time steps each
+    assert "56 touched, 2.6 MiB uncompressed" in r.output
+    assert faults.served_bytes < 20_000  # metadata and coordinates, no field
+    assert not (tmp_path / "e.zarr").exists()

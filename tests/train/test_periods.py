@@ -10,7 +10,7 @@ from pipelines.errors import DchagError
 from pipelines.eval.period import in_period, period_hours
 from pipelines.train.config import TrainConfig
 from pipelines.train.data import describe_artifact, split_samples
-from pipelines.train.periods import Periods, make_periods
+from pipelines.train.periods import Periods, make_periods, named_periods
 
 EPOCH = np.datetime64("1970-01-01T00", "h")
 
@@ -54,6 +54,34 @@ def test_periods_are_ordered_and_separated_by_the_gap():
     assert Periods.from_dict(p.to_dict()) == p
     with pytest.raises(DchagError, match="too short"):
         make_periods(np.arange(0, 60, 6), 0.1, 0.1, gap_hours=168)
+
+
+def test_named_periods_keep_held_out_bounds_and_trim_training_by_the_gap():
+    t = np.arange(hours("2015-01-01T00"), hours("2019-01-01T00"), 6)
+    p, notes = named_periods(t, "2015", "2016", "2017:2018", gap_hours=168)
+    assert p.test == (hours("2017-01-01T00"), hours("2018-12-31T18"))
+    # each earlier period ends 168 h + one step before the next begins
+    assert p.val == (hours("2016-01-01T00"), hours("2016-12-24T18"))
+    assert p.train == (hours("2015-01-01T00"), hours("2015-12-24T18"))
+    assert [n[:36] for n in notes] == ["train period ends at 2015-12-24T18, ",
+                                       "val period ends at 2016-12-24T18, 16"]
+
+
+@pytest.mark.parametrize(("train", "val", "test", "message"), [
+    ("2016", "2015", None, "must end before --val-period"),
+    ("2014", "2016", None, "the data has no time in it"),
+    ("2015-12-31", "2016", None, "shorter than the 168 h gap"),
+])
+def test_named_periods_out_of_order_or_outside_the_data_are_refused(train, val, test,
+                                                                    message):
+    t = np.arange(hours("2015-01-01T00"), hours("2017-01-01T00"), 6)
+    with pytest.raises(DchagError, match=message):
+        named_periods(t, train, val, test, gap_hours=168)
+
+
+def test_val_or_test_period_without_a_training_period_is_refused():
+    with pytest.raises(DchagError, match="need --train-period"):
+        TrainConfig(task="forecast", data="x", val_period="2016")
 
 
 def test_samples_of_each_split_stay_inside_their_period(sample_era5_zarr):

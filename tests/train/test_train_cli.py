@@ -262,3 +262,18 @@ def test_launcher_variables_that_cannot_work_are_refused_at_once(tmp_path, monke
 
     assert message in one_error_line(r.output)
     assert not (tmp_path / "r").exists()
+
+
+def test_named_periods_are_the_run_s_periods(tmp_path, sample_era5_zarr):
+    run = tmp_path / "named"
+    r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr), "--out",
+                            str(run), "--lead", "6h", "--steps", "2",
+                            "--train-period", "2018-01-01:2018-01-04",
+                            "--val-period", "2018-01-05:2018-01-06",
+                            "--test-period", "2018-01-07:2018-01-08", *FAST])
+    assert r.exit_code == 0, r.output
+    periods = json.loads((run / "model.json").read_text())["periods"]
+    assert periods["test"] == ["2018-01-07T00", "2018-01-08T18"]
+    assert periods["val"] == ["2018-01-05T00", "2018-01-06T12"]  # 6 h gap before the test
+    assert periods["train"] == ["2018-01-01T00", "2018-01-04T12"]
+    assert "train period ends at 2018-01-04T12" in r.output
