@@ -63,6 +63,10 @@ def forecast(
     out_dir: Path = typer.Option(None, "--out", "-o", help="Folder for predictions.zarr, "
                                  "scores.zarr and PNGs.",
                                  show_default="RUN/eval, or FILE_eval beside --forecast"),
+    references: Path = typer.Option(None, help="More published scores for the scorecard: a "
+                                    "CSV with the shipped one's columns (model, channel, "
+                                    "lead_h, metric, value, model_grid, test_period, source).",
+                                    show_default="the shipped WeatherBench leaderboard"),
     log_every: int = log_every_option("init times"),
     overwrite: bool = typer.Option(False, help="Replace earlier results in --out."),
 ) -> None:
@@ -108,6 +112,11 @@ def forecast(
     inputs += [data] + ([climatology] if climatology else [])
     items = {"predictions.zarr": "predictions", "scores.zarr": "scores",
              f"map_{channel}.png": None, "scores_vs_lead.png": None}
+    from pipelines.eval import scorecard
+
+    refs = scorecard.load_references(references)
+    if any(r.channel in source.channels and r.lead_h in leads for r in refs):
+        items |= {"scorecard.csv": None, "scorecard.png": None}
     with output_folder(out_dir, items, overwrite, inputs) as stage:
         with RichProgress(log_every) as progress:
             res = evaluate_forecast(source, data, leads, period, rollout, convention, batch,
@@ -123,15 +132,32 @@ def forecast(
         truth, init_pos, lead_pos = _first_truth(data, res, channel)
         plot_maps(res, truth, channel, init_pos, lead_pos, stage / f"map_{channel}.png")
         plot_scores_vs_lead(res, stage / "scores_vs_lead.png")
+        rows, unmatched = scorecard.build(res.scores, res.leads, res.channels, res.init_hours,
+                                          res.lat, _synthetic(data), refs)
+        if rows:
+            from pipelines.plots.scorecard import plot_scorecard
+
+            scorecard.write_csv(rows, stage / "scorecard.csv")
+            plot_scorecard(rows, stage / "scorecard.png")
     out.print(f"scored: {res.source}\nperiod: {res.period}\nclimatology: {res.climatology}")
     print_forecast_tables(res)
     from pipelines.eval.verdict import lead_verdicts
 
     for verdict in lead_verdicts(out_dir / "scores.zarr"):
         out.print(verdict.sentence())
+    from dchag_cli.scorecard_view import print_scorecard
+
+    print_scorecard(rows, unmatched)
     for text in res.notes:
         err.print(f"[yellow]note:[/] {text}", soft_wrap=True)
     out.print(f"written: {', '.join(str(out_dir / name) for name in items)}")
+
+
+def _synthetic(data: Path) -> bool:
+    """Whether the truth store was prepared from `dchag sample era5`'s synthetic files."""
+    from pipelines.data.zarr_store import open_artifact
+
+    return bool(open_artifact(data, "era5").attrs.get("synthetic", False))
 
 
 def default_input(path: Path, what: str, producer: str, flag: str) -> Path:

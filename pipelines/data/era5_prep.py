@@ -278,6 +278,8 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
                     hist = list(g.attrs.get("history", []))
                     hist.append(provenance("prep era5 --append", cfg.to_attrs(), paths))
                     g.attrs["history"] = hist
+                    if any(f.synthetic for f in files):
+                        g.attrs["synthetic"] = True
             else:
                 with atomic_store(cfg.out) as g:
                     _create_arrays(g, channels, target, cfg)
@@ -291,6 +293,8 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
                         "regrid": {"method": cfg.method, "backend": cfg.backend,
                                    "weights": str(cfg.weights) if cfg.weights else None},
                         "train_years": list(cfg.train_years) if cfg.train_years else None,
+                        # from `dchag sample era5`: scores on it are not ERA5 skill
+                        "synthetic": any(f.synthetic for f in files),
                         "clim_window_days": cfg.clim_window,
                         "climatology": "WeatherBench 2: per day of year and hour, "
                                        f"{cfg.clim_window}-day triangular window",

@@ -170,6 +170,7 @@ class Era5File:
     # ERA5 short name → (time steps per chunk, levels per chunk, bytes per value), for
     # what a read of some times costs in whole chunks (`prep era5 --dry-run`)
     chunking: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    synthetic: bool = False  # written by `dchag sample era5`, not ERA5
 
     def level_index(self, level: int) -> int | None:
         if self.levels is None:
@@ -420,6 +421,8 @@ def open_era5(path: Path | RemoteZarr, member: int | None = None) -> Era5File:
         return Era5File(path=path if isinstance(path, RemoteZarr) else Path(path),
                         variables=variables, units=units, levels=levels,
                         times=times, grid=grid, chunking=chunking,
+                        synthetic=bool(raw.attrs.get("dchag_synthetic"))
+                        or "synthetic" in str(raw.attrs.get("history", "")),
                         member=member if "number" in raw.dims else None)
 
 

@@ -23,6 +23,7 @@ from pipelines.errors import DchagError
 G = 9.80665
 WAVENUMBERS = np.array([3, 4, 5, 6])
 SPEED_DEG_PER_DAY = np.array([12.0, 10.0, 8.0, 6.0])
+SYNTHETIC = "dchag sample era5: travelling waves with daily and seasonal cycles, not ERA5"
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,8 @@ def write_cds_netcdf(path: Path, channels: list[Channel], times: np.ndarray, res
     if style == "new":
         ds = ds.assign_coords(number=0, expver=(tname, np.full(times.size, "0001")))
         ds.attrs.update({"GRIB_centre": "ecmf", "Conventions": "CF-1.7",
-                         "institution": "European Centre for Medium-Range Weather Forecasts"})
+                         "institution": "European Centre for Medium-Range Weather Forecasts",
+                         "dchag_synthetic": SYNTHETIC})
         encoding[tname] = {"units": "seconds since 1970-01-01", "dtype": "int64",
                            "calendar": "proleptic_gregorian"}
         for var in variables:
@@ -192,7 +194,8 @@ def write_cds_netcdf(path: Path, channels: list[Channel], times: np.ndarray, res
                              "least_significant_digit": _significant_digit(var)}
         fmt = "NETCDF4"
     else:
-        ds.attrs.update({"Conventions": "CF-1.6", "history": "synthetic ERA5 (old CDS layout)"})
+        ds.attrs.update({"Conventions": "CF-1.6", "history": "synthetic ERA5 (old CDS layout)",
+                         "dchag_synthetic": SYNTHETIC})
         encoding[tname] = {"units": "hours since 1900-01-01 00:00:00.0", "dtype": "int32",
                            "calendar": "gregorian"}
         for var in variables:

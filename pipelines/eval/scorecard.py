@@ -1,0 +1,143 @@
+"""The scorecard: a run's global RMSE beside the numbers the field knows — persistence,
+climatology, IFS T42/T63, the operational IFS and published networks — at the leads they
+were published for.
+
+References come from a shipped CSV (`reference_scores.csv`, every row naming its paper and
+where the number was read) plus any rows a user adds (`eval forecast --references`).
+Numbers made under another protocol are never mixed silently: every way the run's protocol
+differs from a reference's (test years, grid, synthetic data) is listed in the table, the
+CSV and on the figure.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.errors import DchagError
+
+REFERENCES = Path(__file__).with_name("reference_scores.csv")
+COLUMNS = ("model", "channel", "lead_h", "metric", "value", "model_grid", "test_period",
+           "source")
+THIS_RUN = "this run"
+MEASURED_BASELINES = ("persistence", "climatology")  # scores.zarr's forecasters after the model
+
+
+@dataclass(frozen=True)
+class Reference:
+    model: str
+    channel: str
+    lead_h: int
+    metric: str
+    value: float
+    model_grid: str
+    test_period: str  # "2017-2018"
+    source: str
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the scorecard: a reference's value, or this run's."""
+
+    model: str
+    channel: str
+    lead_h: int
+    metric: str
+    value: float
+    source: str
+    differs: str  # how this row's protocol differs from the run's ("" if the same)
+
+
+def load_references(extra: Path | None = None) -> list[Reference]:
+    refs = _read(REFERENCES)
+    return refs + (_read(extra) if extra is not None else [])
+
+
+def _read(path: Path) -> list[Reference]:
+    try:
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines()
+                 if ln.strip() and not ln.startswith("#")]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DchagError(f"cannot read the reference scores ({exc})", path=path) from exc
+    rows = list(csv.DictReader(lines))
+    if not rows or any(c not in rows[0] for c in COLUMNS):
+        raise DchagError(f"reference scores need the columns {', '.join(COLUMNS)}", path=path,
+                         fix=f"start from {REFERENCES}")
+    out = []
+    for k, r in enumerate(rows, 2):
+        try:
+            out.append(Reference(r["model"], r["channel"], int(r["lead_h"]), r["metric"],
+                                 float(r["value"]), r["model_grid"], r["test_period"],
+                                 r["source"]))
+        except (TypeError, ValueError) as exc:
+            raise DchagError(f"row {k} is not model,channel,lead_h,metric,value,… ({exc})",
+                             path=path) from exc
+        if not r["source"].strip():
+            raise DchagError(f"row {k} ({r['model']}) names no source", path=path,
+                             fix="every reference names its paper and table")
+    return out
+
+
+def _years(text: str) -> tuple[int, int] | None:
+    first, _, last = text.partition("-")
+    try:
+        return int(first), int(last or first)
+    except ValueError:
+        return None
+
+
+def protocol_differences(ref: Reference, init_years: tuple[int, int], grid_deg: float,
+                         synthetic: bool) -> str:
+    """How the run's protocol differs from the reference's, in words ("" if it does not)."""
+    diffs = []
+    if synthetic:
+        diffs.append("the run's data is synthetic, not ERA5")
+    ref_years = _years(ref.test_period)
+    if ref_years is not None and ref_years != init_years:
+        span = "–".join(dict.fromkeys(map(str, init_years)))
+        diffs.append(f"test years {span} (reference {ref.test_period})")
+    if not np.isclose(grid_deg, 5.625):
+        diffs.append(f"scored on a {grid_deg:g}° grid (WeatherBench: 5.625°)")
+    return "; ".join(diffs)
+
+
+def build(scores: dict[str, np.ndarray], leads: list[int], channels: list[str],
+          init_hours: np.ndarray, lat: np.ndarray, synthetic: bool,
+          refs: list[Reference]) -> tuple[list[Row], list[str]]:
+    """Rows for every (channel, lead, metric) both the run and a reference have, the run's
+    first; and the references the run could not be put beside (another lead or channel)."""
+    years = tuple(int(str(np.datetime64(int(h), "h"))[:4])
+                  for h in (init_hours.min(), init_hours.max()))
+    grid = float(abs(lat[1] - lat[0])) if lat.size > 1 else float("nan")
+    rows: list[Row] = []
+    unmatched: set[str] = set()
+    for key in sorted({(r.channel, r.lead_h, r.metric) for r in refs},
+                      key=lambda k: (k[0], k[1], k[2])):
+        channel, lead, metric = key
+        if channel not in channels or lead not in leads or metric not in scores:
+            unmatched.add(f"{channel} at {lead} h")
+            continue
+        here = scores[metric][:, leads.index(lead), channels.index(channel), 0]
+        rows.append(Row(THIS_RUN, channel, lead, metric, float(here[0]), "measured by dchag",
+                        ""))
+        for k, name in enumerate(MEASURED_BASELINES, 1):  # the same inits as this run
+            rows.append(Row(f"{name} (this run's period)", channel, lead, metric,
+                            float(here[k]), "measured by dchag", ""))
+        for r in sorted((r for r in refs if (r.channel, r.lead_h, r.metric) == key),
+                        key=lambda r: r.value):
+            rows.append(Row(r.model, channel, lead, metric, r.value, r.source,
+                            protocol_differences(r, years, grid, synthetic)))
+    return rows, sorted(unmatched)
+
+
+def write_csv(rows: list[Row], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["channel", "lead_h", "metric", "model", "value", "same_protocol",
+                    "protocol_differs", "source"])
+        for r in rows:
+            w.writerow([r.channel, r.lead_h, r.metric, r.model, f"{r.value:.6g}",
+                        "yes" if not r.differs else "no", r.differs, r.source])
