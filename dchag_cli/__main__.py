@@ -1,3 +1,3 @@
-from dchag_cli.app import main
+from dchag_cli.entry import main
 
 main()

@@ -96,5 +96,7 @@ def quickstart(
         out.print(line)
     out.print(f"quickstart finished in {time.perf_counter() - t0:.0f} s. Figures: "
               f"{out_dir}/forecast/eval/map_z_500.png, "
-              f"{out_dir}/forecast/eval/scores_vs_lead.png, {out_dir}/forecast/loss.png, "
+              f"{out_dir}/forecast/eval/scores_vs_lead.png, "
+              f"{out_dir}/forecast/eval/scorecard.png (beside published scores, marked "
+              f"synthetic), {out_dir}/forecast/loss.png, "
               f"{out_dir}/mae/reconstruction.png, {out_dir}/mae/loss.png")

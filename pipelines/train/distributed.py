@@ -10,15 +10,18 @@ survivors blocked in a collective; collectives also time out after `timeout_min`
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import signal
 import socket
 import sys
+import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -214,7 +217,8 @@ def _launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
                           run_id=f"dchag-{uuid.uuid4().hex[:8]}", max_restarts=0,
                           monitor_interval=0.2, start_method="spawn")
     try:
-        results = elastic_launch(config, worker)(arg)
+        with _ranks_start_quietly():
+            results = elastic_launch(config, _interruptible)(worker, arg)
     except ChildFailedError as exc:
         stopped = {_signal_of(f.exitcode) for f in exc.failures.values()}
         if 0 not in stopped:  # the workers were stopped by a signal, not broken
@@ -223,6 +227,46 @@ def _launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
     except SignalException as exc:  # the agent's own handler for SIGINT/SIGTERM
         raise Interrupted(int(exc.sigval)) from None
     return results[0]
+
+
+# Run by every rank process before anything else (Python imports `sitecustomize` at
+# start-up): a Ctrl-C while the rank is still importing torch ends it quietly with 130
+# instead of printing a traceback; the launcher says what happened in one line. It then
+# hands over to a `sitecustomize` of the environment, if there is one.
+_RANK_STARTUP = """\
+import importlib.machinery, importlib.util, os, signal, sys
+signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+_spec = importlib.machinery.PathFinder.find_spec("sitecustomize", sys.path)
+if _spec is not None and _spec.loader is not None:
+    _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
+"""
+
+
+@contextlib.contextmanager
+def _ranks_start_quietly() -> Iterator[None]:
+    """Rank processes started meanwhile end quietly on a Ctrl-C that reaches them while
+    they start (see `_RANK_STARTUP`); `_interruptible` gives them Python's usual handling
+    once their own code runs."""
+    with tempfile.TemporaryDirectory(prefix="dchag-rank-") as tmp:
+        Path(tmp, "sitecustomize.py").write_text(_RANK_STARTUP)
+        previous = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tmp, previous) if p)
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = previous
+
+
+def _interruptible(worker: Callable[[Any], Any], arg: Any) -> Any:
+    """A rank's entry: Ctrl-C handled from here on (by Python's default, then by the
+    training loop's own handlers)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return worker(arg)
 
 
 def _signal_of(exitcode: int) -> int:

@@ -106,3 +106,43 @@ def _parent(proc_dir: Path) -> int:
     except OSError:
         return -1
     return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _starting_ranks(group: int) -> list[int]:
+    """Processes of the group started by multiprocessing's spawn (the ranks), Linux."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) == group and \
+                    b"spawn_main" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs /proc (Linux)")
+@pytest.mark.parametrize("moment", ["while importing", "while the ranks start"])
+def test_ctrl_c_during_start_up_is_one_line(tmp_path, sample_era5_zarr, moment):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dchag_cli", "train", "forecast", "--data",
+           str(sample_era5_zarr), "--out", str(run), "--gpus", "2", "--steps", "50", *FAST]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    if moment == "while importing":
+        time.sleep(0.3)
+    else:  # once both rank processes exist, while they import torch
+        deadline = time.monotonic() + 60
+        while len(_starting_ranks(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(_starting_ranks(proc.pid)) >= 2, "the ranks never started"
+        time.sleep(0.3)  # past the interpreter's own start-up, into `import torch`
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+    out, err = proc.communicate(timeout=120)
+    lines = [ln for ln in (out + err).splitlines() if ln.strip()]
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in out + err
+    assert lines[-1].startswith("interrupted (Ctrl-C)")
+    assert sum(ln.startswith("interrupted") for ln in lines) == 1
