@@ -35,6 +35,7 @@ from pipelines.data.channels import VARIABLES
 from pipelines.data.era5_plan import Era5Plan
 from pipelines.data.era5_read import FileCache, Packing
 from pipelines.data.grid import LatLonGrid
+from pipelines.data.lean_imports import block_unused
 from pipelines.data.regrid import Regridder
 from pipelines.data.regrid_backends import make_regridder
 from pipelines.data.remote import RemoteZarr, bytes_fetched
@@ -213,10 +214,12 @@ def _kind(values: np.ndarray) -> str:
 _READERS: dict[str, BlockReader] = {}
 
 
-def _start_worker() -> None:
+def _start_worker(xesmf: bool = False) -> None:
     """Ctrl-C is the main process's to handle; and a worker must not outlive it (a
     `kill -9` of the prep leaves no decoding process behind, Linux)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not xesmf:
+        block_unused()  # this process lives for one prep only
     try:
         import ctypes
 
@@ -250,10 +253,10 @@ class DecodePool:
     """`workers` processes for the whole prep: describing the input files, then decoding
     and regridding time blocks. One process: everything runs here, no pool."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, xesmf: bool = False):
         self.workers = max(1, workers)
         self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
-                                        initializer=_start_worker) \
+                                        initializer=_start_worker, initargs=(xesmf,)) \
             if self.workers > 1 else None
         self._tmp = tempfile.TemporaryDirectory(prefix="dchag-prep-")
         self.fetched_in_workers = 0  # bytes the workers fetched from remote stores

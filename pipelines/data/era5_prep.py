@@ -39,6 +39,7 @@ from pipelines.data.era5_stats import (
     mean_std,
 )
 from pipelines.data.grid import LatLonGrid, check_covers, parse_region, target_grid
+from pipelines.data.lean_imports import without_unused
 from pipelines.data.remote import RemoteZarr, bytes_fetched
 from pipelines.data.zarr_store import (
     atomic_store,
@@ -246,8 +247,10 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
         check_writable_target(cfg.out, overwrite=cfg.overwrite, kinds=("era5",))
     elif not cfg.out.exists():
         raise DchagError("--append needs an existing store", path=cfg.out)
-    with write_lock(cfg.out), expand_sources(inputs) as paths, \
-            DecodePool(min(cfg.workers or auto_workers(paths), len(paths))) as pool:
+    with without_unused(needed=cfg.backend == "xesmf"), write_lock(cfg.out), \
+            expand_sources(inputs) as paths, \
+            DecodePool(min(cfg.workers or auto_workers(paths), len(paths)),
+                       xesmf=cfg.backend == "xesmf") as pool:
         check_no_overlap(cfg.out, paths)
         if cfg.append:
             existing = open_artifact(cfg.out, "era5")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,8 @@ from pipelines.data.era5_prep import Era5PrepConfig, prep_era5
 from pipelines.data.era5_stats import day_of_year_index, hour_of_day
 from pipelines.errors import DchagError
 from tests.conftest import SMALL_CHANNELS, era5_like
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "era5"
 
 LAT, LON = np.linspace(90, -90, 37), np.arange(72) * 5.0
 TIMES = np.datetime64("2018-01-01T00", "ns") + np.arange(4) * np.timedelta64(6, "h")
@@ -182,3 +186,23 @@ def test_conservative_and_dateline_inputs(tmp_path: Path):
     out = ds["data"].values[0, 0]
     assert np.ptp(out, axis=1).max() < 1e-6  # zonally uniform stays uniform
     assert ds.attrs["regrid"]["method"] == "conservative"
+
+
+def test_prep_does_not_import_libraries_it_does_not_use(tmp_path):
+    """pydata-sparse (and numba with it) would be imported by xarray's array checks: a
+    fixed start-up cost per process. It stays importable afterwards (xESMF needs it)."""
+    pytest.importorskip("sparse")
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from pipelines.data.era5_prep import Era5PrepConfig, prep_era5\n"
+        f"prep_era5(Era5PrepConfig(sources=[Path({str(SAMPLE)!r})], out=Path("
+        f"{str(tmp_path / 'e.zarr')!r}), preset='sample-14'))\n"
+        "print('during', 'sparse' in sys.modules, 'numba' in sys.modules)\n"
+        "import sparse\n"
+        "print('after', sparse.__name__)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "during False False" in done.stdout
+    assert "after sparse" in done.stdout
