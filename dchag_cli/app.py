@@ -10,6 +10,7 @@ from dchag_cli import (
     export,
     info,
     model,
+    plan,
     prep,
     quickstart,
     recipe,
@@ -52,6 +53,7 @@ app.add_typer(evaluate.predict_app, name="predict")
 app.add_typer(export.app, name="export")
 app.command("quickstart")(quickstart.quickstart)
 app.add_typer(recipe.app, name="recipe")
+app.command("plan")(plan.plan)
 app.command("channels")(info.channels)
 app.command("show")(show.show)
 

@@ -158,7 +158,8 @@ SWEEP_HELP = {
             "measures tp 8; communication modelled); estimate: the memory planner (fake "
             "tensors, nothing allocated, any preset on any machine); auto: fake on a GPU, "
             "real on a CPU.",
-    "impl": "Channel-stage implementations to compare: fused, folded, direct.",
+    "impl": "Channel-stage implementations to compare: fused, folded, direct; auto: the "
+            "baseline in folded (its strongest) and fused, D-CHAG in fused.",
     "aggregation": "How the all-input aggregation runs under TP: head-split (the authors' "
                    "and the fair baseline), replicated.",
 }
@@ -168,11 +169,11 @@ def _sweep(title: str, presets: str, channels: str, variants: str, trees: str, t
            dp: str, img: str, patch: int, batch: int, mode: str, impl: str,
            aggregation: str, ac: bool, ac_channels: bool, precision: str, warmup: int,
            steps: int, link: Link, memory_limit: float, out_path: Path,
-           compile_blocks: bool = False) -> None:
+           compile_blocks: bool = False, task: str = "forecast") -> None:
     from dchag_cli.bench_dchag import build_cases, print_table, run_sweep
 
     cases, skipped = build_cases(presets, channels, variants, trees, tp, img, patch, batch, dp,
-                                 impl, aggregation, ac, ac_channels, compile_blocks)
+                                 impl, aggregation, ac, ac_channels, compile_blocks, task)
     if skipped:
         err.print(f"skipped (heads not divisible by tp): {', '.join(skipped)}")
     if compile_blocks and mode == "estimate":
@@ -224,7 +225,9 @@ def _command(name: str, doc: str, default_mode: str = "auto"):
         mode: str = typer.Option(default_mode, help=SWEEP_HELP["mode"]),
         estimate: bool = typer.Option(False, "--estimate", help="Same as --mode estimate: "
                                       "plan memory without allocating anything."),
-        channel_impl: str = typer.Option("fused", help=SWEEP_HELP["impl"]),
+        channel_impl: str = typer.Option("auto", help=SWEEP_HELP["impl"]),
+        task: str = typer.Option("forecast", help="forecast (the authors' ERA5 model, 5 "
+                                 "outputs) or mae (75% of patches masked)."),
         aggregation: str = typer.Option("head-split", help=SWEEP_HELP["aggregation"]),
         ac: bool = typer.Option(True, "--ac/--no-ac", help="Activation checkpointing per "
                                 "transformer block (the authors' protocol: on)."),
@@ -254,7 +257,7 @@ def _command(name: str, doc: str, default_mode: str = "auto"):
                batch, "estimate" if estimate else mode, channel_impl, aggregation, ac,
                ac_channels, precision, warmup, steps,
                _link(link_name, link_gbs, link_latency_us), memory_limit, out_path,
-               compile_blocks)
+               compile_blocks, task)
 
     command.__doc__ = reflow(doc)
     return command

@@ -43,14 +43,20 @@ def _names(text: str, name: str, allowed: tuple[str, ...]) -> list[str]:
 def build_cases(presets: str, channels: str, variants: str, trees: str, tps: str, img: str,
                 patch: int, batch: int, dps: str = "1", impls: str = "fused",
                 aggregations: str = "head-split", ac: bool = True, ac_channels: bool = True,
-                compile_blocks: bool = False) -> tuple[list[Case], list[str]]:
-    """The sweep's cases, and notes on the combinations that cannot exist."""
+                compile_blocks: bool = False, task: str = "forecast"
+                ) -> tuple[list[Case], list[str]]:
+    """The sweep's cases, and notes on the combinations that cannot exist. `impls` "auto":
+    the baseline in both its channel stages (`folded`, the strongest, and `fused`), D-CHAG
+    in `fused` — every ratio is then against the strongest baseline."""
     names = [p.strip() for p in presets.split(",") if p.strip()]
     for p in names:
         if p not in PRESETS:
             raise DchagError(f"unknown preset {p!r}", fix=f"choose from {', '.join(PRESETS)}")
     kinds = _names(variants, "variants", VARIANTS)
-    impl_list = _names(impls, "channel-impl", CHANNEL_IMPLS)
+    if task not in ("forecast", "mae"):
+        raise DchagError(f"--task {task!r}", fix="choose forecast or mae")
+    auto = impls == "auto"
+    impl_list = ["folded", "fused"] if auto else _names(impls, "channel-impl", CHANNEL_IMPLS)
     agg_list = _names(aggregations, "aggregation", AGGREGATIONS)
     size = parse_size(img)
     tree_list = _ints(trees, "trees")
@@ -66,6 +72,8 @@ def build_cases(presets: str, channels: str, variants: str, trees: str, tps: str
             _ints(dps, "dp"), impl_list, agg_list):
         if v == "baseline" and t != tree_list[0]:
             continue  # the baseline has no tree
+        if auto and v != "baseline" and impl != "fused":
+            continue
         heads = PRESETS[preset]["heads"]
         if heads % tp:
             skipped.append(f"{preset} tp {tp} ({heads} heads)")
@@ -73,7 +81,7 @@ def build_cases(presets: str, channels: str, variants: str, trees: str, tps: str
         if size[0] % patch or size[1] % patch:
             raise DchagError(f"--img {img} is not divisible by --patch {patch}")
         cases.append(Case(preset, c, v, t if v != "baseline" else 0, tp, size, patch, batch,
-                          dp, impl, agg, ac, ac_channels, compile=compile_blocks))
+                          dp, impl, agg, ac, ac_channels, task, compile=compile_blocks))
     if not cases:
         raise DchagError("no valid case in the sweep", fix="; ".join(skipped))
     return cases, sorted(set(skipped))
@@ -164,6 +172,7 @@ def add_ratios(records: list[dict]) -> None:
         fast = min(timed, key=lambda b: b["step_s"], default=None)
         fine = math.isfinite(r.get("peak_mem_bytes", math.nan))
         r["baseline_kind"] = mem["aggregation_kind"] if mem else ""
+        r["baseline_impl"] = mem["channel_impl"] if mem else ""
         r["mem_vs_baseline"] = r["peak_mem_bytes"] / mem["peak_mem_bytes"] if mem and fine \
             else None
         r["speed_baseline_kind"] = fast["aggregation_kind"] if fast else ""
@@ -176,7 +185,7 @@ def print_table(records: list[dict], title: str, out_path: Path) -> list[Path]:
                   "TFLOP: per rank and step; comm: bytes sent per rank and step)",
                   title_justify="left")
     for col in ("preset", "C", "variant · aggregation", "tp", "dp", "mem/rank", "×base",
-                "fits", "ms", "×speed", "TFLOP", "chan. agg", "MFU", "comm"):
+                "fits", "ms (min–max)", "×speed", "TFLOP", "chan. agg", "MFU", "comm"):
         table.add_column(col, justify="left" if col in ("preset", "variant · aggregation")
                          else "right")
     for r in records:
@@ -187,7 +196,7 @@ def print_table(records: list[dict], title: str, out_path: Path) -> list[Path]:
             r["preset"], str(r["channels"]), _label(r), str(r["tp"]), str(r["dp"]),
             human_bytes(r["peak_mem_bytes"]) if done else "OOM",
             f"{ratio:.2f}" if ratio is not None else "", "yes" if r.get("fits") else "no",
-            f"{r['step_s'] * 1e3:.1f}" if timed else "",
+            _ms(r) if timed else "",
             f"{speed:.2f}" if speed is not None else "",
             f"{r['flops_per_rank'] / 1e12:.3g}", f"{r['flops_channel_agg'] / 1e12:.3g}",
             f"{mfu:.0%}" if mfu is not None and math.isfinite(mfu) else "",
@@ -202,6 +211,16 @@ def print_table(records: list[dict], title: str, out_path: Path) -> list[Path]:
         out.print(line)
     out.print(f"written: {out_path}, {', '.join(map(str, pngs))}")
     return pngs
+
+
+def _ms(r: dict) -> str:
+    """Median step time in ms, with the min–max of the timed steps where measured."""
+    text = f"{r['step_s'] * 1e3:.1f}"
+    lo, hi = r.get("compute_s_min", math.nan), r.get("compute_s_max", math.nan)
+    if math.isfinite(lo) and math.isfinite(hi) and hi > lo:
+        comm = r.get("comm_s_modelled", 0.0) or 0.0
+        text += f" ({(lo + comm) * 1e3:.1f}–{(hi + comm) * 1e3:.1f})"
+    return text
 
 
 def largest_fitting(records: list[dict]) -> list[str]:

@@ -72,9 +72,12 @@ def _measure(case: Case, device: torch.device, mode: str, link: Link, warmup: in
         with step.mode:
             record.update(_peak_memory(step, model, device, warmup, fake))
         if fake:
-            record.update(compute_s=math.nan, n_all_gather=-1, n_all_reduce=-1)
+            record.update(compute_s=math.nan, compute_s_min=math.nan,
+                          compute_s_max=math.nan, n_all_gather=-1, n_all_reduce=-1)
         else:
-            record["compute_s"] = _median_step_time(step, device, steps)
+            times = step_times(step, device, steps)
+            record.update(compute_s=statistics.median(times), compute_s_min=min(times),
+                          compute_s_max=max(times))
             record.update(_count_collectives(step))
     except torch.OutOfMemoryError:
         _free(device)

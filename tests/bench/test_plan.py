@@ -1,0 +1,70 @@
+"""`dchag plan`: a layout search whose winners fit (by the memory planner), whose
+commands run, and whose memory a second command re-derives."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+import xarray as xr
+
+from pipelines.bench.devices import Device
+from pipelines.bench.layout_search import search
+from tests.runner import app, runner
+
+
+def test_the_walk_skips_what_planned_results_rule_out():
+    dev = Device("toy", 1.0, 100.0, 100.0, "for a test")
+    limit = dev.usable_bytes
+    asked = []
+
+    def planner(case):  # memory grows with the micro-batch; only ≤ 2 fits
+        asked.append(case)
+        return {"peak_mem_bytes": limit * (0.3 * case.batch + (0 if case.ac else 0.1))}
+
+    res = search(2, dev, "tiny", 16, (32, 64), 4, "mae", planner, top=2, budget_s=300,
+                 micro_batches=(1, 2, 4, 8))
+    assert res.candidates and all(c.fits for c in res.candidates)
+    assert all(c.peak_mem_bytes <= limit for c in res.candidates)
+    rates = [c.samples_per_s for c in res.candidates]
+    assert rates == sorted(rates, reverse=True)
+    assert any(c.case.variant == "baseline" for c in res.candidates)
+    assert sum(c.case.variant != "baseline" for c in res.candidates) >= 2
+    # micro-batches 4 and 8 are predicted from 1 and 2 and never planned
+    assert {c.batch for c in asked} == {1, 2}
+    assert res.planned == len(asked)
+    assert res.ruled_out["memory extrapolated over the micro-batch exceeds the limit"] > 0
+
+
+def test_plan_writes_runnable_commands_and_its_memory_is_rederived(tmp_path,
+                                                                   sample_appl_zarr):
+    out = tmp_path / "plan.json"
+    r = runner.invoke(app, ["plan", "--gpus", "2", "--gpu", "a100-40gb", "--preset", "tiny",
+                            "--channels", "500", "--img", "16x16", "--patch", "4",
+                            "--top", "1", "--no-cache", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    plan = json.loads(out.read_text())
+    best = plan["candidates"][0]
+    for key in ("variant", "tp", "dp", "tree", "channel_impl", "ac", "micro_batch",
+                "peak_mem_bytes", "step_s", "pretrain_command", "estimate_command"):
+        assert key in best
+    assert plan["roofline"]["efficiency"] == pytest.approx(0.4)
+    assert "best D-CHAG vs the best baseline layout" in r.output
+    # the training command is accepted as is (a dry run on the shipped cubes)
+    args = shlex.split(best["pretrain_command"])[1:]
+    dry = runner.invoke(app, [*args, "--data", str(sample_appl_zarr), "--out",
+                              str(tmp_path / "run"), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    # the estimate command re-derives the planned peak
+    check = shlex.split(best["estimate_command"])[1:]
+    check[check.index("--out") + 1] = str(tmp_path / "check.zarr")
+    again = runner.invoke(app, check)
+    assert again.exit_code == 0, again.output
+    peak = float(xr.open_zarr(tmp_path / "check.zarr").peak_mem_bytes.values[0])
+    assert peak == pytest.approx(best["peak_mem_bytes"], rel=0.05)
+
+
+def test_an_unknown_gpu_is_refused_with_the_table():
+    r = runner.invoke(app, ["plan", "--gpus", "2", "--gpu", "tpu", "--channels", "8"])
+    assert r.exit_code != 0 and "mi250x-64gb" in r.output
