@@ -73,6 +73,10 @@ COMMON: dict[str, tuple[Any, Any]] = {
                                      "folder (only one dchag made).")),
     "dry_run": (bool, typer.Option(False, "--dry-run", help="Print the resolved config, "
                                    "mesh, parameters and planned memory; change nothing.")),
+    "memory_check": (bool, typer.Option(True, "--memory-check/--no-memory-check",
+                                        help="Refuse a run whose ranks would not fit the "
+                                        "host's (CPU) or the GPU's memory, before they "
+                                        "start.")),
     "gpus": _opt(int, "Ranks to start (GPUs; gloo processes on a CPU). Under torchrun/srun "
                  "the job's WORLD_SIZE.", shown=_dflt("gpus")),
     "tp": _opt(int, "Tensor-parallel ranks per model replica.",
@@ -183,10 +187,34 @@ def train_options(options: dict[str, tuple[Any, Any]]) -> Callable:
     return decorate
 
 
+def _check_memory(cfg: Any, art: Any, enforce: bool) -> None:
+    """Before any rank starts: refuse what cannot fit (or say it goes ahead unchecked)."""
+    import numpy as np
+    import torch
+
+    from pipelines.data.zarr_store import open_artifact
+    from pipelines.train.memory_check import check_memory, refuse_if_too_large
+
+    array = "cube" if art.kind == "appl" else "data"
+    itemsize = np.dtype(open_artifact(art.path, art.kind)[array].dtype).itemsize
+    check = check_memory(cfg, art, itemsize, gpu=torch.cuda.is_available())
+    if check.planned:
+        err.print(f"memory: {check.per_rank_bytes / 2**30:.2f} GiB per rank (memory planner"
+                  f"){f' × {check.ranks_sharing} ranks' if check.ranks_sharing > 1 else ''}"
+                  f" of {check.available_bytes / 2**30:.1f} GiB available on {check.where}",
+                  soft_wrap=True)
+    if enforce:
+        refuse_if_too_large(check, cfg)
+    elif not check.fits:
+        err.print("[yellow]note:[/] --no-memory-check: starting although the memory planner "
+                  "says the ranks will not fit", soft_wrap=True)
+
+
 def _flags(given: dict[str, Any]) -> dict[str, Any]:
     """CLI values → TrainConfig fields (only those given)."""
     flags = {k: v for k, v in given.items()
-             if k not in ("config", "resume", "overwrite", "dry_run", "lead", "crop")}
+             if k not in ("config", "resume", "overwrite", "dry_run", "lead", "crop",
+                          "memory_check")}
     for name in ("channels", "out_channels"):
         if flags.get(name):
             flags[name] = [c.strip() for c in flags[name].split(",") if c.strip()]
@@ -260,6 +288,7 @@ def _run(task: str, given: dict[str, Any]) -> None:
         return
     run = Path(cfg.out)
     note_cpu_ranks(cfg.gpus)
+    _check_memory(cfg, art, enforce=given.get("memory_check", True) is not False)
     run.parent.mkdir(parents=True, exist_ok=True)
     with write_lock(run):
         if resume is None:

@@ -98,6 +98,7 @@ def test_a_rank_killed_outright_is_one_line_from_the_launcher(tmp_path, sample_e
     assert "Traceback" not in err + out and "UserWarning" not in err
     errors = [x for x in err.splitlines() if x.startswith("error:")]
     assert len(errors) == 1 and "SIGKILL" in errors[0], err
+    assert "out-of-memory killer" in errors[0]  # the likely cause, and what to change
 
 
 def _parent(proc_dir: Path) -> int:
