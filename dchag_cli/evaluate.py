@@ -63,6 +63,12 @@ def forecast(
     out_dir: Path = typer.Option(None, "--out", "-o", help="Folder for predictions.zarr, "
                                  "scores.zarr and PNGs.",
                                  show_default="RUN/eval, or FILE_eval beside --forecast"),
+    drop_channels: str = typer.Option(None, help="Input channels absent at inference, e.g. "
+                                      "z_500,t2m: the model runs without them (a run's "
+                                      "forecasts only).", show_default="none"),
+    robustness: bool = typer.Option(False, help="Also score the run with each single input "
+                                    "channel, and each channel group, missing: "
+                                    "robustness.zarr and robustness.png."),
     references: Path = typer.Option(None, help="More published scores for the scorecard: a "
                                     "CSV with the shipped one's columns (model, channel, "
                                     "lead_h, metric, value, model_grid, test_period, source).",
@@ -99,7 +105,14 @@ def forecast(
     from pipelines.eval.runs import run_files
     from pipelines.plots.forecast import plot_maps, plot_scores_vs_lead
 
-    source = _forecast_source(run, forecast_file, data)
+    drop = [c.strip() for c in (drop_channels or "").split(",") if c.strip()]
+    if (drop or robustness) and forecast_file is not None:
+        raise DchagError("--drop-channels and --robustness need a run (--run), not a "
+                         "forecast file", fix="score the run that made the forecast")
+    if drop_channels is not None and not drop:
+        raise DchagError(f"--drop-channels {drop_channels!r} names no channel",
+                         fix="write e.g. --drop-channels z_500,t2m")
+    source = _forecast_source(run, forecast_file, data, drop)
     leads = parse_leads(lead) if lead else _default_leads(source)
     if map_channel is not None and map_channel not in source.channels:
         raise DchagError(f"--map-channel {map_channel} is not a forecast channel",
@@ -117,6 +130,8 @@ def forecast(
     refs = scorecard.load_references(references)
     if any(r.channel in source.channels and r.lead_h in leads for r in refs):
         items |= {"scorecard.csv": None, "scorecard.png": None}
+    if robustness:
+        items |= {"robustness.zarr": "robustness", "robustness.png": None}
     with output_folder(out_dir, items, overwrite, inputs) as stage:
         with RichProgress(log_every) as progress:
             res = evaluate_forecast(source, data, leads, period, rollout, convention, batch,
@@ -124,7 +139,9 @@ def forecast(
         attrs = {"provenance": provenance("eval forecast", {
             "leads": leads, "period": period, "rollout": rollout, "convention": convention,
             "climax_batch": climax_batch, "climatology": str(climatology) if climatology
-            else None}, [p for p in (data, forecast_file, climatology) if p], seed=None)}
+            else None, "drop_channels": drop}, [p for p in (data, forecast_file, climatology)
+                                               if p], seed=None),
+            "dropped_channels": drop}
         if run is not None:
             attrs.update(run=str(run.resolve()), checkpoint_step=source.run.step)
         write_predictions(res, stage / "predictions.zarr", attrs)
@@ -139,6 +156,8 @@ def forecast(
 
             scorecard.write_csv(rows, stage / "scorecard.csv")
             plot_scorecard(rows, stage / "scorecard.png")
+        robust = _robustness(source, data, leads, period, convention, batch, log_every,
+                             stage, attrs) if robustness else None
     out.print(f"scored: {res.source}\nperiod: {res.period}\nclimatology: {res.climatology}")
     print_forecast_tables(res)
     from pipelines.eval.verdict import lead_verdicts
@@ -148,9 +167,29 @@ def forecast(
     from dchag_cli.scorecard_view import print_scorecard
 
     print_scorecard(rows, unmatched)
+    if robust is not None:
+        worst, ratio = robust.worst()
+        out.print(f"robustness: with {worst} missing the RMSE is {ratio:.2f}× that with "
+                  "every input (the worst single missing channel; mean over leads and "
+                  "scored channels)")
     for text in res.notes:
         err.print(f"[yellow]note:[/] {text}", soft_wrap=True)
     out.print(f"written: {', '.join(str(out_dir / name) for name in items)}")
+
+
+def _robustness(source, data: Path, leads: list[int], period: str | None, convention: str,
+                batch: int, log_every: int, stage: Path, attrs: dict):
+    from pipelines.eval.robustness import evaluate_robustness, write_robustness
+    from pipelines.plots.robustness import plot_robustness
+
+    with RichProgress(log_every) as progress:
+        robust = evaluate_robustness(source, data, leads, period, convention, batch,
+                                     progress, on_case=lambda label: err.print(
+                                         f"robustness: scored without {label}",
+                                         soft_wrap=True))
+    write_robustness(robust, stage / "robustness.zarr", attrs)
+    plot_robustness(robust, stage / "robustness.png")
+    return robust
 
 
 def _synthetic(data: Path) -> bool:
@@ -171,7 +210,8 @@ def default_input(path: Path, what: str, producer: str, flag: str) -> Path:
     return path
 
 
-def _forecast_source(run: Path | None, forecast_file: Path | None, data: Path):
+def _forecast_source(run: Path | None, forecast_file: Path | None, data: Path,
+                     drop: list[str] | None = None):
     """What makes the forecasts: a trained run, or another model's WB2 file read against
     the store's channels and grid."""
     from pipelines.eval.forecast import RunSource, WB2Source
@@ -179,7 +219,7 @@ def _forecast_source(run: Path | None, forecast_file: Path | None, data: Path):
     if run is not None:
         from pipelines.eval.runs import load_run
 
-        return RunSource(load_run(run, "forecast", device()), device())
+        return RunSource(load_run(run, "forecast", device()), device(), drop)
     from pipelines.data.grid import LatLonGrid
     from pipelines.data.zarr_store import open_artifact
     from pipelines.eval.wb2 import WB2Forecast

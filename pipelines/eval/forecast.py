@@ -75,10 +75,13 @@ class ForecastScores:
 class RunSource:
     """Forecasts of a trained run."""
 
-    def __init__(self, run: TrainedRun, device: torch.device):
+    def __init__(self, run: TrainedRun, device: torch.device, drop: list[str] | None = None):
         self.run, self.device = run, device
         self.channels = run.out_channels
         self.name = f"run {run.path}"
+        self.drop = check_droppable(run, drop or [])
+        if self.drop:
+            self.name += f" without {', '.join(self.drop)}"
         self.index: list[int] = []  # positions of the run's input channels in the store
         self.lat = self.lon = np.zeros(0)  # the grid, once bound to a store
 
@@ -139,11 +142,19 @@ class RunSource:
         state = (x.float() - mean) / std
         t0 = torch.from_numpy(times[chunk].astype(np.int64))
         step = torch.full((len(chunk),), float(plan.step), device=dev)
+        keep = None
+        if self.drop:  # the absent inputs are never shown to the model, at any step
+            gone = {run.channels.index(c) for c in self.drop}
+            n_inputs = len(run.channels) + len(run.forcings)
+            keep = torch.tensor([i for i in range(n_inputs) if i not in gone], device=dev)
         with torch.no_grad():
             for k in range(plan.lead // plan.step):
                 inputs = with_forcings(state, t0 + k * plan.step, step, self.lat, self.lon) \
                     if run.forcings else state
-                state[:, out_run] = run.model(inputs, step)  # constants carry over
+                if keep is None:
+                    state[:, out_run] = run.model(inputs, step)  # constants carry over
+                else:
+                    state[:, out_run] = run.model(inputs[:, keep], step, keep)
         return (state[:, out_run] * std[out_run] + mean[out_run]).cpu().numpy()
 
 
@@ -182,6 +193,18 @@ class WB2Source:
     def forecast(self, plan: LeadPlan, chunk: list[int], arr: zarr.Array, times: np.ndarray
                  ) -> np.ndarray:
         return self.wb2.fields_at(plan.lead, [int(times[i]) for i in chunk])
+
+
+def check_droppable(run: TrainedRun, drop: list[str]) -> list[str]:
+    """`--drop-channels`: input channels of the run, not all of them."""
+    unknown = [c for c in drop if c not in run.channels]
+    if unknown:
+        raise DchagError(f"--drop-channels {', '.join(unknown)}: not an input channel of the "
+                         "run", path=run.path, fix=f"choose among {', '.join(run.channels)}")
+    if len(set(drop)) >= len(run.channels):
+        raise DchagError("--drop-channels would leave the model no input channel",
+                         path=run.path)
+    return list(dict.fromkeys(drop))
 
 
 def check_compatible(run: TrainedRun, group: zarr.Group, data: Path) -> list[int]:

@@ -88,8 +88,19 @@ class Forecaster(nn.Module):
         if self.residual:
             if self.lead_scale:
                 out = out * self.step_scale(lead_hours).to(out.dtype)
-            out = out + x[:, self.out_index]
+            out = out + self.residual_base(x, channel_ids)
         return out
+
+    def residual_base(self, x: Tensor, channel_ids: Tensor | None) -> Tensor:
+        """The state each output's change is added to. With a channel subset, an output
+        whose input is absent starts from 0 — the training mean, in normalised units."""
+        if channel_ids is None:
+            return x[:, self.out_index]
+        where = torch.full((self.cfg.channels,), -1, dtype=torch.long, device=x.device)
+        where[channel_ids] = torch.arange(channel_ids.numel(), device=x.device)
+        pos = where[self.out_index]
+        present = (pos >= 0).to(x.dtype)[None, :, None, None]
+        return x[:, pos.clamp(min=0)] * present
 
 
 def scaled_forecast_mse(pred: Tensor, target: Tensor, scale: Tensor, lat_deg: Tensor
