@@ -133,6 +133,10 @@ COMMON: dict[str, tuple[Any, Any]] = {
                           "`dchag eval forecast` (periods are separated by the longest "
                           "lead).", shown=_dflt("test_fraction")),
     "val_batches": _opt(int, "Batches per validation.", shown=_dflt("val_batches")),
+    "channel_dropout": _opt(float, "Train with inputs missing: each step drops every "
+                            "channel, and every channel group, with this probability (the "
+                            "same draw on every rank; validation sees every input).",
+                            shown=_dflt("channel_dropout")),
     "train_period": _opt(str, "Weather: the training period by name, e.g. 1979:2015 "
                          "(instead of the fractions; with --val-period, --test-period).",
                          shown="the fractions"),

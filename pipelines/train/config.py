@@ -79,6 +79,7 @@ class TrainConfig:
     target: str = "tendency"  # forecast: "tendency" (σ_lead-scaled change) or "state"
     forcings: bool = True  # forecast: clock and insolation fields as extra inputs
     rollout_steps: int = 1  # forecast: unroll the model's own predictions this many steps
+    channel_dropout: float = 0.0  # drop each channel, and each group, with this probability
     val_fraction: float = 0.1
     test_fraction: float = 0.1  # weather: the latest share of the record, held out
     # weather: named periods instead of the fractions, e.g. 1979:2015, 2016, 2017:2018
@@ -126,6 +127,10 @@ class TrainConfig:
                 raise DchagError(f"--{_flag(name)} must not be negative")
         if not self.lr > 0 or not self.timeout_min > 0:
             raise DchagError("--lr and --timeout-min must be positive")
+        if not 0.0 <= self.channel_dropout < 1.0:
+            raise DchagError(f"--channel-dropout {self.channel_dropout} must be in [0, 1)",
+                             fix="e.g. 0.1: each channel, and each group, missing a tenth "
+                                 "of the steps")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise DchagError(f"--mask-ratio {self.mask_ratio} must be in [0, 1)")
         if not 0.0 <= self.val_fraction < 1.0 or not 0.0 <= self.test_fraction < 1.0 or \

@@ -29,6 +29,7 @@ from pipelines.parallel.gather import all_gather_flat
 from pipelines.parallel.tensor_parallel import tp_local_names
 from pipelines.provenance import provenance
 from pipelines.train.build import build_parallel_model, compute_dtype, model_config
+from pipelines.train.channel_dropout import kept_channels
 from pipelines.train.checkpoint import (
     checkpoint_root,
     intact_checkpoint,
@@ -155,14 +156,27 @@ class _Trainer:
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         dev = self.ctx.device
         x = self.norm(batch["x"].to(dev, non_blocking=True))
+        keep = self.kept(int(batch["step"])) if self.model.training else None
         if self.cfg.task == "mae":
-            loss, _, _ = self.model(x, mask_ratio=self.cfg.mask_ratio,
+            if keep is not None:
+                x, keep = x[:, keep.to(dev)], keep.to(dev)
+            loss, _, _ = self.model(x, channel_ids=keep, mask_ratio=self.cfg.mask_ratio,
                                     norm_pix_loss=self.cfg.norm_pix_loss,
                                     noise=batch["noise"].to(dev))
             return loss
         y = self.target_norm(batch["y"].to(dev, non_blocking=True))
         return rollout_loss(self.model, x, y, batch["lead"].to(dev), batch["time"],
-                            self.lat, self.grid)
+                            self.lat, self.grid, None if keep is None else keep.to(dev))
+
+    def kept(self, step: int) -> Tensor | None:
+        """`--channel-dropout`: the channels this step trains with (None: all)."""
+        if not self.cfg.channel_dropout:
+            return None
+        agg = getattr(self.model.encoder, "aggregator", None)
+        bounds = list(agg.bounds) if agg is not None and self.mcfg.variant != "baseline" \
+            else None
+        return kept_channels(step, self.cfg.seed, self.cfg.channel_dropout,
+                             len(self.art.channel_index), self.mcfg.channels, bounds)
 
     def dp_mean(self, value: Tensor) -> float:
         v = value.detach().float().reshape(1).clone()

@@ -22,16 +22,18 @@ from pipelines.model.forecast import scaled_forecast_mse
 
 
 def rollout_loss(model: nn.Module, x: Tensor, y: Tensor, lead: Tensor, time: Tensor,
-                 lat: Tensor, grid: tuple[np.ndarray, np.ndarray] | None) -> Tensor:
+                 lat: Tensor, grid: tuple[np.ndarray, np.ndarray] | None,
+                 keep: Tensor | None = None) -> Tensor:
     """x (B, C, H, W) and y (B, K, C_out, H, W) normalised; lead and time (B,) in hours
-    (time: of x); `grid` (lat, lon in degrees) when the model takes forcings."""
+    (time: of x); `grid` (lat, lon in degrees) when the model takes forcings; `keep`: the
+    input channels present (`--channel-dropout`; None: all)."""
     steps = y.shape[1]
     scale = model.step_scale(lead)  # type: ignore[operator]
     state = x
     total = x.new_zeros(())
     for k in range(steps):
         inputs = state if grid is None else with_forcings(state, time + k * lead, lead, *grid)
-        pred = model(inputs, lead)
+        pred = model(inputs, lead) if keep is None else model(inputs[:, keep], lead, keep)
         total = total + scaled_forecast_mse(pred, y[:, k], scale, lat)
         if k + 1 < steps:  # the prediction replaces what it forecast; constants stay
             state = state.index_copy(1, model.out_index, pred.to(state.dtype))  # type: ignore[arg-type]
