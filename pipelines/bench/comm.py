@@ -11,7 +11,8 @@ Per step of the forecasting model, per tensor-parallel group:
   input gradient (backward) — B·L·G·D for D-CHAG's final aggregation, B·L·C·D for the
   baseline's aggregation over all channel tokens (the `folded` baseline has no tokens: it
   all-reduces its tokenizer's weight gradients instead, C·(p²+1)·D);
-- the Megatron ViT: two all-reduces of B·L·D per block in each direction;
+- the Megatron ViT: two all-reduces of B·L·D per block in each direction, and one more
+  per block when activation checkpointing recomputes the forward;
 and over data parallelism (FSDP): the parameters all-gathered in the forward and again
 in the backward (compute dtype), the gradients reduce-scattered (fp32).
 """
@@ -65,7 +66,11 @@ def step_comm(case: Case, elem_bytes: int, params_per_rank: float, link: Link
         bwd = _all_reduce(grad * elem_bytes, tp)
         parts["aggregation"] = (fwd[0] + bwd[0], fwd[1] + bwd[1])
     steps, sent = _all_reduce(tokens * d * elem_bytes, tp)
-    parts["vit"] = (4 * cfg.depth * steps, 4 * cfg.depth * sent)
+    # two all-reduces per block forward and two backward; activation checkpointing
+    # recomputes the forward up to the attention output's all-reduce (the block's last one
+    # is not needed again): one more per block, as the bench counts them
+    per_block = 5 if case.ac else 4
+    parts["vit"] = (per_block * cfg.depth * steps, per_block * cfg.depth * sent)
     gather_steps, gathered = _gather(params_per_rank * dp * elem_bytes, dp)
     scatter_steps, scattered = _gather(params_per_rank * dp * 4, dp)
     parts["fsdp"] = (2 * gather_steps + scatter_steps, 2 * gathered + scattered)

@@ -4,6 +4,7 @@ so with channels)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ runner = CliRunner()
 LINK = Link("test link", 100.0, 5.0)
 FIELDS = ("preset", "channels", "variant", "tree", "tp", "dp", "img", "patch", "batch", "mode",
           "peak_mem_bytes", "reserved_bytes", "flops_per_rank", "step_s", "fits",
-          "baseline_kind", "channel_impl")
+          "baseline_kind", "baseline_impl", "channel_impl", "compute_s_min", "compute_s_max")
 
 
 def test_sweep_skips_impossible_layouts_and_refuses_unknown_names():
@@ -46,7 +47,10 @@ def test_communicated_bytes_follow_the_ring_formulas():
     tokens, d, g = 2 * 128, 32, cfg.n_groups
     sent = step_comm(case, 2, 1000, LINK)
     assert sent["comm_gather_bytes"] == tokens * g * d * 2 * 3 / 4
-    assert sent["comm_vit_bytes"] == 4 * cfg.depth * 2 * 3 / 4 * tokens * d * 2
+    # Case's default: activation checkpointing, one more all-reduce per block
+    assert sent["comm_vit_bytes"] == 5 * cfg.depth * 2 * 3 / 4 * tokens * d * 2
+    plain = step_comm(replace(case, ac=False), 2, 1000, LINK)
+    assert plain["comm_vit_bytes"] == 4 * cfg.depth * 2 * 3 / 4 * tokens * d * 2
     assert sent["comm_aggregation_bytes"] == 2 * 3 / 4 * (tokens * d + tokens * g * d) * 2
     assert sent["comm_fsdp_bytes"] == 0  # dp 1
     base = step_comm(Case("tiny", 80, "baseline", 0, 4, (32, 64), 4), 2, 1000, LINK)
@@ -59,7 +63,7 @@ def test_communicated_bytes_follow_the_ring_formulas():
     rep = step_comm(Case("tiny", 80, "L", 0, 4, (32, 64), 4, aggregation="replicated"), 2,
                     1000, LINK)
     assert "comm_aggregation_bytes" not in rep
-    steps = 3 + 4 * cfg.depth * 6 + 12  # gather + ViT + aggregation, ring steps
+    steps = 3 + 5 * cfg.depth * 6 + 12  # gather + ViT (with AC) + aggregation, ring steps
     assert sent["comm_s_modelled"] == pytest.approx(steps * 5e-6 + sent["comm_bytes"] / 1e11)
 
 
@@ -85,18 +89,24 @@ def test_memory_sweep_writes_records_and_figures(tmp_path: Path, mode: str):
                             "--out", str(out)])
     assert r.exit_code == 0, r.output
     ds = xr.open_zarr(out)
-    assert ds.sizes["case"] == 4 and set(ds.mode.values) == {mode}
+    # by default the baseline runs in both exact channel stages (folded, fused), D-CHAG fused
+    assert ds.sizes["case"] == 6 and set(ds.mode.values) == {mode}
     for name in FIELDS:
         assert name in ds, name
     for name in ("channels", "tp", "dp", "tree", "patch", "batch"):
         assert ds[name].dtype.kind == "i", name  # integers stay integers
     assert (ds.peak_mem_bytes.values > 0).all() and ds.fits.values.all()
     assert (ds.flops_per_rank.values > 0).all()
-    rows = {(str(v), int(c)): i for i, (v, c) in
-            enumerate(zip(ds.variant.values, ds.channels.values, strict=True))}
+    rows = {(str(v), str(impl), int(c)): i for i, (v, impl, c) in
+            enumerate(zip(ds.variant.values, ds.channel_impl.values, ds.channels.values,
+                          strict=True))}
+    rows |= {(v, c): rows[(v, "fused", c)] for v, _, c in list(rows) if v == "L"}
     ratio = ds.mem_vs_baseline.values
-    assert ratio[rows[("baseline", 16)]] == 1.0
-    assert set(ds.baseline_kind.values) == {"head-split, fused"}
+    # every ratio is against the strongest baseline: the folded one, itself 1.0
+    assert ratio[rows[("baseline", "folded", 16)]] == 1.0
+    assert ratio[rows[("baseline", "fused", 16)]] > 1.0
+    assert set(ds.baseline_impl.values) == {"folded"}
+    assert set(ds.baseline_kind.values) == {"head-split, folded"}
     # D-CHAG-L needs less memory per rank than pure TP, and its advantage grows with C.
     assert ratio[rows[("L", 128)]] < ratio[rows[("L", 16)]] < 1.0
     if mode != "estimate":
@@ -105,7 +115,10 @@ def test_memory_sweep_writes_records_and_figures(tmp_path: Path, mode: str):
         # all-reduces forward and two backward, and one each way for the head-split
         # aggregation (tiny: depth 2).
         assert ds.n_all_gather.values[rows[("L", 16)]] == 1
-        assert ds.n_all_gather.values[rows[("baseline", 16)]] == 0
-        assert set(ds.n_all_reduce.values) == {4 * 2 + 2}
+        assert ds.n_all_gather.values[rows[("baseline", "fused", 16)]] == 0
+        reduces = {(v, impl): int(n) for v, impl, n in zip(
+            ds.variant.values, ds.channel_impl.values, ds.n_all_reduce.values, strict=True)}
+        assert reduces[("L", "fused")] == reduces[("baseline", "fused")] == 4 * 2 + 2
+        assert reduces[("baseline", "folded")] == 4 * 2 + 3  # + the tokenizer's gradients
     assert ds.attrs["provenance"]["stage"] == "bench"
     assert (tmp_path / "bench_memory.png").read_bytes()[:4] == b"\x89PNG"
