@@ -15,6 +15,7 @@ K forward/backward passes and K steps of activations per sample.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from pipelines.data.forcings import with_forcings
@@ -29,6 +30,12 @@ def rollout_loss(model: nn.Module, x: Tensor, y: Tensor, lead: Tensor, time: Ten
     input channels present (`--channel-dropout`; None: all)."""
     steps = y.shape[1]
     scale = model.step_scale(lead)  # type: ignore[operator]
+    if keep is not None:
+        # An output whose own input is absent has no state to add a change to: it is
+        # predicted whole, and its error counted in state units (its σ is 1, normalised)
+        # — in σ_lead units it would be tens of times larger and swamp the loss.
+        present = torch.isin(model.out_index, keep)  # type: ignore[arg-type]
+        scale = torch.where(present[None, :, None, None], scale, torch.ones_like(scale))
     state = x
     total = x.new_zeros(())
     for k in range(steps):

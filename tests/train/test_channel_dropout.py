@@ -51,3 +51,23 @@ def test_a_dropout_of_one_is_refused(tmp_path, sample_era5_zarr):
     r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr), "--out",
                             str(tmp_path / "run"), "--channel-dropout", "1"])
     assert r.exit_code != 0 and "--channel-dropout 1.0 must be in [0, 1)" in r.output
+
+
+def test_an_output_without_its_input_is_scored_in_state_units():
+    from pipelines.model.config import preset_config
+    from pipelines.model.forecast import Forecaster, scaled_forecast_mse
+    from pipelines.train.rollout import rollout_loss
+
+    torch.manual_seed(0)
+    model = Forecaster(preset_config("tiny", 4, img_size=(8, 8), patch=4, out_channels=2),
+                       out_index=[0, 2], residual=True, lead_scale={6: [0.1, 0.2]})
+    x, y = torch.randn(2, 4, 8, 8), torch.randn(2, 1, 2, 8, 8)
+    lead, time, lat = torch.full((2,), 6.0), torch.zeros(2), torch.linspace(-60, 60, 8)
+    every = torch.arange(4)
+    assert torch.allclose(rollout_loss(model, x, y, lead, time, lat, None),
+                          rollout_loss(model, x, y, lead, time, lat, None, every))
+    keep = torch.tensor([1, 2, 3])  # output 0's own input is absent
+    got = rollout_loss(model, x, y, lead, time, lat, None, keep)
+    pred = model(x[:, keep], lead, keep)
+    scale = torch.tensor([1.0, 0.2]).view(1, 2, 1, 1).expand(2, 2, 1, 1)
+    assert torch.allclose(got, scaled_forecast_mse(pred, y[:, 0], scale, lat))
