@@ -287,11 +287,12 @@ def _failure_summary(exc: Any) -> str:
     message = str(message).strip().splitlines()[-1] if message else ""
     if message.startswith("DchagError: "):
         message = message.removeprefix("DchagError: ")
+    signal = ""
     if not message or message.startswith("To enable traceback"):
         signal = getattr(failure, "signal_name", lambda: "")()
         message = f"exited with code {failure.exitcode}" + (f" ({signal})" if signal else "")
-        if failure.exitcode == -9 or signal == "SIGKILL":
-            message += (" — killed from outside, most likely by the kernel's out-of-memory "
-                        "killer (`dmesg` names it): fewer --gpus on this host, a smaller "
-                        "--batch-size, --ac, or --crop")
+    if failure.exitcode == -9 or signal == "SIGKILL" or "SIGKILL" in message:
+        message += (" — killed from outside, most likely by the kernel's out-of-memory "
+                    "killer (`dmesg` names it): fewer --gpus on this host, a smaller "
+                    "--batch-size, --ac, or --crop")
     return f"worker rank {rank} failed: {message}"
