@@ -157,7 +157,7 @@ def forecast(
             scorecard.write_csv(rows, stage / "scorecard.csv")
             plot_scorecard(rows, stage / "scorecard.png")
         robust = _robustness(source, data, leads, period, convention, batch, log_every,
-                             stage, attrs) if robustness else None
+                             stage, attrs, None if drop else res) if robustness else None
     out.print(f"scored: {res.source}\nperiod: {res.period}\nclimatology: {res.climatology}")
     print_forecast_tables(res)
     from pipelines.eval.verdict import lead_verdicts
@@ -178,7 +178,7 @@ def forecast(
 
 
 def _robustness(source, data: Path, leads: list[int], period: str | None, convention: str,
-                batch: int, log_every: int, stage: Path, attrs: dict):
+                batch: int, log_every: int, stage: Path, attrs: dict, full=None):
     from pipelines.eval.robustness import evaluate_robustness, write_robustness
     from pipelines.plots.robustness import plot_robustness
 
@@ -186,7 +186,7 @@ def _robustness(source, data: Path, leads: list[int], period: str | None, conven
         robust = evaluate_robustness(source, data, leads, period, convention, batch,
                                      progress, on_case=lambda label: err.print(
                                          f"robustness: scored without {label}",
-                                         soft_wrap=True))
+                                         soft_wrap=True), full=full)
     write_robustness(robust, stage / "robustness.zarr", attrs)
     plot_robustness(robust, stage / "robustness.png")
     return robust

@@ -53,11 +53,6 @@ class Candidate:
     def samples_per_s(self) -> float:
         return self.case.batch * self.case.dp / self.step_s
 
-    @property
-    def layout(self) -> tuple:
-        c = self.case
-        return (c.variant, c.tree, c.tp, c.dp, c.channel_impl)
-
 
 @dataclass
 class SearchResult:
@@ -162,12 +157,15 @@ def search(gpus: int, dev: Device, preset: str, channels: int, img: tuple[int, i
     cases = enumerate_cases(gpus, preset, channels, img, patch, task, micro_batches)
     cands = [roofline(c, dev, efficiency) for c in cases]
     ruled: dict[str, int] = {}
+
+    def rule(c: Candidate, why: str) -> None:
+        c.why = why
+        ruled[why] = ruled.get(why, 0) + 1
+
     live = []
     for c in cands:
         if c.static_bytes > limit:
-            ruled["parameters, gradients and optimizer state alone exceed the memory"] = \
-                ruled.get("parameters, gradients and optimizer state alone exceed the "
-                          "memory", 0) + 1
+            rule(c, "parameters, gradients and optimizer state alone exceed the memory")
         else:
             live.append(c)
     live.sort(key=lambda c: -c.samples_per_s)
@@ -175,10 +173,6 @@ def search(gpus: int, dev: Device, preset: str, channels: int, img: tuple[int, i
     fitting: list[Candidate] = []
     planned = 0
     complete = True
-
-    def rule(c: Candidate, why: str) -> None:
-        c.why = why
-        ruled[why] = ruled.get(why, 0) + 1
 
     def peak_of(case: Case) -> float:
         nonlocal planned

@@ -43,14 +43,15 @@ def dry_run(cfg) -> DryRun:
         files = [open_era5(p, member=cfg.member) for p in paths]
     plan = make_plan(files, channels,
                      period_hours(cfg.period) if cfg.period is not None else None)
-    reads = [_source_read(plan, fid) for fid in range(len(plan.files))]
+    reads = [source_read(plan, fid) for fid in range(len(plan.files))]
     return DryRun(channels=[c.name for c in channels], times=plan.times,
                   grid=f"{target.shape[0]}×{target.shape[1]} at {cfg.resolution:g}°",
                   sources=[r for r in reads if r.times],
                   store_bytes=plan.times.size * len(channels) * int(np.prod(target.shape)) * 4)
 
 
-def _source_read(plan: Era5Plan, fid: int) -> SourceRead:
+def source_read(plan: Era5Plan, fid: int) -> SourceRead:
+    """What the plan reads from input `fid`: channels, times, fields and chunks."""
     f = plan.files[fid]
     field = f.grid.lat.size * f.grid.lon.size
     names: list[str] = []

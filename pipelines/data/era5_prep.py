@@ -28,6 +28,7 @@ import zarr
 
 from pipelines.data.channels import VARIABLES, Channel, resolve_channels
 from pipelines.data.era5_blocks import BlockReader, DecodePool, auto_workers
+from pipelines.data.era5_dry_run import source_read
 from pipelines.data.era5_plan import Era5Plan, make_plan
 from pipelines.data.era5_read import Era5File, expand_sources, open_era5
 from pipelines.data.era5_stats import (
@@ -205,16 +206,8 @@ def _check_grids(files: list[Era5File], target: LatLonGrid, regional: bool) -> N
 def remote_selected_bytes(plan: Era5Plan) -> int:
     """Bytes of the fields read from remote stores, as float32 on their native grid: what
     the fetched (compressed, whole-chunk) bytes compare with."""
-    total = 0
-    for c, ch in enumerate(plan.channels):
-        if VARIABLES[ch.variable].computed:
-            continue
-        times = plan.file_of[c, :1] if VARIABLES[ch.variable].constant else plan.file_of[c]
-        for fid, n in zip(*np.unique(times, return_counts=True), strict=True):
-            f = plan.files[int(fid)]
-            if isinstance(f.path, RemoteZarr):
-                total += int(n) * f.grid.lat.size * f.grid.lon.size * 4
-    return total
+    return sum(source_read(plan, fid).field_bytes for fid, f in enumerate(plan.files)
+               if isinstance(f.path, RemoteZarr))
 
 
 def _note_units(files: list[Era5File]) -> None:

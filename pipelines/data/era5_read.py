@@ -248,32 +248,24 @@ class FileCache:
 def _open_remote(remote: RemoteZarr) -> xr.Dataset:
     """A zarr store by URL: its metadata checked first, so a wrong URL is one line."""
     import zarr.core.buffer
+    from zarr.core.sync import sync
 
     store = remote.open_store()
     proto = zarr.core.buffer.default_buffer_prototype()
-    from zarr.core.sync import sync
-
     if all(sync(store.get(key, proto)) is None
            for key in (".zmetadata", ".zgroup", "zarr.json")):
         raise DchagError("no zarr store there (none of .zmetadata, .zgroup, zarr.json)",
                          path=remote.url, fix="check the URL: it names the store's top folder")
-    try:
-        return xr.open_dataset(store, engine="zarr", chunks=None, mask_and_scale=False,
-                               decode_times=True, cache=False)
-    except DchagError:
-        raise
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
-        raise DchagError(f"not a readable zarr store ({reason})", path=remote.url,
-                         fix="pass a WeatherBench 2 / ARCO-ERA5 zarr store's URL") from exc
+    return xr.open_dataset(store, engine="zarr", chunks=None, mask_and_scale=False,
+                           decode_times=True, cache=False)
 
 
 def _open_dataset(path: Path | RemoteZarr) -> xr.Dataset:
     """netCDF, GRIB (cfgrib) or a zarr store, opened lazily with values as stored."""
-    if isinstance(path, RemoteZarr):
-        return _open_remote(path)
-    path = Path(path)
-    if is_zarr(path):
+    remote = isinstance(path, RemoteZarr)
+    if not remote:
+        path = Path(path)
+    if remote or is_zarr(path):
         kind, kwargs = "zarr store", {"engine": "zarr", "chunks": None}
     elif path.suffix.lower() in GRIB_SUFFIXES:
         require("cfgrib", "reading GRIB", "grib", path)
@@ -283,6 +275,8 @@ def _open_dataset(path: Path | RemoteZarr) -> xr.Dataset:
     else:
         kind, kwargs = "netCDF file", {"engine": "netcdf4"}
     try:
+        if remote:
+            return _open_remote(path)
         if kind == "GRIB file":
             return _open_grib(path, kwargs)
         return xr.open_dataset(path, mask_and_scale=False, decode_times=True, cache=False,

@@ -19,6 +19,7 @@ never written, which zarr reads as the fill value (NaN for ERA5), as from a loca
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 from dataclasses import dataclass
@@ -151,18 +152,17 @@ class RetryingStore(WrapperStore):
 
     async def _retry(self, key: str, call):
         delay = 0.5
-        for attempt in range(self.remote.retries + 1):
+        for attempt in itertools.count():
             try:
                 return await call()
             except DchagError:
                 raise
             except Exception as exc:  # aiohttp, fsspec and OS errors alike
                 transient, error = explain(exc, self.remote.url, key)
-                if not transient or attempt == self.remote.retries:
+                if not transient or attempt >= self.remote.retries:
                     raise error from exc
             await asyncio.sleep(delay * (0.75 + 0.5 * random.random()))
             delay = min(delay * 2, 30.0)
-        raise AssertionError("unreachable")
 
     async def get(self, key, prototype, byte_range=None):
         buf = await self._retry(key, lambda: self._store.get(key, prototype, byte_range))
@@ -171,7 +171,6 @@ class RetryingStore(WrapperStore):
         return buf
 
     async def get_partial_values(self, prototype, key_ranges):
-        key_ranges = list(key_ranges)
         return list(await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges)))
 
     async def exists(self, key):

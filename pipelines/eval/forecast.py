@@ -151,10 +151,8 @@ class RunSource:
             for k in range(plan.lead // plan.step):
                 inputs = with_forcings(state, t0 + k * plan.step, step, self.lat, self.lon) \
                     if run.forcings else state
-                if keep is None:
-                    state[:, out_run] = run.model(inputs, step)  # constants carry over
-                else:
-                    state[:, out_run] = run.model(inputs[:, keep], step, keep)
+                present = inputs if keep is None else inputs[:, keep]
+                state[:, out_run] = run.model(present, step, keep)  # constants carry over
         return (state[:, out_run] * std[out_run] + mean[out_run]).cpu().numpy()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.data.zarr_store import atomic_store, dims_array
-from pipelines.eval.forecast import RunSource, evaluate_forecast
+from pipelines.eval.forecast import ForecastScores, RunSource, evaluate_forecast
 from pipelines.progress import Progress
 
 
@@ -38,13 +38,13 @@ class Robustness:
         return self.missing[k], max(means)
 
 
-def drop_sets(source: RunSource, groups: bool = True) -> list[tuple[str, list[str]]]:
+def drop_sets(source: RunSource) -> list[tuple[str, list[str]]]:
     """("none", []), each input channel alone, then each group's data channels."""
     run = source.run
     sets: list[tuple[str, list[str]]] = [("none", [])]
     sets += [(c, [c]) for c in run.channels]
     agg = getattr(run.model.encoder, "aggregator", None)
-    if groups and run.model.cfg.variant != "baseline" and agg is not None:
+    if run.model.cfg.variant != "baseline" and agg is not None:
         for g in range(agg.n_groups):
             lo, hi = agg.group_channels(g)
             members = [run.channels[i] for i in range(lo, hi) if i < len(run.channels)]
@@ -55,13 +55,14 @@ def drop_sets(source: RunSource, groups: bool = True) -> list[tuple[str, list[st
 
 def evaluate_robustness(source: RunSource, data: Path, leads: list[int], period: str | None,
                         convention: str, batch: int, progress: Progress | None = None,
-                        on_case=None) -> Robustness:
+                        on_case=None, full: ForecastScores | None = None) -> Robustness:
+    """`full`: the same evaluation with every input, when already made (not made again)."""
     sets = drop_sets(source)
     rmse, period_words = [], ""
     for label, drop in sets:
-        case = RunSource(source.run, source.device, drop)
-        res = evaluate_forecast(case, data, leads, period, False, convention, batch,
-                                progress=progress)
+        res = full if not drop and full is not None else evaluate_forecast(
+            RunSource(source.run, source.device, drop), data, leads, period, False,
+            convention, batch, progress=progress)
         rmse.append(res.scores["rmse"][0, :, :, 0])  # model, every lead and channel, global
         period_words = res.period
         if on_case:

@@ -114,8 +114,7 @@ def build(scores: dict[str, np.ndarray], leads: list[int], channels: list[str],
     grid = float(abs(lat[1] - lat[0])) if lat.size > 1 else float("nan")
     rows: list[Row] = []
     unmatched: set[str] = set()
-    for key in sorted({(r.channel, r.lead_h, r.metric) for r in refs},
-                      key=lambda k: (k[0], k[1], k[2])):
+    for key in sorted({(r.channel, r.lead_h, r.metric) for r in refs}):
         channel, lead, metric = key
         if channel not in channels or lead not in leads or metric not in scores:
             unmatched.add(f"{channel} at {lead} h")

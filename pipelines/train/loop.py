@@ -159,14 +159,14 @@ class _Trainer:
         keep = self.kept(int(batch["step"])) if self.model.training else None
         if self.cfg.task == "mae":
             if keep is not None:
-                x, keep = x[:, keep.to(dev)], keep.to(dev)
+                x = x[:, keep]
             loss, _, _ = self.model(x, channel_ids=keep, mask_ratio=self.cfg.mask_ratio,
                                     norm_pix_loss=self.cfg.norm_pix_loss,
                                     noise=batch["noise"].to(dev))
             return loss
         y = self.target_norm(batch["y"].to(dev, non_blocking=True))
         return rollout_loss(self.model, x, y, batch["lead"].to(dev), batch["time"],
-                            self.lat, self.grid, None if keep is None else keep.to(dev))
+                            self.lat, self.grid, keep)
 
     def kept(self, step: int) -> Tensor | None:
         """`--channel-dropout`: the channels this step trains with (None: all)."""
@@ -175,8 +175,9 @@ class _Trainer:
         agg = getattr(self.model.encoder, "aggregator", None)
         bounds = list(agg.bounds) if agg is not None and self.mcfg.variant != "baseline" \
             else None
-        return kept_channels(step, self.cfg.seed, self.cfg.channel_dropout,
+        keep = kept_channels(step, self.cfg.seed, self.cfg.channel_dropout,
                              len(self.art.channel_index), self.mcfg.channels, bounds)
+        return None if keep is None else keep.to(self.ctx.device)
 
     def dp_mean(self, value: Tensor) -> float:
         v = value.detach().float().reshape(1).clone()

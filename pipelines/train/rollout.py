@@ -40,7 +40,7 @@ def rollout_loss(model: nn.Module, x: Tensor, y: Tensor, lead: Tensor, time: Ten
     total = x.new_zeros(())
     for k in range(steps):
         inputs = state if grid is None else with_forcings(state, time + k * lead, lead, *grid)
-        pred = model(inputs, lead) if keep is None else model(inputs[:, keep], lead, keep)
+        pred = model(inputs if keep is None else inputs[:, keep], lead, keep)
         total = total + scaled_forecast_mse(pred, y[:, k], scale, lat)
         if k + 1 < steps:  # the prediction replaces what it forecast; constants stay
             state = state.index_copy(1, model.out_index, pred.to(state.dtype))  # type: ignore[arg-type]
