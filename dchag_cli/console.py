@@ -81,7 +81,7 @@ def readable_metavars(command: Any) -> None:
         annotation = getattr(desc, "annotation", None)
         if getattr(param, "is_flag", False) or annotation is bool:
             param.metavar = ""
-        elif param.name in METAVARS:
+        elif param.name in METAVARS and annotation not in (int, float):  # a count: N
             param.metavar = METAVARS[param.name]
         elif desc is not None and desc.is_path:
             param.metavar = "PATH"

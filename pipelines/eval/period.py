@@ -21,26 +21,26 @@ _FORMS = [(re.compile(r"^\d{4}$"), "Y"), (re.compile(r"^\d{4}-\d{2}$"), "M"),
 HELP = "YEAR, YEAR-MM, YEAR-MM-DD or YEAR-MM-DDTHH, or FIRST:LAST of those"
 
 
-def _bounds(text: str, whole: str) -> tuple[np.datetime64, np.datetime64]:
+def _bounds(text: str, whole: str, flag: str) -> tuple[np.datetime64, np.datetime64]:
     for pattern, unit in _FORMS:
         if pattern.match(text):
             try:
                 start = np.datetime64(text, unit)
             except ValueError as exc:
-                raise DchagError(f"--period {whole!r}: {text} is not a date",
+                raise DchagError(f"{flag} {whole!r}: {text} is not a date",
                                  fix=f"write {HELP}") from exc
             return start.astype("datetime64[h]"), (start + 1).astype("datetime64[h]")
-    raise DchagError(f"--period {whole!r} is not a period", fix=f"write {HELP}")
+    raise DchagError(f"{flag} {whole!r} is not a period", fix=f"write {HELP}")
 
 
-def period_hours(text: str) -> tuple[int, int]:
-    """[first, end) in hours since 1970."""
+def period_hours(text: str, flag: str = "--period") -> tuple[int, int]:
+    """[first, end) in hours since 1970; errors name `flag`, the option it came from."""
     first, sep, last = text.strip().partition(":")
-    start, end = _bounds(first, text)
+    start, end = _bounds(first, text, flag)
     if sep:
-        end = _bounds(last, text)[1]
+        end = _bounds(last, text, flag)[1]
     if end <= start:
-        raise DchagError(f"--period {text!r} ends before it starts")
+        raise DchagError(f"{flag} {text!r} ends before it starts")
     return int((start - EPOCH) // np.timedelta64(1, "h")), int((end - EPOCH) //
                                                                  np.timedelta64(1, "h"))
 

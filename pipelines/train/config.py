@@ -145,7 +145,7 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 from pipelines.eval.period import period_hours
 
-                period_hours(getattr(self, name))  # a malformed span fails here, first
+                period_hours(getattr(self, name), f"--{_flag(name)}")  # fails here, first
         if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 1):
             raise DchagError(f"--crop {self.crop} must be HEIGHTxWIDTH of at least 1 pixel")
         if not self.leads or min(self.leads) <= 0:

@@ -104,7 +104,7 @@ def named_periods(times: np.ndarray, train: str, val: str | None, test: str | No
         if text is None:
             spans[name] = None
             continue
-        lo, hi = period_hours(text)  # [lo, hi)
+        lo, hi = period_hours(text, f"--{name}-period")  # [lo, hi)
         inside = times[(times >= lo) & (times < hi)]
         if inside.size == 0:
             raise DchagError(f"--{name}-period {text}: the data has no time in it (it spans "

@@ -116,3 +116,8 @@ def test_normalisation_comes_from_the_training_period_only(sample_era5_zarr):
     assert art.std[0] == pytest.approx(x.std(), rel=1e-6)
     everything = g["data"][:, c].astype(np.float64)
     assert art.mean[0] != pytest.approx(everything.mean(), rel=1e-7)  # not all times
+
+
+def test_a_malformed_named_period_names_its_own_flag():
+    with pytest.raises(DchagError, match=r"^--train-period '2018-13': 2018-13 is not a date"):
+        TrainConfig(task="forecast", data="x", train_period="2018-13")
