@@ -143,7 +143,9 @@ def plan(
                        "ruled_out": result.ruled_out, "seconds": round(result.seconds, 1),
                        "complete": result.complete},
             "dchag_version": code_version(),
-            "candidates": records}
+            "candidates": records,
+            "folded_baseline_same_layout": None if result.folded_same_layout is None else
+            record(result.folded_same_layout, gpus, limit_gib)}
     tmp = out_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(body, indent=2))
     tmp.replace(out_path)
@@ -168,11 +170,22 @@ def _print(cands: list[Candidate], records: list[dict], result, out_path: Path) 
     best = next((c for c in cands if c.case.variant != "baseline"), None)
     base = next((c for c in cands if c.case.variant == "baseline"), None)
     if best and base:
-        out.print(f"best D-CHAG vs the best baseline layout: "
+        k = base.case
+        out.print(f"best D-CHAG vs the fastest baseline layout ({k.channel_impl}, tp {k.tp} "
+                  f"× dp {k.dp}, micro-batch {k.batch}): "
                   f"{best.samples_per_s / base.samples_per_s:.2f}× the samples/s, "
-                  f"{best.peak_mem_bytes / base.peak_mem_bytes:.2f}× the memory per rank")
+                  f"{best.peak_mem_bytes / base.peak_mem_bytes:.2f}× the memory per rank",
+                  soft_wrap=True)
     elif best:
         out.print("no baseline layout fits: only D-CHAG trains this model on this machine")
+    same = result.folded_same_layout
+    if best and same is not None:
+        out.print(f"best D-CHAG vs the strongest baseline (folded) on the same layout: "
+                  f"{best.peak_mem_bytes / same.peak_mem_bytes:.2f}× the memory per rank "
+                  f"({human_bytes(same.peak_mem_bytes)} for the baseline"
+                  f"{'' if same.fits else ', which does not fit'}), "
+                  f"{best.samples_per_s / same.samples_per_s:.2f}× the samples/s",
+                  soft_wrap=True)
     if not result.complete:
         out.print("[yellow]the time budget ended the search[/]: raise --budget-min to check "
                   "more layouts", soft_wrap=True)

@@ -62,6 +62,9 @@ class SearchResult:
     ruled_out: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     complete: bool = True  # False: the time budget ended the walk
+    # the strongest baseline (`folded`: no channel tokens) on the best D-CHAG layout, so
+    # D-CHAG's memory is compared with it like for like (None: no D-CHAG layout fits)
+    folded_same_layout: Candidate | None = None
 
 
 def enumerate_cases(gpus: int, preset: str, channels: int, img: tuple[int, int],
@@ -217,5 +220,12 @@ def search(gpus: int, dev: Device, preset: str, channels: int, img: tuple[int, i
         else:
             rule(c, "the memory planner's peak exceeds the limit")
     fitting.sort(key=lambda c: -c.samples_per_s)
+    best = next((c for c in fitting if c.case.variant != "baseline"), None)
+    same = None
+    if best is not None:
+        same = roofline(replace(best.case, variant="baseline", tree=0,
+                                channel_impl="folded"), dev, efficiency)
+        same.peak_mem_bytes = peak_of(same.case)
+        same.fits = bool(math.isfinite(same.peak_mem_bytes) and same.peak_mem_bytes <= limit)
     return SearchResult(fitting, len(cands), planned, ruled,
-                        time.perf_counter() - started, complete)
+                        time.perf_counter() - started, complete, same)

@@ -50,7 +50,14 @@ def test_plan_writes_runnable_commands_and_its_memory_is_rederived(tmp_path,
                 "peak_mem_bytes", "step_s", "pretrain_command", "estimate_command"):
         assert key in best
     assert plan["roofline"]["efficiency"] == pytest.approx(0.4)
-    assert "best D-CHAG vs the best baseline layout" in r.output
+    assert "best D-CHAG vs the fastest baseline layout (" in r.output
+    # memory is also set against the strongest baseline, folded, on D-CHAG's own layout
+    same = plan["folded_baseline_same_layout"]
+    assert same["variant"] == "baseline" and same["channel_impl"] == "folded"
+    assert (same["tp"], same["dp"], same["micro_batch"]) == (best["tp"], best["dp"],
+                                                             best["micro_batch"])
+    assert same["peak_mem_bytes"] > 0
+    assert "vs the strongest baseline (folded) on the same layout" in r.output
     # the training command is accepted as is (a dry run on the shipped cubes)
     args = shlex.split(best["pretrain_command"])[1:]
     dry = runner.invoke(app, [*args, "--data", str(sample_appl_zarr), "--out",
