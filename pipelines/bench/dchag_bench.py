@@ -108,7 +108,7 @@ def _training_step(case: Case, device: torch.device, dtype: torch.dtype, fake: b
     mesh = init_device_mesh(device.type, (case.dp, case.tp), mesh_dim_names=("dp", "tp"))
     layout = Layout(tp_mesh=mesh["tp"], dp_mesh=mesh["dp"], device=device,
                     compute_dtype=dtype, ac=case.ac, ac_channels=case.ac_channels,
-                    split_aggregation=case.aggregation == "head-split", fsdp=True,
+                    split_aggregation=case.aggregation == "head-split", fsdp=case.dp > 1,
                     compile=case.compile)
     materialize = _fake_mode() if fake else None
     cfg = case.model_config()

@@ -27,6 +27,7 @@ from pipelines.model.mae import MAE
 from pipelines.parallel.checkpointing import apply_activation_checkpointing
 from pipelines.parallel.compile import compile_blocks
 from pipelines.parallel.fsdp import apply_fsdp
+from pipelines.parallel.mixed_precision import cast_for_compute
 from pipelines.parallel.tensor_parallel import apply_tensor_parallel
 from pipelines.train.config import TrainConfig
 from pipelines.train.distributed import RankContext
@@ -46,7 +47,7 @@ class Layout:
     ac: bool = False  # recompute each transformer block in the backward pass
     ac_channels: bool = False  # recompute the channel stage too
     split_aggregation: bool = True
-    fsdp: bool = True
+    fsdp: bool = True  # shard over dp_mesh; without it, bf16 compute by cast_for_compute
     compile: bool = False  # torch.compile each transformer block
 
 
@@ -93,6 +94,8 @@ def build_sharded(make: Callable[[], nn.Module], layout: Layout, seed: int | Non
         policy = MixedPrecisionPolicy(param_dtype=layout.compute_dtype,
                                       reduce_dtype=torch.float32)
         apply_fsdp(model, layout.dp_mesh, policy)
+    else:
+        cast_for_compute(model, layout.compute_dtype)
     with materialize or contextlib.nullcontext():
         model.to_empty(device=layout.device)
         init_buffers(model)
@@ -107,6 +110,6 @@ def build_parallel_model(cfg: TrainConfig, art: Artifact, ctx: RankContext) -> n
     layout = Layout(tp_mesh=ctx.tp_mesh, dp_mesh=ctx.dp_mesh, device=ctx.device,
                     compute_dtype=dtype, ac=cfg.ac, ac_channels=cfg.ac_channels,
                     split_aggregation=cfg.aggregation == "head-split",
-                    fsdp=ctx.dp_mesh.size() > 1 or dtype != torch.float32,
+                    fsdp=ctx.dp_mesh.size() > 1,
                     compile=cfg.compile)
     return build_sharded(lambda: make_model(cfg, art, mcfg), layout, cfg.seed)
