@@ -308,30 +308,43 @@ def predict_masks_cmd(
     out_path: Path = typer.Option(None, "--out", "-o",
                                   help="The reconstruction store to write.",
                                   show_default="RUN/reconstruction.zarr"),
+    drop_channels: str = typer.Option(
+        None, metavar="BANDS", help="Bands absent from the input altogether, by name or "
+        "wavelength range (e.g. 750-900 for a sensor without near infrared): the model "
+        "reconstructs every pixel of them; `eval masks` scores them apart."),
     log_every: int = log_every_option("cubes"),
     overwrite: bool = typer.Option(False, help="Replace an existing reconstruction."),
 ) -> None:
     """Hide a random share of each cube's patches and reconstruct every band of them.
 
     Example: [cyan]dchag predict masks --run runs/mae --data appl.zarr --mask-ratio 0.75[/]
+    Without the near infrared: [cyan]dchag predict masks --run runs/mae --drop-channels 750-900[/]
     """
     from pipelines.data.zarr_store import check_writable_target
-    from pipelines.eval.masks import predict_masks
+    from pipelines.eval.masks import absent_bands, predict_masks
     from pipelines.eval.runs import load_run, run_files
 
     if batch < 1:
         raise DchagError(f"--batch {batch} must be at least 1")
+    spec = [c.strip() for c in (drop_channels or "").split(",") if c.strip()]
+    if drop_channels is not None and not spec:
+        raise DchagError(f"--drop-channels {drop_channels!r} names no band",
+                         fix="write e.g. --drop-channels 750-900 or 700.0nm,710.0nm")
     out_path = out_path or run / "reconstruction.zarr"
     check_writable_target(out_path, overwrite=overwrite, kinds=("reconstruction",),
                           inputs=[*run_files(run), data])
     trained = load_run(run, "mae", device())
+    drop = absent_bands(trained, spec) if spec else []
     with RichProgress(log_every) as progress:
         n = predict_masks(trained, data, out_path, mask_ratio, samples, seed, batch, device(),
                           {"run": str(run.resolve()), "checkpoint_step": trained.step,
                            "provenance": provenance("predict masks", {
-                               "mask_ratio": mask_ratio, "samples": samples}, [data], seed)},
-                          progress)
-    out.print(f"reconstructed {n} cubes ({mask_ratio:.0%} of patches masked) → {out_path}")
+                               "mask_ratio": mask_ratio, "samples": samples,
+                               "drop_channels": spec}, [data], seed)},
+                          progress, drop)
+    absent = f", {len(drop)} bands absent from the input" if drop else ""
+    out.print(f"reconstructed {n} cubes ({mask_ratio:.0%} of patches masked{absent}) → "
+              f"{out_path}")
 
 
 @eval_app.command("masks")
@@ -386,6 +399,13 @@ def eval_masks_cmd(
         table.add_row(label, *(cell(p) for p in scores.predictors))
     for name, value in scores.region_rmse.items():
         table.add_row(f"RMSE {name}", f"{value:.4g}", *("" for _ in scores.predictors[1:]))
+    absent = scores.absent_rmse_by_predictor()
+    if absent:
+        table.add_row(f"RMSE, {len(scores.drop_channels)} bands absent from the input "
+                      "(every pixel; baselines interpolate in wavelength)",
+                      *(f"{absent[p]:.4g}" for p in scores.predictors))
     out.print(table)
     out.print(inpainting_verdict(scores.rmse_by_predictor()))
+    if absent:
+        out.print("absent bands: " + inpainting_verdict(absent, "RMSE over every pixel"))
     out.print(f"written: {out_dir / 'mask_scores.zarr'}, {png}")

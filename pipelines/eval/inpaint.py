@@ -10,6 +10,11 @@ the hidden pixels compares like with like:
 - `interpolated`: per band, piecewise-linear interpolation over a Delaunay triangulation
   of the visible pixels (one triangulation for all bands); hidden pixels outside their
   convex hull take the nearest visible pixel.
+
+Bands absent from the input altogether (`predict masks --drop-channels`) are filled after
+that, at every pixel, by `spectral_fill`: linear in wavelength between the nearest
+present bands (the nearest one beyond the ends), so a baseline uses exactly the
+information the model had.
 """
 
 from __future__ import annotations
@@ -55,3 +60,17 @@ def inpaint(name: str, cube: np.ndarray, hidden: np.ndarray) -> np.ndarray:
         raise ValueError("every pixel is hidden: nothing to inpaint from")
     return {"mean_spectrum": mean_spectrum, "nearest_pixel": nearest_pixel,
             "interpolated": interpolated}[name](cube, hidden)
+
+
+def spectral_fill(cube: np.ndarray, wavelength: np.ndarray, absent: np.ndarray) -> np.ndarray:
+    """`cube` (band, y, x) with its `absent` bands replaced, at every pixel, by linear
+    interpolation in wavelength between the nearest present bands."""
+    have = np.flatnonzero(~absent)
+    out = cube.copy()
+    for b in np.flatnonzero(absent):
+        hi = int(np.searchsorted(wavelength[have], wavelength[b]))
+        lo_band, hi_band = have[max(hi - 1, 0)], have[min(hi, len(have) - 1)]
+        span = wavelength[hi_band] - wavelength[lo_band]
+        t = 0.0 if span == 0 else (wavelength[b] - wavelength[lo_band]) / span
+        out[b] = (1 - t) * cube[lo_band] + t * cube[hi_band]
+    return out

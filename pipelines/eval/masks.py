@@ -2,7 +2,10 @@
 
 A fixed, seeded share of each cube's patches is hidden; the model reconstructs every band
 of the hidden patches from the visible ones. The reconstruction keeps the visible patches
-as they were, so every score measures what the model had to predict.
+as they were, so every score measures what the model had to predict. With
+`--drop-channels`, some bands are not input at all (a sensor without them): the model
+reconstructs every pixel of those, the baselines interpolate them in wavelength from
+their own reconstruction of the present bands, and they are scored apart as well.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
+from torch import Tensor
 
 from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
 from pipelines.errors import DchagError
-from pipelines.eval.inpaint import BASELINES, inpaint
+from pipelines.eval.inpaint import BASELINES, inpaint, spectral_fill
 from pipelines.eval.runs import TrainedRun
 from pipelines.metrics.images import (
     SSIM_CONVENTION,
@@ -24,9 +28,10 @@ from pipelines.metrics.images import (
     masked_mse,
     spectral_angle,
 )
+from pipelines.model.mae import random_masking
 from pipelines.model.tokenizer import unpatchify
 from pipelines.progress import NoProgress, Progress
-from pipelines.train.data import band_names, describe_artifact, split_positions
+from pipelines.train.data import band_names, describe_artifact, select_bands, split_positions
 
 REGIONS = {"visible 400–700 nm": (400, 700), "red edge 700–750 nm": (700, 750),
            "near infrared 750–900 nm": (750, 900)}
@@ -51,15 +56,43 @@ def _crop(run: TrainedRun, shape: tuple[int, int], data: Path) -> tuple[int, int
     return (shape[0] - h) // 2, (shape[1] - w) // 2
 
 
+def absent_bands(run: TrainedRun, spec: list[str]) -> list[int]:
+    """`--drop-channels`: positions among the run's bands, by name (`700.0nm`) or by
+    wavelength range (`750-900`); at least one band must stay."""
+    wavelengths = np.array([float(b.removesuffix("nm")) for b in run.channels])
+    picked = select_bands(list(run.channels), wavelengths, spec, run.path, "--drop-channels")
+    if len(picked) >= len(run.channels):
+        raise DchagError(f"--drop-channels {','.join(spec)} would leave the model no input "
+                         "band", path=run.path, fix="keep at least one band")
+    return picked
+
+
+def _reconstruct(run: TrainedRun, x: Tensor, noise: Tensor, mask_ratio: float,
+                 present: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Normalised cubes (B, c, H, W) → predictions for every band of the run
+    (B, L, C, p·p) and the patch mask (B, L). With `present`, only those bands are input
+    (`x` holds just them); the decoder still predicts every band."""
+    ids_keep, mask, ids_restore = random_masking(x.shape[0], run.mcfg.num_patches,
+                                                 mask_ratio, x.device, noise=noise)
+    latent = run.model.encoder(x, present, patch_ids=ids_keep)
+    return run.model.decode(latent, ids_restore, None), mask
+
+
 def predict_masks(run: TrainedRun, data: Path, out: Path, mask_ratio: float, samples: str,
                   seed: int, batch: int, device: torch.device, attrs: dict,
-                  progress: Progress | None = None) -> int:
-    """Write `reconstruction.zarr`; returns the number of cubes reconstructed."""
+                  progress: Progress | None = None, drop: list[int] | None = None) -> int:
+    """Write `reconstruction.zarr`; returns the number of cubes reconstructed. Bands in
+    `drop` (positions among the run's) are not input at all: every pixel of them is the
+    model's, and `dropped` marks them for `eval masks`."""
     progress = progress or NoProgress()
     if not 0.0 < mask_ratio < 1.0:
         raise DchagError(f"--mask-ratio {mask_ratio} must be between 0 and 1")
     group = open_artifact(data, "appl")
     bands = _bands(run, group, data)
+    dropped = np.zeros(len(bands), bool)
+    dropped[drop or []] = True
+    present = (torch.tensor(np.flatnonzero(~dropped), device=device) if dropped.any()
+               else None)
     cube = group["cube"]
     r0, c0 = _crop(run, cube.shape[2:], data)
     h, w = run.mcfg.img_size
@@ -94,18 +127,23 @@ def predict_masks(run: TrainedRun, data: Path, out: Path, mask_ratio: float, sam
                                                           dtype=object), fill_value=None)
         dims_array(g, "wavelength", ["band"], data=group["wavelength"][:][bands],
                    fill_value=None)
+        dims_array(g, "dropped", ["band"], data=dropped.astype(np.uint8), fill_value=None)
+        g.attrs["drop_channels"] = [run.channels[i] for i in np.flatnonzero(dropped)]
+        absent = torch.from_numpy(dropped).to(device)[None, :, None, None]
         for s in range(0, len(picks), batch):
             chunk = picks[s:s + batch]
             x = np.stack([cube.get_orthogonal_selection(
                 (k, bands, slice(r0, r0 + h), slice(c0, c0 + w))) for k in chunk])
             x = torch.from_numpy(x.astype(np.float32)).to(device)
             noise = torch.rand(len(chunk), run.mcfg.num_patches, generator=gen).to(device)
+            xn = (x - mean) / std
             with torch.no_grad():
-                _, pred, mask = run.model((x - mean) / std, mask_ratio=mask_ratio, noise=noise)
+                pred, mask = _reconstruct(run, xn if present is None else xn[:, present],
+                                          noise, mask_ratio, present)
             pred = unpatchify(pred.float(), p, run.mcfg.grid) * std + mean
             pix = unpatchify(mask[:, :, None, None].expand(-1, -1, 1, p * p), p,
                              run.mcfg.grid)[:, 0].bool()
-            full = torch.where(pix[:, None], pred, x)
+            full = torch.where(pix[:, None] | absent, pred, x)
             rec[s:s + len(chunk)] = full.cpu().numpy()
             hidden[s:s + len(chunk)] = pix.cpu().numpy().astype(np.uint8)
             progress.advance(len(chunk))
@@ -153,6 +191,15 @@ class MaskScores:
     mse_all: np.ndarray  # (predictor, sample)
     sam_all: np.ndarray  # (predictor, sample) degrees, masked plant pixels
     region_rmse: dict[str, float]  # the model's
+    absent_mse_all: np.ndarray | None = None  # (predictor, sample): absent bands, all pixels
+    drop_channels: tuple[str, ...] = ()
+
+    def absent_rmse_by_predictor(self) -> dict[str, float]:
+        """RMSE over every pixel of the bands absent from the input (empty without)."""
+        if self.absent_mse_all is None:
+            return {}
+        return {p: float(np.sqrt(np.nanmean(v)))
+                for p, v in zip(self.predictors, self.absent_mse_all, strict=True)}
 
     @property
     def psnr(self) -> np.ndarray:
@@ -188,12 +235,12 @@ class MaskScores:
         return {p: self.rmse_of(p) for p in self.predictors}
 
 
-def inpainting_verdict(rmse: dict[str, float]) -> str:
+def inpainting_verdict(rmse: dict[str, float], what: str = "masked RMSE") -> str:
     """One sentence: the model (`rmse["model"]`) against the best inpainting baseline."""
     best = min((p for p in rmse if p != "model"), key=rmse.__getitem__)
     verdict = "beats" if rmse["model"] < rmse[best] else "does not beat"
     return (f"the MAE {verdict} the best inpainting baseline ({best.replace('_', ' ')}): "
-            f"masked RMSE {rmse['model']:.4f} vs {rmse[best]:.4f}, ratio "
+            f"{what} {rmse['model']:.4f} vs {rmse[best]:.4f}, ratio "
             f"{rmse['model'] / rmse[best]:.3f}")
 
 
@@ -206,9 +253,11 @@ def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> Mas
     bands = matching_bands(stored, wl, data)
     r0, c0, h, w = rg.attrs["crop"]
     picks = matching_samples(rg, group, recon, data)
+    absent = rg["dropped"][:].astype(bool) if "dropped" in rg else np.zeros(len(wl), bool)
     n = len(PREDICTORS)
     psnr, ssim = [[] for _ in range(n)], [[] for _ in range(n)]
     mses, sams = [[] for _ in range(n)], [[] for _ in range(n)]
+    absent_mses: list[list[float]] = [[] for _ in range(n)]
     sq: dict[str, list[float]] = {name: [] for name in REGIONS}
     progress.start(len(picks), "scoring")
     for i, k in enumerate(picks):
@@ -218,6 +267,10 @@ def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> Mas
         plant = group["mask"][int(k), r0:r0 + h, c0:c0 + w].astype(bool)
         recs = [rg["reconstruction"][i].astype(np.float64),
                 *(inpaint(name, orig, hidden) for name in BASELINES)]
+        if absent.any():  # the baselines must not see the bands the model did not see
+            recs[1:] = [spectral_fill(r, wl, absent) for r in recs[1:]]
+            for p, rec in enumerate(recs):
+                absent_mses[p].append(float(((rec[absent] - orig[absent]) ** 2).mean()))
         for p, rec in enumerate(recs):
             a, b = band_psnr_ssim(orig, rec, hidden)
             psnr[p].append(a)
@@ -234,7 +287,9 @@ def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> Mas
         region = {n: float(np.sqrt(np.nanmean(v))) for n, v in sq.items() if v}
         return MaskScores(wl, PREDICTORS, np.array(finite_psnr),
                           np.array([np.mean(v, axis=0) for v in ssim]), np.array(mses),
-                          np.array(sams), region)
+                          np.array(sams), region,
+                          np.array(absent_mses) if absent.any() else None,
+                          tuple(rg.attrs.get("drop_channels", [])))
 
 
 def write_mask_scores(s: MaskScores, out: Path, attrs: dict) -> None:
@@ -246,7 +301,12 @@ def write_mask_scores(s: MaskScores, out: Path, attrs: dict) -> None:
                         "sam_deg_mean": float(np.nanmean(s.sample_sam)),
                         "region_rmse": s.region_rmse,
                         "baseline_rmse": {p: s.rmse_of(p) for p in s.predictors[1:]},
-                        "best_baseline": s.best_baseline(), **attrs})
+                        "best_baseline": s.best_baseline(),
+                        "drop_channels": list(s.drop_channels), **attrs})
+        if s.absent_mse_all is not None:
+            dims_array(g, "absent_rmse_by_predictor", ["predictor"],
+                       data=np.array(list(s.absent_rmse_by_predictor().values())),
+                       fill_value=None)
         dims_array(g, "wavelength", ["band"], data=s.wavelength, fill_value=None)
         dims_array(g, "psnr", ["band"], data=s.psnr, fill_value=None)
         dims_array(g, "ssim", ["band"], data=s.ssim, fill_value=None)

@@ -97,18 +97,22 @@ def band_names(wavelengths: np.ndarray) -> list[str]:
     return [f"{w:.1f}nm" for w in wavelengths]
 
 
-def _select_appl(names: list[str], wavelengths: np.ndarray, spec: list[str], path: Path
-                 ) -> list[int]:
+def select_bands(names: list[str], wavelengths: np.ndarray, spec: list[str], path: Path,
+                 flag: str = "--channels") -> list[int]:
     """Bands by name (`700.0nm`) or by wavelength range (`450-700`)."""
     picked: list[int] = []
     for item in spec:
         if "-" in item:
-            lo, hi = (float(v) for v in item.removesuffix("nm").split("-"))
+            try:
+                lo, hi = (float(v) for v in item.removesuffix("nm").split("-"))
+            except ValueError:
+                raise DchagError(f"{flag} {item!r} is not a wavelength range", path=path,
+                                 fix="write a range like 450-700 (nm)") from None
             found = [i for i, w in enumerate(wavelengths) if lo <= w <= hi]
         else:
             found = [names.index(item)] if item in names else []
         if not found:
-            raise DchagError(f"no band matches {item!r}", path=path,
+            raise DchagError(f"{flag}: no band matches {item!r}", path=path,
                              fix=f"bands span {wavelengths[0]:.0f}–{wavelengths[-1]:.0f} nm; "
                              "give ranges like 450-700")
         picked += [i for i in found if i not in picked]
@@ -132,7 +136,7 @@ def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
     else:
         wavelengths = group["wavelength"][:]
         names = band_names(wavelengths)
-        index = (_select_appl(names, wavelengths, cfg.channels, path) if cfg.channels
+        index = (select_bands(names, wavelengths, cfg.channels, path) if cfg.channels
                  else list(range(len(names))))
         wanted = [names[i] for i in index]
         h, w = group["cube"].shape[2:]

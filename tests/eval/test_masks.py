@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import xarray as xr
 import zarr
 
-from tests.runner import app, runner
+from tests.runner import app, one_error_line, runner
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +130,83 @@ def test_eval_masks_scores_the_model_beside_inpainting(tmp_path, mae_run, sample
                                rtol=1e-9)
     assert s.attrs["best_baseline"] in ("nearest_pixel", "interpolated")
     assert (tmp_path / "reconstruction.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_spectral_fill_interpolates_absent_bands_in_wavelength():
+    from pipelines.eval.inpaint import spectral_fill
+
+    wl = np.array([400.0, 450.0, 500.0, 600.0, 700.0])
+    cube = (2.0 + 0.01 * wl)[:, None, None] * np.ones((5, 3, 4))  # linear in wavelength
+    absent = np.array([True, False, True, False, True])
+    garbled = np.where(absent[:, None, None], 1e3, cube)
+    out = spectral_fill(garbled, wl, absent)
+    np.testing.assert_allclose(out[2], cube[2])  # between 450 and 600: exact
+    np.testing.assert_array_equal(out[0], cube[1])  # beyond an end: the nearest band
+    np.testing.assert_array_equal(out[4], cube[3])
+    np.testing.assert_array_equal(out[~absent], cube[~absent])
+
+
+def test_absent_bands_are_not_input_and_are_scored_apart(tmp_path, mae_run, sample_appl_zarr):
+    """`--drop-channels 750-900`: the model never sees those bands (garbage there changes
+    nothing), reconstructs every pixel of them, and `eval masks` scores them apart against
+    baselines that do not see them either."""
+    garbled = tmp_path / "garbled.zarr"
+    shutil.copytree(sample_appl_zarr, garbled)
+    group = zarr.open_group(str(garbled), mode="r+")
+    nir = group["wavelength"][:] >= 750
+    cube = group["cube"][:]
+    cube[:, nir] = 1e3
+    group["cube"][:] = cube
+
+    def predict(data, out, *extra):
+        r = runner.invoke(app, ["predict", "masks", "--run", str(mae_run), "--data", str(data),
+                                "--samples", "all", "--out", str(tmp_path / out), *extra])
+        assert r.exit_code == 0, r.output
+        said.append(r.output)
+        return zarr.open_group(str(tmp_path / out), mode="r")
+
+    said: list[str] = []
+    rec = predict(sample_appl_zarr, "rec.zarr", "--drop-channels", "750-900")
+    assert f"{nir.sum()} bands absent from the input" in said[0]
+    np.testing.assert_array_equal(rec["dropped"][:].astype(bool), nir)
+    assert len(rec.attrs["drop_channels"]) == nir.sum() and rec.attrs["drop_channels"][0] \
+        .endswith("nm")
+    same = predict(garbled, "garbled_rec.zarr", "--drop-channels", "750-900")
+    np.testing.assert_array_equal(same["reconstruction"][:][:, ~nir],
+                                  rec["reconstruction"][:][:, ~nir])
+    np.testing.assert_array_equal(same["reconstruction"][:][:, nir],
+                                  rec["reconstruction"][:][:, nir])
+    seen = predict(garbled, "seen_rec.zarr")  # with the bands input, the garbage shows
+    hidden = seen["masked"][:].astype(bool)
+    assert not np.allclose(seen["reconstruction"][:][:, ~nir][:, :, hidden[0]],
+                           rec["reconstruction"][:][:, ~nir][:, :, hidden[0]])
+    orig = zarr.open_group(str(sample_appl_zarr), mode="r")["cube"][:].astype(np.float32)
+    got = rec["reconstruction"][:]
+    visible = ~rec["masked"][:].astype(bool)
+    for i in range(len(got)):
+        np.testing.assert_array_equal(got[i][~nir][:, visible[i]], orig[i][~nir][:, visible[i]])
+        assert not np.allclose(got[i][nir][:, visible[i]], orig[i][nir][:, visible[i]])
+
+    r = runner.invoke(app, ["eval", "masks", "--recon", str(tmp_path / "rec.zarr"), "--data",
+                            str(sample_appl_zarr), "--out", str(tmp_path / "scores")])
+    assert r.exit_code == 0, r.output
+    assert "absent from the input" in r.output and "absent bands: the MAE" in r.output
+    s = xr.open_zarr(tmp_path / "scores" / "mask_scores.zarr")
+    assert s.attrs["drop_channels"] == rec.attrs["drop_channels"]
+    model_absent = np.sqrt(np.mean([np.mean((got[i][nir] - orig[i][nir]) ** 2)
+                                    for i in range(len(got))]))
+    assert s.absent_rmse_by_predictor.sel(predictor="model").item() == pytest.approx(
+        model_absent, rel=1e-5)
+    assert np.isfinite(s.absent_rmse_by_predictor.values).all()
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("300-350", "no band matches '300-350'"), ("400-900", "no input band"),
+    (",", "names no band"), ("a-b", "not a wavelength range")])
+def test_drop_channels_that_leave_nothing_or_match_nothing_are_refused(
+        tmp_path, mae_run, sample_appl_zarr, spec, message):
+    out = tmp_path / "r.zarr"
+    r = runner.invoke(app, ["predict", "masks", "--run", str(mae_run), "--data",
+                            str(sample_appl_zarr), "--drop-channels", spec, "--out", str(out)])
+    assert r.exit_code == 1 and message in one_error_line(r.output), r.output
+    assert not out.exists()
