@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,6 +58,18 @@ class StopRequest:
 
 
 def ignore_stop_signals(_worker_id: int = 0) -> None:
-    """`worker_init_fn` of loader workers: the rank decides when to stop, not them."""
+    """`worker_init_fn` of loader workers: the rank decides when to stop, not them.
+
+    A worker also outlives its rank for a moment when the rank is killed outright (the
+    OOM killer, kill -9): the thread that hands the rank a batch's shared memory then
+    finds the connection gone and prints its traceback. The launcher already names the
+    dead rank in one line, so a lost peer is not printed."""
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    default = sys.excepthook
+
+    def quiet_lost_peer(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if not isinstance(value, EOFError | ConnectionError):
+            default(kind, value, tb)
+
+    sys.excepthook = quiet_lost_peer

@@ -101,6 +101,31 @@ def test_a_rank_killed_outright_is_one_line_from_the_launcher(tmp_path, sample_e
     assert "out-of-memory killer" in errors[0]  # the likely cause, and what to change
 
 
+LOST_PEER = """
+import os, sys, time
+from multiprocessing import connection, process, resource_sharer
+from pipelines.train.preempt import ignore_stop_signals
+if sys.argv[1] == "worker":
+    ignore_stop_signals(0)
+resource_sharer.DupFd(os.open(os.devnull, os.O_RDONLY))  # starts the sharing thread
+client = connection.Client(resource_sharer._resource_sharer._address,
+                           authkey=process.current_process().authkey)
+client.close()  # the receiving rank is gone before it asked for its batch
+time.sleep(0.5)
+"""
+
+
+def test_a_loader_worker_whose_rank_was_killed_prints_nothing():
+    """The thread handing a batch's shared memory to a rank killed outright printed an
+    EOFError traceback; a loader worker keeps quiet about a lost peer."""
+    def stderr(role: str) -> str:
+        return subprocess.run([sys.executable, "-c", LOST_PEER, role], capture_output=True,
+                              text=True, timeout=60).stderr
+
+    assert "EOFError" in stderr("plain process")
+    assert stderr("worker") == ""
+
+
 def _parent(proc_dir: Path) -> int:
     try:
         stat = (proc_dir / "stat").read_text()
