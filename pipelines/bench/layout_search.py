@@ -12,7 +12,9 @@ tensors, `planner.py`): the same number `dchag bench memory --estimate` prints. 
 is linear in the micro-batch, so a layout's two smallest micro-batches are planned first
 and predict the rest: one predicted to exceed the memory is never planned. The walk stops
 when `top` D-CHAG layouts and one baseline layout fit, or at the time budget. Planner
-results are cached on disk (keyed by the case), so a second search is quick.
+results are cached on disk, keyed by the case and by the code that decides its memory
+(the model, its parallel layout, the step the planner runs, and torch's version), so a
+second search is quick and an upgrade never answers from an older planner.
 """
 
 from __future__ import annotations
@@ -117,8 +119,21 @@ def roofline(case: Case, dev: Device, efficiency: float = EFFICIENCY) -> Candida
                      comm["comm_s_modelled"], STATIC_BYTES * per_rank)
 
 
+@functools.cache
+def planner_code_key() -> str:
+    """A digest of the sources a planned peak depends on, and of torch's version."""
+    import torch
+
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256(torch.__version__.encode())
+    for folder in ("model", "parallel", "bench", "train"):
+        for source in sorted((root / folder).glob("*.py")):
+            digest.update(source.name.encode() + source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 class PlanCache:
-    """Planner records on disk, one JSON file per case."""
+    """Planner records on disk, one JSON file per case and planner code."""
 
     def __init__(self, folder: Path | None):
         self.folder = folder
@@ -126,7 +141,7 @@ class PlanCache:
     def _path(self, case: Case) -> Path | None:
         if self.folder is None:
             return None
-        key = json.dumps(case.record(), sort_keys=True)
+        key = json.dumps({**case.record(), "code": planner_code_key()}, sort_keys=True)
         return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
     def get(self, case: Case) -> dict | None:

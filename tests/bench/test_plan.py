@@ -37,6 +37,7 @@ def test_the_walk_skips_what_planned_results_rule_out():
     assert res.ruled_out["memory extrapolated over the micro-batch exceeds the limit"] > 0
 
 
+@pytest.mark.slow
 def test_plan_writes_runnable_commands_and_its_memory_is_rederived(tmp_path,
                                                                    sample_appl_zarr):
     out = tmp_path / "plan.json"
@@ -75,3 +76,19 @@ def test_plan_writes_runnable_commands_and_its_memory_is_rederived(tmp_path,
 def test_an_unknown_gpu_is_refused_with_the_table():
     r = runner.invoke(app, ["plan", "--gpus", "2", "--gpu", "tpu", "--channels", "8"])
     assert r.exit_code != 0 and "mi250x-64gb" in r.output
+
+
+def test_cached_plans_answer_only_for_the_same_planner_code(tmp_path, monkeypatch):
+    """An upgrade that changes how memory is planned (the model, its layout, the step, or
+    torch) must not answer from plans made by the code before it."""
+    from pipelines.bench import layout_search
+    from pipelines.bench.case import Case
+
+    case = Case("tiny", 16, "L", 0, 2, (32, 64), 4)
+    cache = layout_search.PlanCache(tmp_path)
+    cache.put(case, {"peak_mem_bytes": 123.0, "note": "kept", "skipped": [1]})
+    assert cache.get(case) == {"peak_mem_bytes": 123.0, "note": "kept"}
+    assert layout_search.PlanCache(tmp_path).get(Case("tiny", 16, "L", 0, 4, (32, 64), 4)) \
+        is None
+    monkeypatch.setattr(layout_search, "planner_code_key", lambda: "another planner")
+    assert cache.get(case) is None
