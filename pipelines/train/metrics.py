@@ -13,15 +13,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import FuncFormatter
 
 from pipelines.data.zarr_store import atomic_store, dims_array
-from pipelines.plots.save import save_figure
 
 SCALARS = ("loss", "val_loss", "lr", "grad_norm", "samples_per_s", "tokens_per_s",
            "tflops_per_rank", "mfu")
@@ -69,6 +63,15 @@ class MetricsLog:
             dims_array(g, "peak_mem_bytes", ["step", "rank"], data=mem, fill_value=None)
 
     def plot(self, out: Path, title: str) -> None:
+        # imported here: every rank imports this module, only rank 0 plots, once
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
+
+        from pipelines.plots.save import save_figure
+
         logged = [r for r in self.records if math.isfinite(_num(r.get("loss")))]
         steps, loss = [r["step"] for r in logged], [r["loss"] for r in logged]
         val = [(r["step"], r["val_loss"]) for r in self.records
