@@ -67,3 +67,9 @@ def sample_appl_zarr(tmp_path_factory) -> Path:
                             "--size", "16", "--out", str(out)])
     assert r.exit_code == 0, r.output
     return out
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The multi-second tests first (a stable sort: the rest keep their order), so that
+    with several workers (`-n auto`) no long test starts last and runs alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from tests.runner import app, runner
 
 
+@pytest.mark.slow
 def test_quickstart_runs_the_chain_and_scores_held_out_times(tmp_path):
     out = tmp_path / "qs"
     # fewer steps than the default (whose skill the README reports): tendency targets beat

@@ -81,6 +81,7 @@ def test_the_planner_agrees_with_real_tensors(variant):
 
 
 @pytest.mark.parametrize("mode", ["real", "fake", "estimate"])
+@pytest.mark.slow
 def test_memory_sweep_writes_records_and_figures(tmp_path: Path, mode: str):
     out = tmp_path / "bench.zarr"
     r = runner.invoke(app, ["bench", "memory", "--presets", "tiny", "--channels", "16,128",

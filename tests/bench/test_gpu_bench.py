@@ -11,6 +11,7 @@ import pytest
 from tests.runner import app, one_error_line, runner
 
 
+@pytest.mark.slow
 def test_gpu_bench_smoke_writes_every_row_and_the_planner_matches(tmp_path):
     out = tmp_path / "gpu.json"
     r = runner.invoke(app, ["bench", "gpu", "--smoke", "--out", str(out)])

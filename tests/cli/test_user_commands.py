@@ -23,6 +23,7 @@ MANIFEST = REPO / "sample_data" / "appl" / "manifest.csv"
 QUICK = ["--steps", "2", "--workers", "0", "--val-every", "2", "--ckpt-every", "2"]
 
 
+@pytest.mark.slow
 def test_the_hyperspectral_commands_run_as_typed(tmp_path, monkeypatch):
     """`dchag prep appl …` then `dchag pretrain --gpus 8 --variant L`: the tiny preset's 4
     heads cannot take tp 8, so tp 4 × dp 2 is chosen and said; 8 gloo ranks on this CPU

@@ -79,6 +79,7 @@ def test_zarr_replaces_a_chunk_by_rename_so_hard_linked_clones_are_safe(tmp_path
 
 
 @pytest.mark.parametrize("point", ["prep:block-written", "append:before-swap"])
+@pytest.mark.slow
 def test_kill_9_during_append_leaves_the_store_and_a_retry_equals_one_append(
         tmp_path, halves, point):
     first, second, ref = halves
@@ -95,6 +96,7 @@ def test_kill_9_during_append_leaves_the_store_and_a_retry_equals_one_append(
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_parallel_decoding_gives_the_same_store_and_dies_with_the_prep(tmp_path, halves):
     """--workers 2 writes the very arrays one process writes; `kill -9` of the prep ends
     its decoding processes too (else they would hold its pipes: `run` would hang)."""
@@ -141,6 +143,7 @@ def test_kill_9_while_writing_a_new_store_leaves_nothing_once_the_next_run_start
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_and_names_the_first(tmp_path, halves):
     first, second, _ = halves
     out = tmp_path / "era5.zarr"

@@ -57,6 +57,7 @@ def test_a_tp2_model_runs_without_some_inputs(tmp_path, tp2_run, sample_era5_zar
     assert "without q_500, msl" in b.attrs["source"]
 
 
+@pytest.mark.slow
 def test_robustness_scores_every_missing_channel_and_group(tmp_path, tp2_run,
                                                          sample_era5_zarr):
     r = _eval(tp2_run, sample_era5_zarr, tmp_path / "rob", "--robustness")

@@ -125,6 +125,7 @@ def test_tiny_mae_overfits_one_sample():
     assert loss.item() < first / 10
 
 
+@pytest.mark.slow
 def test_tiny_forecaster_learns_a_pure_longitude_shift():
     torch.manual_seed(0)
     model = Forecaster(tiny(channels=3))

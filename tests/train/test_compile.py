@@ -15,6 +15,7 @@ def _losses(run: Path) -> list[float]:
     return [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_compiled_training_matches_eager_on_two_ranks(tmp_path, sample_era5_zarr):
     args = ["train", "forecast", "--data", str(sample_era5_zarr), "--lead", "6h", "--gpus",
             "2", "--ac", "--steps", "6", "--workers", "0", "--batch-size", "2",

@@ -57,6 +57,7 @@ def test_the_file_is_the_whole_model_with_its_config(pretrained):
     assert file.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
+@pytest.mark.slow
 def test_fine_tuning_from_the_file_equals_fine_tuning_from_the_run(tmp_path, pretrained,
                                                                      sample_era5_zarr):
     run, file = pretrained
@@ -72,6 +73,7 @@ def test_fine_tuning_from_the_file_equals_fine_tuning_from_the_run(tmp_path, pre
         assert x["loss"] == pytest.approx(y["loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_eval_and_predict_read_the_file_like_the_run(tmp_path, sample_era5_zarr,
                                                      sample_appl_zarr):
     fc = tmp_path / "fc"

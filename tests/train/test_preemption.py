@@ -46,6 +46,7 @@ def _signal_mid_run(data: Path, run: Path, gpus: int, sig: int, steps: int
 
 
 @pytest.mark.parametrize(("gpus", "sig"), [(1, signal.SIGTERM), (2, signal.SIGUSR1)])
+@pytest.mark.slow
 def test_a_signal_checkpoints_the_step_reached_and_resume_continues(tmp_path, gpus, sig,
                                                                     sample_era5_zarr):
     steps = 60
@@ -75,6 +76,7 @@ def test_a_signal_checkpoints_the_step_reached_and_resume_continues(tmp_path, gp
             assert b[step] == pytest.approx(a[step], rel=1e-6), step
 
 
+@pytest.mark.slow
 def test_a_rank_killed_outright_is_one_line_from_the_launcher(tmp_path, sample_era5_zarr):
     """kill -9 of one worker (the OOM killer's way): the survivor's broken collective
     prints nothing; the launcher names the dead rank in one line."""

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.data.test_transactions import dchag
 
 ARGS = ["train", "forecast", "--lead", "6h,1d", "--workers", "0", "--batch-size", "2",
@@ -19,6 +21,7 @@ def _steps(run: Path) -> list[int]:
     return [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_checkpoint_then_resume_cleans_up_and_continues(tmp_path, sample_era5_zarr):
     run = tmp_path / "run"
     r = dchag(*ARGS, "--data", str(sample_era5_zarr), "--out", str(run), "--stop-at", "4")
@@ -35,6 +38,7 @@ def test_kill_9_mid_checkpoint_then_resume_cleans_up_and_continues(tmp_path, sam
     assert _steps(run) == [2, 4, 6, 8]
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous(tmp_path,
                                                                        sample_era5_zarr):
     run = tmp_path / "run"

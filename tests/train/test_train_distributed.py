@@ -61,6 +61,7 @@ def _torchrun(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_torchrun_trains_checkpoints_and_resumes(tmp_path, sample_era5_zarr, reference):
     run = tmp_path / "run"
     code, text = _finish(_torchrun(*ARGS, "--data", str(sample_era5_zarr), "--steps", "24",
@@ -76,6 +77,7 @@ def test_torchrun_trains_checkpoints_and_resumes(tmp_path, sample_era5_zarr, ref
     assert not (tmp_path / "other").exists()
 
 
+@pytest.mark.slow
 def test_saved_on_four_ranks_resumed_on_two(tmp_path, sample_era5_zarr, reference):
     run = tmp_path / "run"
     code, text = _finish(_dchag(*ARGS, "--data", str(sample_era5_zarr), "--steps", "24",
@@ -88,6 +90,7 @@ def test_saved_on_four_ranks_resumed_on_two(tmp_path, sample_era5_zarr, referenc
     _same_curve(_metrics(run), reference)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_continues_the_curve(tmp_path, sample_era5_zarr, reference):
     run = tmp_path / "run"
     proc = _dchag(*ARGS, "--data", str(sample_era5_zarr), "--steps", "24", "--out", str(run),
@@ -137,6 +140,7 @@ def test_a_dying_worker_ends_the_job_with_its_rank_named(tmp_path, sample_era5_z
     assert "error: worker rank" in text and "SIGKILL" in text
 
 
+@pytest.mark.slow
 def test_dchag_on_two_ranks_matches_the_single_process_baseline_within_one_percent(
         tmp_path, sample_appl_zarr):
     """The paper's quality claim at toy scale: hyperspectral MAE, same data and steps."""
@@ -156,6 +160,7 @@ def test_dchag_on_two_ranks_matches_the_single_process_baseline_within_one_perce
     assert dchag[-1]["val_loss"] <= 1.01 * base[-1]["val_loss"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_two_ranks_is_one_line_exit_130_and_resumable(tmp_path, sample_era5_zarr):
     run = tmp_path / "run"
     proc = _dchag(*ARGS, "--data", str(sample_era5_zarr), "--steps", "100000", "--out",
