@@ -58,7 +58,7 @@ METAVARS = {"lead": "LEADS", "period": "PERIOD", "img": "HxW", "crop": "HxW",
             "aggregation": "NAME", "convention": "NAME", "preset": "NAME", "variant": "NAME",
             "method": "NAME", "backend": "NAME", "precision": "NAME", "mode": "NAME",
             "samples": "val|all", "spatial": "resize|crop", "dtype": "NAME",
-            "task": "mae|forecast"}
+            "task": "mae|forecast", "drop_channels": "NAMES"}
 _BY_TYPE = {bool: "", int: "N", float: "X", str: "TEXT"}
 
 

@@ -309,7 +309,7 @@ def predict_masks_cmd(
                                   help="The reconstruction store to write.",
                                   show_default="RUN/reconstruction.zarr"),
     drop_channels: str = typer.Option(
-        None, metavar="BANDS", help="Bands absent from the input altogether, by name or "
+        None, help="Bands absent from the input altogether, by name or "
         "wavelength range (e.g. 750-900 for a sensor without near infrared): the model "
         "reconstructs every pixel of them; `eval masks` scores them apart."),
     log_every: int = log_every_option("cubes"),
@@ -318,7 +318,9 @@ def predict_masks_cmd(
     """Hide a random share of each cube's patches and reconstruct every band of them.
 
     Example: [cyan]dchag predict masks --run runs/mae --data appl.zarr --mask-ratio 0.75[/]
-    Without the near infrared: [cyan]dchag predict masks --run runs/mae --drop-channels 750-900[/]
+
+    Without the near infrared: [cyan]dchag predict masks --run runs/mae --drop-channels
+    750-900[/]
     """
     from pipelines.data.zarr_store import check_writable_target
     from pipelines.eval.masks import absent_bands, predict_masks
