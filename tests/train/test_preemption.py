@@ -136,6 +136,14 @@ def _parent(proc_dir: Path) -> int:
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
+def _importing_torch(pid: int) -> bool:
+    """Whether the process has torch's C++ library mapped (Linux): `import torch` began."""
+    try:
+        return b"libtorch" in (Path("/proc") / str(pid) / "maps").read_bytes()
+    except OSError:
+        return False
+
+
 def _starting_ranks(group: int) -> list[int]:
     """Processes of the group started by multiprocessing's spawn (the ranks), Linux."""
     found = []
@@ -159,14 +167,18 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path, sample_era5_zarr, moment):
            str(sample_era5_zarr), "--out", str(run), "--gpus", "2", "--steps", "50", *FAST]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
+    # Into `import torch` (its library mapped), past the interpreter's own start-up: a
+    # fixed sleep is not that moment on a loaded machine.
+    deadline = time.monotonic() + 60
     if moment == "while importing":
-        time.sleep(0.3)
-    else:  # once both rank processes exist, while they import torch
-        deadline = time.monotonic() + 60
-        while len(_starting_ranks(proc.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        while not _importing_torch(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert _importing_torch(proc.pid), "dchag never imported torch"
+    else:  # once both rank processes exist and import torch
+        while (len(ranks := _starting_ranks(proc.pid)) < 2 or not all(
+                map(_importing_torch, ranks))) and time.monotonic() < deadline:
+            time.sleep(0.005)
         assert len(_starting_ranks(proc.pid)) >= 2, "the ranks never started"
-        time.sleep(0.3)  # past the interpreter's own start-up, into `import torch`
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
     out, err = proc.communicate(timeout=120)
     lines = [ln for ln in (out + err).splitlines() if ln.strip()]
