@@ -71,21 +71,38 @@ class MAE(nn.Module):
 
     def forward(self, x: Tensor, channel_ids: Tensor | None = None, mask_ratio: float = 0.75,
                 norm_pix_loss: bool = False, generator: torch.Generator | None = None,
-                noise: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """x (B, c, H, W) → (loss, pred (B, L, c, p·p), mask (B, L))."""
+                noise: Tensor | None = None, full: Tensor | None = None
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, c, H, W) → (loss, pred (B, L, c, p·p), mask (B, L)).
+
+        With `full` (B, C, H, W), every channel of the model, `x` holds only the
+        `channel_ids` among them: the others are absent from the input, and the model
+        predicts and is scored on every channel — the masked patches of the present
+        channels and every patch of the absent ones (pred then has all C channels)."""
         ids_keep, mask, ids_restore = random_masking(x.shape[0], self.cfg.num_patches,
                                                      mask_ratio, x.device, generator, noise)
         latent = self.encoder(x, channel_ids, patch_ids=ids_keep)
+        if full is not None and channel_ids is not None:
+            pred = self.decode(latent, ids_restore, None)
+            hidden = mask[:, :, None].expand(-1, -1, full.shape[1]).clone()
+            absent = torch.ones(full.shape[1], dtype=torch.bool, device=x.device)
+            absent[channel_ids] = False
+            hidden[:, :, absent] = 1.0
+            return mae_loss(full, pred, hidden, self.cfg.patch, norm_pix_loss), pred, mask
         pred = self.decode(latent, ids_restore, channel_ids)
         return mae_loss(x, pred, mask, self.cfg.patch, norm_pix_loss), pred, mask
 
 
 def mae_loss(x: Tensor, pred: Tensor, mask: Tensor, patch: int, norm_pix_loss: bool) -> Tensor:
-    """Mean squared error over masked patches only (all channels and pixels of a patch)."""
+    """Mean squared error over masked patches only: `mask` (B, L) covers all channels and
+    pixels of a patch; (B, L, c) says per channel which patches count."""
     target = patchify(x, patch)
     if norm_pix_loss:
         mean = target.mean(dim=(-2, -1), keepdim=True)
         var = target.var(dim=(-2, -1), keepdim=True)
         target = (target - mean) / (var + 1e-6) ** 0.5
+    if mask.dim() == 3:  # per channel: (B, L, c)
+        per_channel = ((pred.float() - target.float()) ** 2).mean(dim=-1)
+        return (per_channel * mask).sum() / mask.sum().clamp(min=1)
     per_patch = ((pred.float() - target.float()) ** 2).mean(dim=(-2, -1))  # (B, L)
     return (per_patch * mask).sum() / mask.sum().clamp(min=1)

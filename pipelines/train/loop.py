@@ -157,12 +157,12 @@ class _Trainer:
         dev = self.ctx.device
         x = self.norm(batch["x"].to(dev, non_blocking=True))
         keep = self.kept(int(batch["step"])) if self.model.training else None
-        if self.cfg.task == "mae":
-            if keep is not None:
-                x = x[:, keep]
-            loss, _, _ = self.model(x, channel_ids=keep, mask_ratio=self.cfg.mask_ratio,
+        if self.cfg.task == "mae":  # dropped bands are reconstructed whole (`full`)
+            loss, _, _ = self.model(x if keep is None else x[:, keep], channel_ids=keep,
+                                    mask_ratio=self.cfg.mask_ratio,
                                     norm_pix_loss=self.cfg.norm_pix_loss,
-                                    noise=batch["noise"].to(dev))
+                                    noise=batch["noise"].to(dev),
+                                    full=None if keep is None else x)
             return loss
         y = self.target_norm(batch["y"].to(dev, non_blocking=True))
         return rollout_loss(self.model, x, y, batch["lead"].to(dev), batch["time"],

@@ -178,3 +178,31 @@ def test_config_is_validated_with_a_reason():
         tiny(tree=3)
     with pytest.raises(DchagError, match="unknown model preset"):
         preset_config("huge", 3)
+
+
+def test_mae_with_bands_absent_reconstructs_and_scores_them_whole():
+    """`full`: the absent channels count at every patch, the present ones at the masked
+    patches only; without it (the input's channels only) absent ones get no gradient."""
+    torch.manual_seed(0)
+    cfg = preset_config("tiny", 6, variant="L", groups=3, img_size=(16, 16), patch=4)
+    model = MAE(cfg)
+    full = torch.randn(2, 6, 16, 16)
+    keep = torch.tensor([0, 2, 3, 5])
+    noise = torch.rand(2, cfg.num_patches)
+    loss, pred, mask = model(full[:, keep], channel_ids=keep, mask_ratio=0.5, noise=noise,
+                             full=full)
+    assert pred.shape == (2, cfg.num_patches, 6, 16)
+    err = ((pred - patchify(full, 4)) ** 2).mean(-1)  # (B, L, C)
+    weight = mask[:, :, None].expand(-1, -1, 6).clone()
+    weight[:, :, [1, 4]] = 1.0
+    assert loss.item() == pytest.approx(((err * weight).sum() / weight.sum()).item(), rel=1e-6)
+    loss.backward()
+    rows = model.decoder_pred.weight.grad.view(6, 16, -1)
+    assert rows[1].abs().sum() > 0 and rows[4].abs().sum() > 0
+    model.zero_grad()
+    subset_loss, subset_pred, _ = model(full[:, keep], channel_ids=keep, mask_ratio=0.5,
+                                        noise=noise)
+    assert subset_pred.shape[2] == 4
+    subset_loss.backward()
+    rows = model.decoder_pred.weight.grad.view(6, 16, -1)
+    assert rows[1].abs().sum() == 0 and rows[0].abs().sum() > 0

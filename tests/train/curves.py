@@ -23,7 +23,8 @@ def whole_and_resumed(args: list[str], folder: Path, stop_at: int) -> tuple[Path
     r = runner.invoke(app, [*args, "--out", str(split), "--stop-at", str(stop_at)])
     assert r.exit_code == 0, r.output
     assert (split / "checkpoints" / "latest").read_text() == f"step_{stop_at:08d}"
-    r = runner.invoke(app, ["train", "forecast", "--resume", str(split)])
+    command = args[:1] if args[0] == "pretrain" else args[:2]
+    r = runner.invoke(app, [*command, "--resume", str(split)])
     assert r.exit_code == 0, r.output
     return whole, split
 

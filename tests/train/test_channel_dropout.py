@@ -47,6 +47,14 @@ def test_channel_dropout_trains_on_two_tensor_parallel_ranks(tmp_path, sample_er
     assert "final train loss" in r.output
 
 
+def test_mae_pretraining_with_channel_dropout_trains_and_resumes(tmp_path, sample_appl_zarr):
+    """The MAE reconstructs the dropped bands whole; a resumed run draws the same bands."""
+    args = ["pretrain", "--data", str(sample_appl_zarr), "--steps", "8", "--mask-ratio",
+            "0.5", "--channel-dropout", "0.3", *FAST]
+    whole, split = whole_and_resumed(args, tmp_path, stop_at=4)
+    assert_same_curve(whole, split, [2, 4, 6, 8])
+
+
 def test_a_dropout_of_one_is_refused(tmp_path, sample_era5_zarr):
     r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr), "--out",
                             str(tmp_path / "run"), "--channel-dropout", "1"])
