@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 from typer.testing import CliRunner
 
@@ -67,6 +69,18 @@ def sample_appl_zarr(tmp_path_factory) -> Path:
                             "--size", "16", "--out", str(out)])
     assert r.exit_code == 0, r.output
     return out
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With several test workers (`-n auto`), each computes on its share of the cores:
+    torch's default of one thread per core in every worker oversubscribes the machine, and
+    idle OpenMP threads spin. Single-process subprocesses inherit the share
+    (OMP_NUM_THREADS); training ranks split the cores among themselves as always."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        share = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(share)
+        torch.set_num_threads(share)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
