@@ -278,9 +278,21 @@ def _signal_of(exitcode: int) -> int:
     return 0
 
 
+def _root_cause(failures: dict[int, Any]) -> tuple[int, Any]:
+    """The failure that explains the others. A rank killed from outside (SIGKILL: the OOM
+    killer, kill -9) comes first; a survivor that then aborts on the dead rank's broken
+    connection (SIGABRT) comes last, whatever its rank; otherwise the lowest rank."""
+    def order(item: tuple[int, Any]) -> tuple[int, int]:
+        rank, failure = item
+        cause = {-signal.SIGKILL: 0, -signal.SIGABRT: 2}.get(failure.exitcode, 1)
+        return cause, rank
+
+    return min(failures.items(), key=order)
+
+
 def _failure_summary(exc: Any) -> str:
-    """One line naming the first failing rank and its error."""
-    rank, failure = min(exc.failures.items())
+    """One line naming the failing rank that explains the others, and its error."""
+    rank, failure = _root_cause(exc.failures)
     message = failure.message
     if isinstance(message, dict):
         message = message.get("message", "")

@@ -140,6 +140,29 @@ def test_a_dying_worker_ends_the_job_with_its_rank_named(tmp_path, sample_era5_z
     assert "error: worker rank" in text and "SIGKILL" in text
 
 
+def test_the_failure_named_is_the_cause_not_the_survivor_that_aborted():
+    """kill -9 of rank 1 can make rank 0 abort on the broken connection before the
+    launcher notices: the line names rank 1's SIGKILL (with the likely cause), not rank
+    0's SIGABRT; a rank that raised comes before a lower rank that aborted."""
+    from types import SimpleNamespace
+
+    from pipelines.train.distributed import _failure_summary
+
+    def failed(exitcode: int, message: str = "", name: str = "") -> SimpleNamespace:
+        return SimpleNamespace(exitcode=exitcode, message=message, signal_name=lambda: name)
+
+    killed = SimpleNamespace(failures={0: failed(-6, name="SIGABRT"),
+                                       1: failed(-9, name="SIGKILL")})
+    line = _failure_summary(killed)
+    assert line.startswith("worker rank 1 failed: exited with code -9 (SIGKILL)"), line
+    assert "out-of-memory killer" in line
+    raised = SimpleNamespace(failures={0: failed(-6, name="SIGABRT"),
+                                       1: failed(1, "DchagError: the data is gone")})
+    assert _failure_summary(raised) == "worker rank 1 failed: the data is gone"
+    both = SimpleNamespace(failures={2: failed(1, "ValueError: b"), 1: failed(1, "ValueError: a")})
+    assert _failure_summary(both) == "worker rank 1 failed: ValueError: a"
+
+
 @pytest.mark.slow
 def test_dchag_on_two_ranks_matches_the_single_process_baseline_within_one_percent(
         tmp_path, sample_appl_zarr):
