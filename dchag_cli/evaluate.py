@@ -105,13 +105,10 @@ def forecast(
     from pipelines.eval.runs import run_files
     from pipelines.plots.forecast import plot_maps, plot_scores_vs_lead
 
-    drop = [c.strip() for c in (drop_channels or "").split(",") if c.strip()]
+    drop = _drop_list(drop_channels, "channel", "z_500,t2m")
     if (drop or robustness) and forecast_file is not None:
         raise DchagError("--drop-channels and --robustness need a run (--run), not a "
                          "forecast file", fix="score the run that made the forecast")
-    if drop_channels is not None and not drop:
-        raise DchagError(f"--drop-channels {drop_channels!r} names no channel",
-                         fix="write e.g. --drop-channels z_500,t2m")
     source = _forecast_source(run, forecast_file, data, drop)
     leads = parse_leads(lead) if lead else _default_leads(source)
     if map_channel is not None and map_channel not in source.channels:
@@ -208,6 +205,15 @@ def default_input(path: Path, what: str, producer: str, flag: str) -> Path:
                          fix=f"pass {flag}, or run `{producer}` first (it writes {path})")
     note(f"using {path} (the default output of `{producer}`)")
     return path
+
+
+def _drop_list(value: str | None, noun: str, example: str) -> list[str]:
+    """`--drop-channels A,B`: the names given; refuses a value that names none."""
+    names = [c.strip() for c in (value or "").split(",") if c.strip()]
+    if value is not None and not names:
+        raise DchagError(f"--drop-channels {value!r} names no {noun}",
+                         fix=f"write e.g. --drop-channels {example}")
+    return names
 
 
 def _forecast_source(run: Path | None, forecast_file: Path | None, data: Path,
@@ -328,10 +334,7 @@ def predict_masks_cmd(
 
     if batch < 1:
         raise DchagError(f"--batch {batch} must be at least 1")
-    spec = [c.strip() for c in (drop_channels or "").split(",") if c.strip()]
-    if drop_channels is not None and not spec:
-        raise DchagError(f"--drop-channels {drop_channels!r} names no band",
-                         fix="write e.g. --drop-channels 750-900 or 700.0nm,710.0nm")
+    spec = _drop_list(drop_channels, "band", "750-900 or 700.0nm,710.0nm")
     out_path = out_path or run / "reconstruction.zarr"
     check_writable_target(out_path, overwrite=overwrite, kinds=("reconstruction",),
                           inputs=[*run_files(run), data])

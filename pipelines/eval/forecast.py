@@ -80,8 +80,13 @@ class RunSource:
         self.channels = run.out_channels
         self.name = f"run {run.path}"
         self.drop = check_droppable(run, drop or [])
-        if self.drop:
+        self.keep: torch.Tensor | None = None  # the inputs shown to the model (None: all)
+        if self.drop:  # the absent inputs are never shown to the model, at any step
             self.name += f" without {', '.join(self.drop)}"
+            gone = {run.channels.index(c) for c in self.drop}
+            n_inputs = len(run.channels) + len(run.forcings)
+            self.keep = torch.tensor([i for i in range(n_inputs) if i not in gone],
+                                     device=device)
         self.index: list[int] = []  # positions of the run's input channels in the store
         self.lat = self.lon = np.zeros(0)  # the grid, once bound to a store
 
@@ -142,11 +147,7 @@ class RunSource:
         state = (x.float() - mean) / std
         t0 = torch.from_numpy(times[chunk].astype(np.int64))
         step = torch.full((len(chunk),), float(plan.step), device=dev)
-        keep = None
-        if self.drop:  # the absent inputs are never shown to the model, at any step
-            gone = {run.channels.index(c) for c in self.drop}
-            n_inputs = len(run.channels) + len(run.forcings)
-            keep = torch.tensor([i for i in range(n_inputs) if i not in gone], device=dev)
+        keep = self.keep
         with torch.no_grad():
             for k in range(plan.lead // plan.step):
                 inputs = with_forcings(state, t0 + k * plan.step, step, self.lat, self.lon) \

@@ -27,7 +27,7 @@ from torch.autograd import Variable
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
 
 
-def _owned(members, dtype: torch.dtype) -> list[tuple[nn.Module, str]]:
+def _owned(members) -> list[tuple[nn.Module, str]]:
     return [(m, name) for m in members for name, p in m._parameters.items()
             if p is not None and p.is_floating_point()]
 
@@ -47,7 +47,7 @@ def _unshadow(owned: list[tuple[nn.Module, str]]) -> None:
 def _cast_block(block: nn.Module, dtype: torch.dtype) -> None:
     if isinstance(block, CheckpointWrapper):  # hooks where the recomputation calls
         block = block._checkpoint_wrapped_module
-    owned = _owned(block.modules(), dtype)
+    owned = _owned(block.modules())
     block.register_forward_pre_hook(lambda _m, _a: _shadow(owned, dtype))
     block.register_forward_hook(lambda _m, _a, _o: _unshadow(owned), always_call=True)
 
@@ -61,7 +61,7 @@ def _tensors(output: object) -> list[Tensor]:
 
 
 def _cast_root(model: nn.Module, members, dtype: torch.dtype) -> None:
-    owned = _owned(members, dtype)
+    owned = _owned(members)
 
     def before(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         _shadow(owned, dtype)

@@ -27,7 +27,7 @@ from pipelines.errors import DchagError
 from pipelines.notes import note
 from pipelines.train.config import TrainConfig
 from pipelines.train.periods import Periods, make_periods, named_periods
-from pipelines.train.preempt import ignore_stop_signals
+from pipelines.train.preempt import init_loader_worker
 from pipelines.train.tendency import normalised_scale
 
 # The forecast targets of the D-CHAG authors' ERA5 run, when present in the artifact.
@@ -359,4 +359,4 @@ def step_loader(ds: StepBatches, start: int, stop: int, workers: int, pin: bool)
     return DataLoader(ds, sampler=range(start, stop), batch_size=None, num_workers=workers,
                       pin_memory=pin, persistent_workers=False,
                       prefetch_factor=2 if workers else None,
-                      worker_init_fn=ignore_stop_signals if workers else None)
+                      worker_init_fn=init_loader_worker if workers else None)

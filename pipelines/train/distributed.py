@@ -299,11 +299,11 @@ def _failure_summary(exc: Any) -> str:
     message = str(message).strip().splitlines()[-1] if message else ""
     if message.startswith("DchagError: "):
         message = message.removeprefix("DchagError: ")
-    signal = ""
+    name = ""
     if not message or message.startswith("To enable traceback"):
-        signal = getattr(failure, "signal_name", lambda: "")()
-        message = f"exited with code {failure.exitcode}" + (f" ({signal})" if signal else "")
-    if failure.exitcode == -9 or signal == "SIGKILL" or "SIGKILL" in message:
+        name = getattr(failure, "signal_name", lambda: "")()
+        message = f"exited with code {failure.exitcode}" + (f" ({name})" if name else "")
+    if failure.exitcode == -signal.SIGKILL or name == "SIGKILL" or "SIGKILL" in message:
         message += (" — killed from outside, most likely by the kernel's out-of-memory "
                     "killer (`dmesg` names it): fewer --gpus on this host, a smaller "
                     "--batch-size, --ac, or --crop")

@@ -92,8 +92,9 @@ def check_memory(cfg, art, itemsize: int, gpu: bool) -> MemoryCheck:
     if rough * sharing < QUICK_FRACTION * available:
         return MemoryCheck(rough, sharing, available, where, planned=False)
     from pipelines.bench.planner import plan
+    from pipelines.train.build import compute_dtype
 
-    dtype = torch.bfloat16 if gpu and cfg.precision != "fp32" else torch.float32
+    dtype = compute_dtype(cfg, torch.device("cuda" if gpu else "cpu"))
     record = plan(case, available / 2**30, dtype)
     return MemoryCheck(float(record["peak_mem_bytes"]) + loader, sharing, available, where,
                        planned=True)

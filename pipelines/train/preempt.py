@@ -57,7 +57,7 @@ class StopRequest:
         return int(flag.item())
 
 
-def ignore_stop_signals(_worker_id: int = 0) -> None:
+def init_loader_worker(_worker_id: int = 0) -> None:
     """`worker_init_fn` of loader workers: the rank decides when to stop, not them.
 
     A worker also outlives its rank for a moment when the rank is killed outright (the

@@ -106,9 +106,9 @@ def test_a_rank_killed_outright_is_one_line_from_the_launcher(tmp_path, sample_e
 LOST_PEER = """
 import os, sys, time
 from multiprocessing import connection, process, resource_sharer
-from pipelines.train.preempt import ignore_stop_signals
+from pipelines.train.preempt import init_loader_worker
 if sys.argv[1] == "worker":
-    ignore_stop_signals(0)
+    init_loader_worker(0)
 resource_sharer.DupFd(os.open(os.devnull, os.O_RDONLY))  # starts the sharing thread
 client = connection.Client(resource_sharer._resource_sharer._address,
                            authkey=process.current_process().authkey)
