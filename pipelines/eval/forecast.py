@@ -224,7 +224,11 @@ def check_compatible(run: TrainedRun, group: zarr.Group, data: Path) -> list[int
 def evaluate_forecast(source: RunSource | WB2Source, data: Path, leads: list[int],
                       period: str | None, rollout: bool, convention: str, batch: int,
                       climatology: Path | None = None, climax_batch: int = CLIMAX_BATCH,
-                      progress: Progress | None = None) -> ForecastScores:
+                      progress: Progress | None = None,
+                      climates: dict | None = None) -> ForecastScores:
+    """`climates`: store climatologies made by earlier calls on the same data, reused
+    (several evaluations of one run, such as `--robustness`, share one: removing the
+    held-out times and smoothing again is most of an evaluation's work on a small grid)."""
     progress = progress or NoProgress()
     group = open_artifact(data, "era5")
     names = [str(n) for n in group.attrs["channels"]]
@@ -247,8 +251,8 @@ def evaluate_forecast(source: RunSource | WB2Source, data: Path, leads: list[int
     periods = source.periods()
     training = None if periods is None else periods.contains("train", times)
     clim = WB2Climatology(climatology, source.channels, LatLonGrid(lat, lon)) \
-        if climatology else StoreClimatology(group, out_art, data,
-                                             None if training is None else times[~training])
+        if climatology else _store_climatology(group, out_art, data, None if training is None
+                                               else times[~training], climates)
     extra_notes = []
     if training is not None and training[chosen].any():
         extra_notes.append(f"{int(training[chosen].sum())} scored init time(s) lie in the "
@@ -296,6 +300,17 @@ def evaluate_forecast(source: RunSource | WB2Source, data: Path, leads: list[int
     return ForecastScores([p.lead for p in plans], list(source.channels),
                           times[all_inits], preds, scores, plans, convention, lat, lon,
                           words, clim.description, source.name, notes)
+
+
+def _store_climatology(group: zarr.Group, out_art: list[int], data: Path,
+                       exclude: np.ndarray | None, climates: dict | None) -> StoreClimatology:
+    key = (str(data), tuple(out_art), None if exclude is None else exclude.tobytes())
+    if climates is not None and key in climates:
+        return climates[key]
+    clim = StoreClimatology(group, out_art, data, exclude)
+    if climates is not None:
+        climates[key] = clim
+    return clim
 
 
 def _plan(step: int, lead: int, times: np.ndarray, chosen: np.ndarray, clim) -> LeadPlan:

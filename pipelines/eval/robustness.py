@@ -59,10 +59,11 @@ def evaluate_robustness(source: RunSource, data: Path, leads: list[int], period:
     """`full`: the same evaluation with every input, when already made (not made again)."""
     sets = drop_sets(source)
     rmse, period_words = [], ""
+    climates: dict = {}  # one climatology for every case: the scored channels are the same
     for label, drop in sets:
         res = full if not drop and full is not None else evaluate_forecast(
             RunSource(source.run, source.device, drop), data, leads, period, False,
-            convention, batch, progress=progress)
+            convention, batch, progress=progress, climates=climates)
         rmse.append(res.scores["rmse"][0, :, :, 0])  # model, every lead and channel, global
         period_words = res.period
         if on_case:

@@ -10,6 +10,7 @@ import pytest
 import torch
 import xarray as xr
 
+from pipelines.eval import forecast
 from pipelines.model.config import preset_config
 from pipelines.model.forecast import Forecaster
 from tests.runner import app, one_error_line, runner
@@ -59,10 +60,27 @@ def test_a_tp2_model_runs_without_some_inputs(tmp_path, tp2_run, sample_era5_zar
 
 @pytest.mark.slow
 def test_robustness_scores_every_missing_channel_and_group(tmp_path, tp2_run,
-                                                         sample_era5_zarr):
+                                                         sample_era5_zarr, monkeypatch):
+    made = []
+
+    class Counted(forecast.StoreClimatology):
+        def __init__(self, *args, **kwargs):
+            made.append(args[1])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(forecast, "StoreClimatology", Counted)
     r = _eval(tp2_run, sample_era5_zarr, tmp_path / "rob", "--robustness")
     assert r.exit_code == 0, r.output
+    # one climatology for the full evaluation, one shared by every case after it
+    assert len(made) == 2, made
     ds = xr.open_zarr(tmp_path / "rob" / "robustness.zarr")
+    # a case scores as the same evaluation made on its own (no state carried between them)
+    alone = _eval(tp2_run, sample_era5_zarr, tmp_path / "alone", "--drop-channels", "t_850")
+    assert alone.exit_code == 0, alone.output
+    np.testing.assert_array_equal(
+        ds.rmse.sel(missing="t_850").values,
+        xr.open_zarr(tmp_path / "alone" / "scores.zarr").rmse.sel(
+            forecaster="model", region="global").values)
     missing = list(ds.missing.values)
     channels = 14  # sample-14
     assert missing[0] == "none" and len(missing) > 1 + channels
