@@ -9,6 +9,7 @@ its slice. Samples stay in their stored dtype; normalisation happens on the devi
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -354,9 +355,18 @@ def dihedral(image: Tensor, op: int) -> Tensor:
     return (out.transpose(-1, -2) if op & 4 else out).clone()
 
 
+# Loader workers are forked from their rank on Linux, as from a single process: a spawned
+# worker would import torch and the data code again (about two CPU-seconds each, at every
+# new iterator), and one started by a rank's own fork server would outlive a rank killed
+# outright (its parent is that server, so it never learns the rank is gone). zarr resets
+# its I/O thread in a forked child.
+LOADER_START = "fork" if sys.platform.startswith("linux") else None
+
+
 def step_loader(ds: StepBatches, start: int, stop: int, workers: int, pin: bool) -> DataLoader:
     """Batches of steps start … stop−1 in order, prepared by `workers` processes."""
     return DataLoader(ds, sampler=range(start, stop), batch_size=None, num_workers=workers,
                       pin_memory=pin, persistent_workers=False,
+                      multiprocessing_context=LOADER_START if workers else None,
                       prefetch_factor=2 if workers else None,
                       worker_init_fn=init_loader_worker if workers else None)

@@ -10,18 +10,15 @@ survivors blocked in a collective; collectives also time out after `timeout_min`
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
 import signal
 import socket
 import sys
-import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,6 +26,7 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from pipelines.errors import DchagError, Interrupted
+from pipelines.train.rank_server import enter_rank, rank_server
 
 _RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -215,10 +213,11 @@ def _launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nprocs,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0",
                           run_id=f"dchag-{uuid.uuid4().hex[:8]}", max_restarts=0,
-                          monitor_interval=0.2, start_method="spawn")
+                          monitor_interval=0.2, start_method="forkserver")
+    preload = ["torch", "torch.distributed", __name__, worker.__module__]
     try:
-        with _ranks_start_quietly():
-            results = elastic_launch(config, _interruptible)(worker, arg)
+        with rank_server(preload) as pythonpath:
+            results = elastic_launch(config, _interruptible)(worker, arg, pythonpath)
     except ChildFailedError as exc:
         stopped = {_signal_of(f.exitcode) for f in exc.failures.values()}
         if 0 not in stopped:  # the workers were stopped by a signal, not broken
@@ -229,43 +228,10 @@ def _launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
     return results[0]
 
 
-# Run by every rank process before anything else (Python imports `sitecustomize` at
-# start-up): a Ctrl-C while the rank is still importing torch ends it quietly with 130
-# instead of printing a traceback; the launcher says what happened in one line. It then
-# hands over to a `sitecustomize` of the environment, if there is one.
-_RANK_STARTUP = """\
-import importlib.machinery, importlib.util, os, signal, sys
-signal.signal(signal.SIGINT, lambda *_: os._exit(130))
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-_spec = importlib.machinery.PathFinder.find_spec("sitecustomize", sys.path)
-if _spec is not None and _spec.loader is not None:
-    _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
-"""
-
-
-@contextlib.contextmanager
-def _ranks_start_quietly() -> Iterator[None]:
-    """Rank processes started meanwhile end quietly on a Ctrl-C that reaches them while
-    they start (see `_RANK_STARTUP`); `_interruptible` gives them Python's usual handling
-    once their own code runs."""
-    with tempfile.TemporaryDirectory(prefix="dchag-rank-") as tmp:
-        Path(tmp, "sitecustomize.py").write_text(_RANK_STARTUP)
-        previous = os.environ.get("PYTHONPATH")
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tmp, previous) if p)
-        try:
-            yield
-        finally:
-            if previous is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = previous
-
-
-def _interruptible(worker: Callable[[Any], Any], arg: Any) -> Any:
-    """A rank's entry: Ctrl-C handled from here on (by Python's default, then by the
-    training loop's own handlers)."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+def _interruptible(worker: Callable[[Any], Any], arg: Any, pythonpath: str | None) -> Any:
+    """A rank's entry: the launcher's environment and Python's usual signal handling from
+    here on (then the training loop's own handlers)."""
+    enter_rank(pythonpath)
     return worker(arg)
 
 

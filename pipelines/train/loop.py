@@ -87,10 +87,26 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> TrainResul
         if ctx.world > 1 and peer_lost(exc):
             # Another rank died (killed, out of memory): its failure is what the launcher
             # reports, in one line; this rank's broken collective adds nothing to it.
+            leave_after_the_launcher_sees_the_dead_rank()
             raise SystemExit(1) from None
         raise
     shutdown()
     return result
+
+
+def leave_after_the_launcher_sees_the_dead_rank(wait_s: float = 5.0) -> None:
+    """A launcher reports the first failed rank it finds, and it looks every fraction of a
+    second: were this survivor to exit at once, it could be found first and named instead
+    of the rank that died. It waits until the launcher, having found the dead rank, stops
+    it (SIGTERM, or a Ctrl-C meanwhile), or `wait_s` at most without one."""
+    def leave(sig: int, frame: Any) -> None:
+        raise SystemExit(1)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # only the main thread may
+            signal.signal(sig, leave)
+    with contextlib.suppress(SystemExit):
+        time.sleep(wait_s)
 
 
 def peer_lost(exc: BaseException) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.runner import app, runner
+from tests.train import processes
 
 FAST = ["--workers", "2", "--batch-size", "2", "--log-every", "2", "--val-every", "1000",
         "--ckpt-every", "1000", "--lead", "6h"]
@@ -91,10 +92,9 @@ def test_a_rank_killed_outright_is_one_line_from_the_launcher(tmp_path, sample_e
     while time.monotonic() < deadline and not (
             metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
         time.sleep(0.2)
-    workers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) ==
-               proc.pid and b"spawn_main" in (p / "cmdline").read_bytes()]
+    workers = processes.ranks(proc.pid)
     assert len(workers) == 2, workers
-    os.kill(int(max(workers, key=lambda p: int(p.name)).name), signal.SIGKILL)
+    os.kill(workers[-1], signal.SIGKILL)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     assert "Traceback" not in err + out and "UserWarning" not in err
@@ -128,39 +128,9 @@ def test_a_loader_worker_whose_rank_was_killed_prints_nothing():
     assert stderr("worker") == ""
 
 
-def _parent(proc_dir: Path) -> int:
-    try:
-        stat = (proc_dir / "stat").read_text()
-    except OSError:
-        return -1
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def _importing_torch(pid: int) -> bool:
-    """Whether the process has torch's C++ library mapped (Linux): `import torch` began."""
-    try:
-        return b"libtorch" in (Path("/proc") / str(pid) / "maps").read_bytes()
-    except OSError:
-        return False
-
-
-def _starting_ranks(group: int) -> list[int]:
-    """Processes of the group started by multiprocessing's spawn (the ranks), Linux."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry.name)) == group and \
-                    b"spawn_main" in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:  # gone meanwhile
-            continue
-    return found
-
-
 @pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs /proc (Linux)")
-@pytest.mark.parametrize("moment", ["while importing", "while the ranks start"])
+@pytest.mark.parametrize("moment", ["while importing", "while the rank server starts",
+                                    "as the ranks start"])
 def test_ctrl_c_during_start_up_is_one_line(tmp_path, sample_era5_zarr, moment):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "dchag_cli", "train", "forecast", "--data",
@@ -170,15 +140,18 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path, sample_era5_zarr, moment):
     # Into `import torch` (its library mapped), past the interpreter's own start-up: a
     # fixed sleep is not that moment on a loaded machine.
     deadline = time.monotonic() + 60
-    if moment == "while importing":
-        while not _importing_torch(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert _importing_torch(proc.pid), "dchag never imported torch"
-    else:  # once both rank processes exist and import torch
-        while (len(ranks := _starting_ranks(proc.pid)) < 2 or not all(
-                map(_importing_torch, ranks))) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert len(_starting_ranks(proc.pid)) >= 2, "the ranks never started"
+
+    def reached() -> bool:
+        if moment == "while importing":
+            return processes.importing_torch(proc.pid)
+        if moment == "while the rank server starts":
+            server = processes.rank_server(proc.pid)
+            return server is not None and processes.importing_torch(server)
+        return len(processes.ranks(proc.pid)) >= 2
+
+    while not reached() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert reached(), f"never reached: {moment}"
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
     out, err = proc.communicate(timeout=120)
     lines = [ln for ln in (out + err).splitlines() if ln.strip()]

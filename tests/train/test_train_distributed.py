@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.runner import app, runner
+from tests.train import processes
 
 ARGS = ["train", "forecast", "--lead", "6h,1d", "--workers", "0", "--batch-size", "4",
         "--log-every", "2", "--val-every", "4", "--ckpt-every", "4"]
@@ -110,19 +111,6 @@ def test_kill_9_then_resume_continues_the_curve(tmp_path, sample_era5_zarr, refe
     _same_curve(_metrics(run), reference)
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry.name))
-    return kids
-
-
 def test_a_dying_worker_ends_the_job_with_its_rank_named(tmp_path, sample_era5_zarr):
     run = tmp_path / "run"
     proc = _dchag(*ARGS, "--data", str(sample_era5_zarr), "--steps", "100000", "--out",
@@ -131,10 +119,9 @@ def test_a_dying_worker_ends_the_job_with_its_rank_named(tmp_path, sample_era5_z
     while not ((run / "metrics.jsonl").exists() and _metrics(run)):
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.05)
-    workers = [p for p in _children(proc.pid)
-               if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
-    assert len(workers) == 2
-    os.kill(max(workers), signal.SIGKILL)
+    workers = processes.ranks(proc.pid)
+    assert len(workers) == 2, workers
+    os.kill(workers[-1], signal.SIGKILL)
     code, text = _finish(proc, timeout=120)
     assert code == 1
     assert "error: worker rank" in text and "SIGKILL" in text

@@ -1,0 +1,57 @@
+"""Ranks forked from one rank server (`rank_server.py`): they start as spawned ranks would,
+the server is replaced when the launch environment changes, and it outlives the stop
+signals a scheduler sends to every process of the job (the launcher learns each rank's
+exit status from it)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+from pipelines.train.distributed import launch
+
+
+def _rank_view(_: object) -> dict:
+    return {"value": os.environ.get("DCHAG_TEST_VALUE"), "cwd": os.getcwd(),
+            "pythonpath": os.environ.get("PYTHONPATH"), "server": os.getppid(),
+            "rank": os.environ["RANK"],
+            "sigint": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+            "sigterm": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,
+            "start": multiprocessing.get_start_method()}
+
+
+def _state(pid: int) -> str:
+    """The process state letter (Z: exited, not yet reaped), or "" once gone."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+def test_ranks_start_as_spawned_ones_would_and_the_server_is_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("DCHAG_TEST_VALUE", "a")
+    first = launch(_rank_view, None, 2)
+    assert first["rank"] == "0" and first["value"] == "a" and first["cwd"] == os.getcwd()
+    assert first["pythonpath"] == os.environ.get("PYTHONPATH")  # not the start-up folder
+    assert first["sigint"] and first["sigterm"]  # Python's own handling, as a spawned rank
+    assert first["start"] == "spawn"  # not a fork server of the rank's own
+    assert launch(_rank_view, None, 2)["server"] == first["server"]  # imported once
+
+    monkeypatch.setenv("DCHAG_TEST_VALUE", "b")
+    monkeypatch.chdir(tmp_path)
+    moved = launch(_rank_view, None, 2)
+    assert (moved["value"], moved["cwd"]) == ("b", str(tmp_path))
+    assert moved["server"] != first["server"]
+    assert _state(first["server"]) == ""  # the old server is gone, not left behind
+
+
+def test_the_server_outlives_the_signals_sent_to_every_process_of_a_job():
+    server = launch(_rank_view, None, 2)["server"]
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        os.kill(server, sig)
+    time.sleep(0.5)
+    assert _state(server) not in ("", "Z")
+    assert launch(_rank_view, None, 2)["server"] == server
