@@ -230,9 +230,16 @@ def _launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
 
 def _interruptible(worker: Callable[[Any], Any], arg: Any, pythonpath: str | None) -> Any:
     """A rank's entry: the launcher's environment and Python's usual signal handling from
-    here on (then the training loop's own handlers)."""
+    here on (then the training loop's own handlers). A Ctrl-C before the training loop
+    takes over (joining the process group, building the model) ends the rank quietly with
+    130: every rank got it, and the launcher says so in one line."""
     enter_rank(pythonpath)
-    return worker(arg)
+    try:
+        return worker(arg)
+    except KeyboardInterrupt:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the launcher forwards it again
+            signal.signal(sig, signal.SIG_IGN)
+        raise SystemExit(130) from None
 
 
 def _signal_of(exitcode: int) -> int:

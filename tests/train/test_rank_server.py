@@ -8,6 +8,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -55,3 +57,21 @@ def test_the_server_outlives_the_signals_sent_to_every_process_of_a_job():
     time.sleep(0.5)
     assert _state(server) not in ("", "Z")
     assert launch(_rank_view, None, 2)["server"] == server
+
+
+SETUP_INTERRUPTED = """
+from pipelines.train.distributed import _interruptible
+
+def joining_the_process_group(_):
+    raise KeyboardInterrupt  # a Ctrl-C before the training loop's own handlers
+
+_interruptible(joining_the_process_group, None, None)
+"""
+
+
+def test_a_ctrl_c_while_a_rank_sets_up_ends_it_quietly_with_130():
+    """Ranks forked from the server reach their own code at once, so a Ctrl-C as they
+    start lands in their set-up: the launcher's one line, no traceback from a rank."""
+    done = subprocess.run([sys.executable, "-c", SETUP_INTERRUPTED], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert (done.returncode, done.stderr) == (130, "")
