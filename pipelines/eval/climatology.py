@@ -18,7 +18,6 @@ import zarr
 from pipelines.data.era5_stats import (
     N_DOY,
     _is_leap,
-    circular_smooth,
     day_of_year_index,
     hour_of_day,
     in_years,
@@ -40,7 +39,7 @@ class StoreClimatology:
         self.hours = [int(h) for h in group["hour"][:]] if "hour" in dims else None
         self.removed = 0
         self._corr: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._smoothed: dict[int, np.ndarray] = {}
+        self._smoothed: dict[int, dict[int, np.ndarray]] = {}
         if self.hours is None:
             note(f"{where}: this store's climatology is per day of year only (an older "
                  "dchag): ACC then counts the diurnal cycle as skill; prepare the store "
@@ -89,20 +88,35 @@ class StoreClimatology:
                 s[d] += np.where(valid, x, 0.0)
                 n[d] += valid
 
-    def _hour_fields(self, h: int) -> np.ndarray:
-        """(366, c, H, W) smoothed climatology of hour slot h without the excluded times."""
-        if h not in self._smoothed:
-            sel = (slice(None), h, self.index, slice(None), slice(None))
-            s = np.asarray(self.group["clim_sum"].get_orthogonal_selection(sel), np.float64)
-            n = np.asarray(self.group["clim_count"].get_orthogonal_selection(sel), np.float64)
-            cs, cn = self._corr[h]
-            s, n = s - cs, n - cn
-            window = int(self.group.attrs.get("clim_window_days", 61))
-            s, n = circular_smooth(s, window), circular_smooth(n, window)
-            present = n > 1e-6  # FFT round-off where there were no data
+    def _hour_fields(self, h: int, days: list[int]) -> dict[int, np.ndarray]:
+        """Smoothed climatology fields (c, H, W) of hour slot h without the excluded times,
+        by day of year: those of `days` and any made before. Only the sums within the
+        window of the days asked for are read — a month scored reads about 90 days of
+        them, not 366 — and weighted with WeatherBench 2's triangle, as `circular_smooth`
+        weights them when the store is prepared."""
+        done = self._smoothed.setdefault(h, {})
+        need = sorted({int(d) for d in days} - done.keys())
+        if not need:
+            return done
+        half = int(self.group.attrs.get("clim_window_days", 61)) // 2
+        offsets = np.arange(-(half - 1), half) if half else np.zeros(1, np.int64)
+        weights = 1.0 - np.abs(offsets) / half if half else np.ones(1)
+        span = np.unique((np.asarray(need)[:, None] + offsets[None, :]) % N_DOY)
+        sel = (span, h, self.index, slice(None), slice(None))
+        cs, cn = self._corr[h]
+        s = np.asarray(self.group["clim_sum"].get_orthogonal_selection(sel), np.float64)
+        n = np.asarray(self.group["clim_count"].get_orthogonal_selection(sel), np.float64)
+        s, n = s - cs[span], n - cn[span]
+        row = np.full(N_DOY, -1)
+        row[span] = np.arange(span.size)
+        for d in need:
+            rows = row[(d + offsets) % N_DOY]
+            total = np.tensordot(weights, s[rows], axes=1)
+            count = np.tensordot(weights, n[rows], axes=1)
+            present = count > 1e-6  # no data within the window
             with np.errstate(invalid="ignore", divide="ignore"):
-                self._smoothed[h] = np.where(present, s / np.where(present, n, 1.0), np.nan)
-        return self._smoothed[h]
+                done[d] = np.where(present, total / np.where(present, count, 1.0), np.nan)
+        return done
 
     def at(self, valid_hours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fields (n, c, H, W) for valid times given as hours since 1970, and whether each
@@ -111,7 +125,13 @@ class StoreClimatology:
         doy = day_of_year_index(times)
         shape = (len(valid_hours), len(self.index), *self.arr.shape[-2:])
         out = np.full(shape, np.nan)
-        for k, (d, hod) in enumerate(zip(doy, hour_of_day(times), strict=True)):
+        hods = hour_of_day(times)
+        asked: dict[int, list[int]] = {}
+        for d, hod in zip(doy, hods, strict=True):
+            if self.hours is not None and int(hod) in self.hours:
+                asked.setdefault(self.hours.index(int(hod)), []).append(int(d))
+        fields = {h: self._hour_fields(h, ds) for h, ds in asked.items() if h in self._corr}
+        for k, (d, hod) in enumerate(zip(doy, hods, strict=True)):
             if self.hours is None:
                 out[k] = self.arr.get_orthogonal_selection(
                     (int(d), self.index, slice(None), slice(None)))
@@ -119,8 +139,8 @@ class StoreClimatology:
             if int(hod) not in self.hours:
                 continue
             h = self.hours.index(int(hod))
-            if h in self._corr:
-                out[k] = self._hour_fields(h)[int(d)]
+            if h in fields:
+                out[k] = fields[h][int(d)]
             else:
                 out[k] = self.arr.get_orthogonal_selection(
                     (int(d), h, self.index, slice(None), slice(None)))

@@ -1,0 +1,32 @@
+"""The training-period climatology is smoothed only where it is scored: the days within the
+window of the valid times asked for, equal to smoothing the whole year."""
+
+from __future__ import annotations
+
+import numpy as np
+import zarr
+
+from pipelines.data.era5_stats import circular_smooth, day_of_year_index, hour_of_day
+from pipelines.eval.climatology import EPOCH, StoreClimatology
+
+
+def test_only_the_days_asked_for_are_smoothed_and_equal_the_whole_year(sample_era5_zarr):
+    g = zarr.open_group(str(sample_era5_zarr), mode="r")
+    times = np.asarray(g["time"][:], np.int64)
+    channels = [0, 3]
+    clim = StoreClimatology(g, channels, "store", exclude=times[-8:])  # held out: 2 days
+    valid = times[-8:-4]  # one day, one time per hour slot
+    fields, ok = clim.at(valid)
+    assert ok.all()
+    stamps = EPOCH + valid.astype("timedelta64[h]")
+    window = int(g.attrs["clim_window_days"])
+    for k, (day, hod) in enumerate(zip(day_of_year_index(stamps), hour_of_day(stamps),
+                                       strict=True)):
+        h = clim.hours.index(int(hod))
+        assert list(clim._smoothed[h]) == [int(day)]  # that day alone, not all 366
+        cs, cn = clim._corr[h]
+        sums = g["clim_sum"].get_orthogonal_selection((slice(None), h, channels)) - cs
+        counts = g["clim_count"].get_orthogonal_selection((slice(None), h, channels)) - cn
+        with np.errstate(invalid="ignore", divide="ignore"):
+            whole = circular_smooth(sums, window) / circular_smooth(counts, window)
+        np.testing.assert_allclose(fields[k], whole[int(day)], rtol=1e-12)
