@@ -66,8 +66,9 @@ def rank_server(preload: list[str]) -> Iterator[str | None]:
     global _started_for
     state = _launch_state()
     server = forkserver._forkserver
-    if _started_for != state and server._forkserver_pid is not None:
-        server._stop()
+    running = getattr(server, "_forkserver_pid", None) is not None
+    if _started_for != state and running and hasattr(server, "_stop"):
+        server._stop()  # multiprocessing's own way to stop its fork server (private)
     previous = os.environ.get("PYTHONPATH")
     with tempfile.TemporaryDirectory(prefix="dchag-rank-") as tmp:
         Path(tmp, "sitecustomize.py").write_text(_SERVER_STARTUP)
