@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from pipelines.errors import DchagError, Interrupted
-from pipelines.train.rank_server import enter_rank, rank_server
+from pipelines.train.rank_server import RankStart, enter_rank, rank_server
 
 _RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -216,8 +216,8 @@ def _launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
                           monitor_interval=0.2, start_method="forkserver")
     preload = ["torch", "torch.distributed", __name__, worker.__module__]
     try:
-        with rank_server(preload) as pythonpath:
-            results = elastic_launch(config, _interruptible)(worker, arg, pythonpath)
+        with rank_server(preload) as start:
+            results = elastic_launch(config, _interruptible)(worker, arg, start)
     except ChildFailedError as exc:
         stopped = {_signal_of(f.exitcode) for f in exc.failures.values()}
         if 0 not in stopped:  # the workers were stopped by a signal, not broken
@@ -228,12 +228,12 @@ def _launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
     return results[0]
 
 
-def _interruptible(worker: Callable[[Any], Any], arg: Any, pythonpath: str | None) -> Any:
+def _interruptible(worker: Callable[[Any], Any], arg: Any, start: RankStart) -> Any:
     """A rank's entry: the launcher's environment and Python's usual signal handling from
     here on (then the training loop's own handlers). A Ctrl-C before the training loop
     takes over (joining the process group, building the model) ends the rank quietly with
     130: every rank got it, and the launcher says so in one line."""
-    enter_rank(pythonpath)
+    enter_rank(start)
     try:
         return worker(arg)
     except KeyboardInterrupt:

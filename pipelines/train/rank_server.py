@@ -4,9 +4,10 @@ A spawned rank is a new interpreter that imports torch and the training code bef
 first step: about two CPU-seconds per rank, paid by every rank of every launch, and paid
 N times at once on the same cores. multiprocessing's fork server imports them once; each
 rank is then a fork of it (safe: the server is single-threaded and has touched no device).
-One server serves every launch of this process while the environment, the working folder
-and `sys.path` stay as they were when it started; when one of them changes it is replaced,
-so a rank always starts as a spawned one would.
+One server serves every launch of this process while the working folder and `sys.path`
+stay as they were when it started (when one changes it is replaced), and each rank takes
+the launcher's environment as it is at launch, so a rank starts as a spawned one would —
+but for what torch and the preloaded code read from the environment as they are imported.
 
 Signals. The server must outlive a stop signal sent to every process of the job (SLURM,
 `timeout`, a terminal's Ctrl-C): the launcher learns each rank's exit status from it, and
@@ -26,6 +27,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from multiprocessing import forkserver
 from pathlib import Path
 
@@ -45,57 +47,61 @@ if _spec is not None and _spec.loader is not None:
     _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
 """
 
-# The environment, working folder and sys.path the running server started with.
+# The working folder and sys.path the running server started with, and its environment.
 _started_for: tuple | None = None
+_server_env: dict[str, str] = {}
 
 
-def _launch_state() -> tuple:
-    """What a rank inherits from its server. torch's launcher keeps its own settings in
-    TORCHELASTIC_* variables of this process, and hands the ranks theirs explicitly."""
-    env = sorted((k, v) for k, v in os.environ.items() if not k.startswith("TORCHELASTIC_"))
-    return (tuple(env), os.getcwd(), tuple(sys.path))
+@dataclass(frozen=True)
+class RankStart:
+    """What a rank needs from its launcher to start as a spawned one would: the launcher's
+    environment now, and the one the server started with (what the rank inherited)."""
+
+    env: dict[str, str]
+    server_env: dict[str, str]
 
 
 @contextlib.contextmanager
-def rank_server(preload: list[str]) -> Iterator[str | None]:
+def rank_server(preload: list[str]) -> Iterator[RankStart]:
     """A fork server for this launch's ranks, importing `preload` (module names) once.
 
-    Yields PYTHONPATH as it is here (None if unset), for `enter_rank`: the server's own
-    copy names the start-up folder, which is gone once the server is running.
+    A server started in another working folder or with another `sys.path` is replaced
+    (they decide what the ranks import). The environment is not compared — a test runner
+    changes it between every two tests — but handed to each rank (`enter_rank`).
     """
-    global _started_for
-    state = _launch_state()
+    global _started_for, _server_env
+    state = (os.getcwd(), tuple(sys.path))
     server = forkserver._forkserver
-    running = getattr(server, "_forkserver_pid", None) is not None
-    if _started_for != state and running and hasattr(server, "_stop"):
+    running = getattr(server, "_forkserver_pid", None)
+    if _started_for != state and running is not None and hasattr(server, "_stop"):
         server._stop()  # multiprocessing's own way to stop its fork server (private)
-    previous = os.environ.get("PYTHONPATH")
+    launcher_env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="dchag-rank-") as tmp:
         Path(tmp, "sitecustomize.py").write_text(_SERVER_STARTUP)
+        previous = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tmp, previous) if p)
         os.environ["DCHAG_RANK_SERVER"] = "1"
         try:
             multiprocessing.set_forkserver_preload(preload)
             forkserver.ensure_running()
-            _started_for = state
+            if getattr(server, "_forkserver_pid", None) != running:  # started just now
+                _started_for, _server_env = state, dict(os.environ)
         finally:
-            os.environ.pop("DCHAG_RANK_SERVER", None)
-            if previous is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = previous
+            os.environ.clear()
+            os.environ.update(launcher_env)
         # the folder stays until the launch ends: the server may still be starting up
-        yield previous
+        yield RankStart(launcher_env, _server_env)
 
 
-def enter_rank(pythonpath: str | None) -> None:
-    """First thing in a rank: the launcher's PYTHONPATH, Python's usual signal handling
-    (Ctrl-C raises KeyboardInterrupt, SIGTERM ends the process until the training loop
-    installs its own handlers), and spawn as the way to start processes."""
-    if pythonpath is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = pythonpath
+def enter_rank(start: RankStart) -> None:
+    """First thing in a rank: the launcher's environment with what torch's launcher set
+    for this rank (the variables that differ from the server's), Python's usual signal
+    handling (Ctrl-C raises KeyboardInterrupt, SIGTERM ends the process until the training
+    loop installs its own handlers), and spawn as the way to start processes."""
+    for_this_rank = {k: v for k, v in os.environ.items() if start.server_env.get(k) != v}
+    os.environ.clear()
+    os.environ.update(start.env)
+    os.environ.update(for_this_rank)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # A process this rank starts is spawned, as from a spawned rank, not forked from a fork

@@ -42,11 +42,15 @@ def test_ranks_start_as_spawned_ones_would_and_the_server_is_reused(tmp_path, mo
     assert first["start"] == "spawn"  # not a fork server of the rank's own
     assert launch(_rank_view, None, 2)["server"] == first["server"]  # imported once
 
-    monkeypatch.setenv("DCHAG_TEST_VALUE", "b")
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DCHAG_TEST_VALUE", "b")  # the environment reaches the ranks as is
+    changed = launch(_rank_view, None, 2)
+    assert (changed["value"], changed["server"]) == ("b", first["server"])
+    monkeypatch.delenv("DCHAG_TEST_VALUE")
+    assert launch(_rank_view, None, 2)["value"] is None
+
+    monkeypatch.chdir(tmp_path)  # another folder: another server
     moved = launch(_rank_view, None, 2)
-    assert (moved["value"], moved["cwd"]) == ("b", str(tmp_path))
-    assert moved["server"] != first["server"]
+    assert moved["cwd"] == str(tmp_path) and moved["server"] != first["server"]
     assert _state(first["server"]) == ""  # the old server is gone, not left behind
 
 
@@ -60,12 +64,14 @@ def test_the_server_outlives_the_signals_sent_to_every_process_of_a_job():
 
 
 SETUP_INTERRUPTED = """
+import os
 from pipelines.train.distributed import _interruptible
+from pipelines.train.rank_server import RankStart
 
 def joining_the_process_group(_):
     raise KeyboardInterrupt  # a Ctrl-C before the training loop's own handlers
 
-_interruptible(joining_the_process_group, None, None)
+_interruptible(joining_the_process_group, None, RankStart(dict(os.environ), {}))
 """
 
 
