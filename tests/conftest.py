@@ -83,7 +83,17 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(share)
 
 
+SLOW_SECONDS = 15  # a `slow` test's weight when its marker names none
+
+
+def _weight(item: pytest.Item) -> float:
+    slow = item.get_closest_marker("slow")
+    return 0.0 if slow is None else float(slow.kwargs.get("seconds", SLOW_SECONDS))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The multi-second tests first (a stable sort: the rest keep their order), so that
-    with several workers (`-n auto`) no long test starts last and runs alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The multi-second tests first, longest first (a stable sort: the rest keep their
+    order). With several workers taking one test at a time (`-n auto --maxschedchunk 1`),
+    that is longest-processing-time-first scheduling: no long test starts last and runs
+    alone while the other workers wait."""
+    items.sort(key=lambda item: -_weight(item))

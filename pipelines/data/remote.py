@@ -75,6 +75,7 @@ class RemoteZarr:
     url: str
     timeout_s: float = 60.0  # no byte for this long: the request failed (then retried)
     retries: int = 5  # attempts after the first, with backoff 0.5 s, 1 s, 2 s, …
+    first_wait_s: float = 0.5  # the first backoff; each later one doubles, up to 30 s
 
     @property
     def name(self) -> str:
@@ -151,7 +152,7 @@ class RetryingStore(WrapperStore):
         return type(self)(store, self.remote)
 
     async def _retry(self, key: str, call):
-        delay = 0.5
+        delay = self.remote.first_wait_s
         for attempt in itertools.count():
             try:
                 return await call()

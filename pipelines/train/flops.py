@@ -16,6 +16,7 @@ Model FLOPs, as MFU counts them: recomputation by activation checkpointing is no
 
 from __future__ import annotations
 
+import functools
 import re
 
 import torch
@@ -72,6 +73,16 @@ def _module_flops(mcfg: ModelConfig, task: str, batch: int, mask_ratio: float
     return counts, root
 
 
+@functools.lru_cache(maxsize=64)
+def _whole_model_flops(mcfg: ModelConfig, task: str, batch: int, mask_ratio: float
+                       ) -> tuple[dict[str, float], str]:
+    """`_module_flops`, counted once per model: the whole model's count does not depend
+    on tp (only each rank's share of it does), so a layout search that tries every tp of
+    a model runs one counting pass, not one per tp. Read-only: callers must not change
+    the dict."""
+    return _module_flops(mcfg, task, batch, mask_ratio)
+
+
 def _drop_folded_patch_gradients(counts: dict[str, float], mcfg: ModelConfig, root: str,
                                  tokens: int) -> None:
     """The folded attention's logits einsum reads the patches directly; its patch gradient
@@ -108,7 +119,7 @@ def rank_flops(mcfg: ModelConfig, task: str, batch: int, mask_ratio: float, tp: 
     from pipelines.model.aggregate import split_even
     from pipelines.parallel.tensor_parallel import owned_groups
 
-    counts, root = _module_flops(mcfg, task, batch, mask_ratio)
+    counts, root = _whole_model_flops(mcfg, task, batch, mask_ratio)
 
     def f(name: str) -> float:
         return counts.get(f"{root}.encoder.{name}", 0.0)

@@ -28,7 +28,7 @@ def test_ratios_are_paired_by_seed():
     assert rows[0]["seed_cv"] == pytest.approx(np.std([1, 2, 1.5], ddof=1) / 1.5)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_bench_parity_trains_every_variant_and_seed(tmp_path, sample_era5_zarr,
                                                     sample_appl_zarr):
     out = tmp_path / "parity.zarr"

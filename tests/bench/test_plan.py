@@ -37,7 +37,7 @@ def test_the_walk_skips_what_planned_results_rule_out():
     assert res.ruled_out["memory extrapolated over the micro-batch exceeds the limit"] > 0
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=35)
 def test_plan_writes_runnable_commands_and_its_memory_is_rederived(tmp_path,
                                                                    sample_appl_zarr):
     out = tmp_path / "plan.json"

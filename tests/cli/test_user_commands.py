@@ -47,6 +47,7 @@ def test_the_hyperspectral_commands_run_as_typed(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "pretrain" / "mask_scores.zarr").is_dir()
 
 
+@pytest.mark.slow
 def test_the_weather_commands_run_as_typed_up_to_a_7_day_lead(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for args in (["sample", "era5", "--days", "80", "--resolution", "5.625", "--out", "raw"],

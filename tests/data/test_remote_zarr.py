@@ -34,7 +34,8 @@ def local_february(wb2, tmp_path_factory) -> zarr.Group:
 
 
 def _remote(url: str, out: Path, **kw):
-    remote = RemoteZarr(url, timeout_s=kw.pop("timeout_s", 5.0), retries=kw.pop("retries", 3))
+    remote = RemoteZarr(url, timeout_s=kw.pop("timeout_s", 5.0), retries=kw.pop("retries", 3),
+                        first_wait_s=kw.pop("first_wait_s", 0.5))
     return prep_era5(Era5PrepConfig(sources=[remote], out=out, channels=CHANNELS,
                                     period="2018-02", **kw))
 
@@ -44,6 +45,7 @@ def _identical(a: zarr.Group, b: zarr.Group) -> None:
         np.testing.assert_array_equal(a[name][:], b[name][:], strict=True)
 
 
+@pytest.mark.slow
 def test_remote_read_is_bit_identical_and_fetches_only_the_period(wb2, local_february,
                                                                   tmp_path):
     with serve(wb2.parent) as (base, faults):
@@ -59,9 +61,12 @@ def test_remote_read_is_bit_identical_and_fetches_only_the_period(wb2, local_feb
 
 
 def test_transient_faults_are_retried_to_the_same_store(wb2, local_february, tmp_path):
-    faults = Faults(errors_5xx=3, stalls=1, truncations=2, stall_s=3.0)
+    # a stall longer than the client's timeout; short waits between attempts, since
+    # what is tested is that every fault is retried, not how long the waits are
+    faults = Faults(errors_5xx=3, stalls=1, truncations=2, stall_s=2.0)
     with serve(wb2.parent, faults) as (base, f):
-        _remote(f"{base}/wb2.zarr", tmp_path / "r.zarr", timeout_s=1.0, retries=4)
+        _remote(f"{base}/wb2.zarr", tmp_path / "r.zarr", timeout_s=1.0, retries=4,
+                first_wait_s=0.05)
     assert (f.errors_5xx, f.stalls, f.truncations) == (0, 0, 0)  # every fault was met
     _identical(zarr.open_group(str(tmp_path / "r.zarr"), mode="r"), local_february)
 

@@ -44,6 +44,7 @@ def test_residual_base_follows_the_present_channels():
     assert torch.equal(base[:, 1], x[:, 4]) and not base[:, 0].any()
 
 
+@pytest.mark.slow
 def test_a_tp2_model_runs_without_some_inputs(tmp_path, tp2_run, sample_era5_zarr):
     full = _eval(tp2_run, sample_era5_zarr, tmp_path / "full")
     assert full.exit_code == 0, full.output

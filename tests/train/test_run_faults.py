@@ -55,6 +55,7 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous(tmp_path
                                                                        "step_00000004"]
 
 
+@pytest.mark.slow
 def test_a_run_being_trained_cannot_be_resumed_or_replaced(tmp_path, sample_era5_zarr):
     run = tmp_path / "run"
     env = {**os.environ, "DCHAG_FAULT": "checkpoint:shards-written=stall",

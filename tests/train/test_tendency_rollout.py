@@ -134,6 +134,7 @@ def test_one_rollout_step_is_the_direct_step_and_two_unroll_the_chain():
     assert grad_through.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_rollout_training_resumes_on_the_same_loss_curve(tmp_path, sample_era5_zarr):
     base = tmp_path / "base"
     data = str(sample_era5_zarr)

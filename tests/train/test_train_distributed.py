@@ -81,13 +81,12 @@ def test_torchrun_trains_checkpoints_and_resumes(tmp_path, sample_era5_zarr, ref
 @pytest.mark.slow
 def test_saved_on_four_ranks_resumed_on_two(tmp_path, sample_era5_zarr, reference):
     run = tmp_path / "run"
-    code, text = _finish(_dchag(*ARGS, "--data", str(sample_era5_zarr), "--steps", "24",
-                                "--out", str(run), "--gpus", "4", "--tp", "2",
-                                "--stop-at", "8"))
-    assert code == 0, text
-    assert "dp 2 × tp 2" in text
-    code, text = _finish(_dchag("train", "forecast", "--resume", str(run), "--gpus", "2"))
-    assert code == 0, text
+    r = runner.invoke(app, [*ARGS, "--data", str(sample_era5_zarr), "--steps", "24",
+                            "--out", str(run), "--gpus", "4", "--tp", "2", "--stop-at", "8"])
+    assert r.exit_code == 0, r.output
+    assert "dp 2 × tp 2" in r.output
+    r = runner.invoke(app, ["train", "forecast", "--resume", str(run), "--gpus", "2"])
+    assert r.exit_code == 0, r.output
     _same_curve(_metrics(run), reference)
 
 
@@ -106,8 +105,8 @@ def test_kill_9_then_resume_continues_the_curve(tmp_path, sample_era5_zarr, refe
     proc.communicate()
     killed_at = _metrics(run)[-1]["step"]
     assert killed_at < 24
-    code, text = _finish(_dchag("train", "forecast", "--resume", str(run), "--gpus", "2"))
-    assert code == 0, text
+    r = runner.invoke(app, ["train", "forecast", "--resume", str(run), "--gpus", "2"])
+    assert r.exit_code == 0, r.output
     _same_curve(_metrics(run), reference)
 
 
@@ -157,9 +156,9 @@ def test_dchag_on_two_ranks_matches_the_single_process_baseline_within_one_perce
     args = ["pretrain", "--data", str(sample_appl_zarr), "--steps", "150", "--batch-size", "4",
             "--workers", "0", "--log-every", "50", "--val-every", "150", "--ckpt-every", "150",
             "--lr", "2e-3", "--mask-ratio", "0.5"]
-    code, text = _finish(_dchag(*args, "--out", str(tmp_path / "dchag"), "--gpus", "2",
-                                "--variant", "L"))
-    assert code == 0, text
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "dchag"), "--gpus", "2",
+                            "--variant", "L"])
+    assert r.exit_code == 0, r.output
     r = runner.invoke(app, [*args, "--out", str(tmp_path / "base"), "--variant", "baseline"])
     assert r.exit_code == 0, r.output
     dchag, base = _metrics(tmp_path / "dchag"), _metrics(tmp_path / "base")
@@ -184,6 +183,6 @@ def test_ctrl_c_on_two_ranks_is_one_line_exit_130_and_resumable(tmp_path, sample
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted")
-    code, text = _finish(_dchag("train", "forecast", "--resume", str(run), "--steps",
-                                str(int(latest.read_text()[5:]) + 2), "--gpus", "2"))
-    assert code == 0, text
+    r = runner.invoke(app, ["train", "forecast", "--resume", str(run), "--steps",
+                            str(int(latest.read_text()[5:]) + 2), "--gpus", "2"])
+    assert r.exit_code == 0, r.output
