@@ -74,8 +74,8 @@ def sample_appl_zarr(tmp_path_factory) -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     """With several test workers (`-n auto`), each computes on its share of the cores:
     torch's default of one thread per core in every worker oversubscribes the machine, and
-    idle OpenMP threads spin. Single-process subprocesses inherit the share
-    (OMP_NUM_THREADS); training ranks split the cores among themselves as always."""
+    idle OpenMP threads spin. Subprocesses and training ranks inherit the share
+    (OMP_NUM_THREADS, which a rank honours like a batch system's)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         share = max(1, (os.cpu_count() or 1) // workers)

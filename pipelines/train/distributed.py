@@ -125,11 +125,22 @@ def init_rank(tp: int, timeout_min: float) -> RankContext:
         backend, mesh_device = "nccl", "cuda"
     else:
         device, backend, mesh_device = torch.device("cpu"), "gloo", "cpu"
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, _local_world())))
+        torch.set_num_threads(cpu_threads())
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=dt.timedelta(minutes=timeout_min))
     mesh = init_device_mesh(mesh_device, (world // tp, tp), mesh_dim_names=("dp", "tp"))
     return RankContext(dist.get_rank(), world, local_rank, device, mesh)
+
+
+def cpu_threads() -> int:
+    """Threads a CPU rank computes with: OMP_NUM_THREADS where the user or the batch
+    system set it (SLURM's --cpus-per-task share, a node shared with other jobs, torchrun's
+    one per rank), else the machine's cores split among the ranks on it — never more
+    threads than cores, which on a busy machine only spin."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return max(1, (os.cpu_count() or 1) // max(1, _local_world()))
 
 
 def _local_world() -> int:

@@ -4,6 +4,7 @@ fine-tuning, and the errors a user can act on."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -277,3 +278,29 @@ def test_named_periods_are_the_run_s_periods(tmp_path, sample_era5_zarr):
     assert periods["val"] == ["2018-01-05T00", "2018-01-06T12"]  # 6 h gap before the test
     assert periods["train"] == ["2018-01-01T00", "2018-01-04T12"]
     assert "train period ends at 2018-01-04T12" in r.output
+
+
+def test_a_rank_computes_with_the_threads_omp_num_threads_gives(tmp_path, monkeypatch,
+                                                                sample_era5_zarr):
+    """A batch system's (or the user's) OMP_NUM_THREADS is the rank's share of the
+    node; unset or unreadable, the cores are split among the ranks."""
+    from pipelines.train.distributed import cpu_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    try:
+        r = runner.invoke(app, ["train", "forecast", "--data", str(sample_era5_zarr),
+                                "--lead", "6h", "--steps", "1", "--workers", "0",
+                                "--out", str(tmp_path / "run")])
+        assert r.exit_code == 0, r.output
+        assert torch.get_num_threads() == 3  # the one rank ran in this process
+    finally:
+        torch.set_num_threads(before)
+    cores = os.cpu_count() or 1
+    for given in (None, "", "abc", "0"):
+        if given is None:
+            monkeypatch.delenv("OMP_NUM_THREADS")
+        else:
+            monkeypatch.setenv("OMP_NUM_THREADS", given)
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        assert cpu_threads() == max(1, cores // 2), given
