@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from pipelines.errors import DchagError, Interrupted
+from pipelines.train.preempt import exit_rank_quietly
 from pipelines.train.rank_server import RankStart, enter_rank, rank_server
 
 _RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -157,7 +158,8 @@ def shutdown() -> None:
             dist.destroy_process_group()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a local job's rendezvous."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -197,7 +199,7 @@ def _launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
     if nprocs == 1:
         saved = {k: os.environ.get(k) for k in _RANK_VARS}
         os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
-                           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())})
+                           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())})
         try:
             return worker(arg)
         finally:
@@ -248,9 +250,7 @@ def _interruptible(worker: Callable[[Any], Any], arg: Any, start: RankStart) -> 
     try:
         return worker(arg)
     except KeyboardInterrupt:
-        for sig in (signal.SIGINT, signal.SIGTERM):  # the launcher forwards it again
-            signal.signal(sig, signal.SIG_IGN)
-        raise SystemExit(130) from None
+        exit_rank_quietly(130)
 
 
 def _signal_of(exitcode: int) -> int:

@@ -45,7 +45,7 @@ from pipelines.train.flops import peak_flops, rank_flops
 from pipelines.train.metrics import MetricsLog
 from pipelines.train.model_file import is_model_file
 from pipelines.train.optim import build_optimizer, clip_grads, lr_at, set_lr
-from pipelines.train.preempt import StopRequest
+from pipelines.train.preempt import StopRequest, exit_rank_quietly
 from pipelines.train.resolve import init_task, saved_tendency
 from pipelines.train.rollout import rollout_loss
 from pipelines.train.trackers import Tracker, open_tracker
@@ -77,13 +77,8 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> TrainResul
         if isinstance(exc, KeyboardInterrupt | Interrupted) and ctx.world > 1:
             # Every rank got the signal: one line comes from the launcher, not a traceback
             # from each worker. The last finished checkpoint is intact; a checkpoint being
-            # written stays `.partial` and is removed by the next run. The launcher
-            # forwards the signal again: a second one must not interrupt this exit.
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(ValueError):  # only the main thread may
-                    signal.signal(sig, signal.SIG_IGN)
-            raise SystemExit(130 if isinstance(exc, KeyboardInterrupt)
-                             else 128 + exc.signum) from None
+            # written stays `.partial` and is removed by the next run.
+            exit_rank_quietly(130 if isinstance(exc, KeyboardInterrupt) else 128 + exc.signum)
         if ctx.world > 1 and peer_lost(exc):
             # Another rank died (killed, out of memory): its failure is what the launcher
             # reports, in one line; this rank's broken collective adds nothing to it.

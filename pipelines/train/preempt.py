@@ -16,7 +16,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -55,6 +55,16 @@ class StopRequest:
         flag = torch.tensor([self.signum], dtype=torch.int64, device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return int(flag.item())
+
+
+def exit_rank_quietly(code: int) -> NoReturn:
+    """Leave a rank with `code` once it has stopped for a signal: its launcher forwards the
+    signal to the ranks again, and a second one must not interrupt this exit with a
+    traceback."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # only the main thread may
+            signal.signal(sig, signal.SIG_IGN)
+    raise SystemExit(code) from None
 
 
 def init_loader_worker(_worker_id: int = 0) -> None:

@@ -8,7 +8,6 @@ two CPU-seconds importing them again, for every rank of every test.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from pipelines.train.distributed import free_port
 from pipelines.train.rank_server import RankStart, enter_rank, rank_server
 
 # What the rank functions need, imported once in the fork server (names it cannot import
@@ -25,12 +25,6 @@ _PRELOAD = ["torch", "torch.distributed.tensor", "torch.distributed.fsdp", "pyte
             "pipelines.model.forecast", "pipelines.model.mae", "pipelines.train.build",
             "pipelines.train.optim", "pipelines.parallel.tensor_parallel",
             "pipelines.parallel.fsdp"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _entry(rank: int, world: int, port: int, fn: Callable, args: tuple, out: str,
@@ -50,6 +44,6 @@ def _entry(rank: int, world: int, port: int, fn: Callable, args: tuple, out: str
 def run_ranks(fn: Callable, world: int, tmp: Path, *args: Any) -> list[Any]:
     """fn(rank, world, *args) on `world` processes; returns each rank's result."""
     with rank_server(_PRELOAD) as start:
-        mp.start_processes(_entry, args=(world, _free_port(), fn, args, str(tmp), start),
+        mp.start_processes(_entry, args=(world, free_port(), fn, args, str(tmp), start),
                            nprocs=world, join=True, start_method="forkserver")
     return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(world)]
