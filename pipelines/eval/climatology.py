@@ -21,6 +21,7 @@ from pipelines.data.era5_stats import (
     day_of_year_index,
     hour_of_day,
     in_years,
+    window_weights,
 )
 from pipelines.notes import note
 
@@ -99,8 +100,8 @@ class StoreClimatology:
         if not need:
             return done
         half = int(self.group.attrs.get("clim_window_days", 61)) // 2
-        offsets = np.arange(-(half - 1), half) if half else np.zeros(1, np.int64)
-        weights = 1.0 - np.abs(offsets) / half if half else np.ones(1)
+        weights = window_weights(2 * half + 1)
+        offsets = np.arange(-half, half + 1)
         span = np.unique((np.asarray(need)[:, None] + offsets[None, :]) % N_DOY)
         sel = (span, h, self.index, slice(None), slice(None))
         cs, cn = self._corr[h]
