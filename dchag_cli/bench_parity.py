@@ -25,8 +25,8 @@ METRICS = {
 }
 
 
-def _run(args: list[str]) -> None:
-    recipes.run_command(args, "parity", "a parity run failed")
+def _run(ctx: typer.Context, args: list[str]) -> None:
+    recipes.run_command(ctx, args, "parity", "a parity run failed")
 
 
 def _val_loss(run: Path) -> float:
@@ -46,26 +46,27 @@ def forecast_metric(scores: Path) -> tuple[float, np.ndarray]:
     return float(np.mean(model / rmse.sel(forecaster="persistence").values)), model
 
 
-def _one(task: str, data: str, work: Path, variant: str, seed: int, steps: int,
+def _one(ctx: typer.Context, task: str, data: str, work: Path, variant: str, seed: int, steps: int,
          leads: str) -> tuple:
     run = work / f"{task}-{variant}-s{seed}"
     if run.exists():
         shutil.rmtree(run)
     if task == "forecast":
-        _run(recipes.train_forecast(data, str(run), steps, 1, variant, seed, leads))
-        _run(["eval", "forecast", "--run", str(run), "--data", data])
+        _run(ctx, recipes.train_forecast(data, str(run), steps, 1, variant, seed, leads))
+        _run(ctx, ["eval", "forecast", "--run", str(run), "--data", data])
         metric, detail = forecast_metric(run / "eval" / "scores.zarr")
         return metric, _val_loss(run), detail
     from pipelines.eval.masks import read_mask_scores
 
-    _run(recipes.pretrain_mae(data, str(run), steps, 1, variant, seed))
+    _run(ctx, recipes.pretrain_mae(data, str(run), steps, 1, variant, seed))
     for args in recipes.score_masks(data, str(run)):
-        _run(args)
+        _run(ctx, args)
     return read_mask_scores(run / "mask_scores.zarr")["model"], _val_loss(run), None
 
 
 @user_errors
 def parity(
+    ctx: typer.Context,
     seeds: int = typer.Option(3, help="Seeds per variant (paired across variants)."),
     variants: str = typer.Option("baseline,L,C", help="Variants; the first is the "
                                  "reference every ratio is taken against."),
@@ -112,12 +113,12 @@ def parity(
         if not (work / "era5.zarr").exists():  # written atomically: present means whole
             shutil.rmtree(work / "era5_raw", ignore_errors=True)
             for args in recipes.sample_era5(work):
-                _run(args)
+                _run(ctx, args)
         data["forecast"] = work / "era5.zarr"
     if "mae" in chosen and appl is None:
         if not (work / "appl.zarr").exists():
             for args in recipes.sample_appl(work):
-                _run(args)
+                _run(ctx, args)
         data["mae"] = work / "appl.zarr"
     tables = []
     for task in chosen:
@@ -128,7 +129,7 @@ def parity(
         for s in range(seeds):  # seeds outermost: a stopped bench still has paired results
             for i, v in enumerate(names):
                 values[i, s], losses[i, s], details[i][s] = _one(
-                    task, str(data[task]), work, v, s, steps, lead)
+                    ctx, task, str(data[task]), work, v, s, steps, lead)
         detail = {}
         if task == "forecast":
             detail["model_rmse"] = np.array(details)  # (variant, seed, lead, channel)

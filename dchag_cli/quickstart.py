@@ -59,6 +59,7 @@ def closing_scores(folder: Path) -> list[str]:
 
 @user_errors
 def quickstart(
+    ctx: typer.Context,
     out_dir: Path = typer.Option(Path("quickstart"), "--out", "-o",
                                  help="Folder for every artifact, run and figure."),
     gpus: int = typer.Option(2, help="Ranks for MAE pretraining (gloo processes on a CPU): "
@@ -90,7 +91,7 @@ def quickstart(
     t0 = time.perf_counter()
     steps = stages(out_dir, gpus, forecast_gpus, forecast_steps, mae_steps)
     for i, args in enumerate(steps, 1):
-        recipes.run_command(args, f"{i}/{len(steps)}", f"stage {i} failed")
+        recipes.run_command(ctx, args, f"{i}/{len(steps)}", f"stage {i} failed")
     out.print(WHAT_IT_SHOWS)
     for line in closing_scores(out_dir):
         out.print(line)

@@ -43,6 +43,7 @@ def weatherbench_stages(work: Path, source: str, channels: str, gpus: int, varia
 @app.command("weatherbench")
 @user_errors
 def weatherbench(
+    ctx: typer.Context,
     work: Path = typer.Option(Path("weatherbench"), "--work", "-w",
                               help="Folder for the store, the run and the scores."),
     source: str = typer.Option(WB2_64x32, help="The ERA5 zarr to read: WeatherBench 2's "
@@ -70,7 +71,9 @@ def weatherbench(
     if dry_run:
         for args in stages:
             out.print(f"dchag {shlex.join(args)}", markup=False, highlight=False, soft_wrap=True)
-        recipes.run_command([*stages[0], "--dry-run"], "would read", "the dry run failed")
+        recipes.run_command(ctx, [*stages[0], "--dry-run"], "would read", "the dry run failed")
         return
+    work.mkdir(parents=True, exist_ok=True)
     for k, args in enumerate(stages, 1):
-        recipes.run_command(args, f"{k}/{len(stages)}", "the recipe stopped at")
+        recipes.run_command(ctx, args, f"{k}/{len(stages)}",
+                            f"stage {k}/{len(stages)} failed")

@@ -6,8 +6,14 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import typer
+from rich.markup import escape
+
 from dchag_cli.console import err
-from pipelines.errors import DchagError
+
+# The key under which the root command puts its runner of one stage (`root.run_stage`)
+# into the click context: `ctx.meta[STAGE_RUNNER](args) -> exit code`.
+STAGE_RUNNER = "dchag.run_stage"
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 
@@ -63,13 +69,20 @@ def score_masks(appl: str, run: str) -> list[list[str]]:
             ["eval", "masks", "--recon", f"{run}/reconstruction.zarr", "--data", appl]]
 
 
-def run_command(args: list[str], label: str, failure: str) -> None:
-    """One `dchag` command in this process, echoed first; a failure is one error line."""
-    from dchag_cli.app import app  # the app imports the commands that use this module
+def run_command(ctx: typer.Context, args: list[str], label: str, failure: str) -> None:
+    """One `dchag` command in this process, echoed first (whole, on a line of its own, so
+    it can be copied at any terminal width). A failed stage stops the chain: after its own
+    error line, one `stopped:` line, and the stage's own exit code becomes the caller's
+    (1, or 130 after Ctrl-C).
 
-    err.rule(f"[bold]{label}[/] dchag {shlex.join(args)}", align="left")
-    try:
-        app(args, standalone_mode=False)
-    except SystemExit as exc:
-        if exc.code:
-            raise DchagError(f"{failure}: dchag {shlex.join(args)}") from None
+    The command tree comes from the running root, through the context `ctx` of the command
+    that calls this (`root.run_stage`): a stage never imports the registry that
+    registers it."""
+    run = ctx.meta[STAGE_RUNNER]
+    err.rule(f"[bold]{label}[/]", align="left")
+    err.print(f"dchag {shlex.join(args)}", markup=False, highlight=False, soft_wrap=True)
+    code = run(args)
+    if code:  # the stage printed its own error line; this says the chain stops here
+        err.print(f"[bold red]stopped:[/] {escape(failure)} (exit code {code}); nothing "
+                  "after it was run", soft_wrap=True)
+        raise typer.Exit(code)

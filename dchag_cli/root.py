@@ -55,11 +55,38 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _click_exceptions():
+    """The exceptions of the click that typer runs on (typer 0.26 and later vendor one)."""
+    base = next(c for c in typer.Context.__mro__[1:] if c.__name__ == "Context")
+    return importlib.import_module(base.__module__.rsplit(".", 1)[0] + ".exceptions")
+
+
+def run_stage(args: list[str]) -> int:
+    """Run one `dchag` command line in this process with every stage, and return its exit
+    code: what a recipe's chain calls (through the context, `recipes.STAGE_RUNNER`)."""
+    click = _click_exceptions()
+    try:
+        # non-standalone click returns a typer.Exit's code instead of raising it
+        code = command_tree(build()).main(args, prog_name="dchag", standalone_mode=False)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except click.ClickException as exc:  # a usage error: printed as click would
+        exc.show()
+        code = exc.exit_code
+    except click.Abort:
+        code = 1
+    return code if isinstance(code, int) else 0  # a command's return value: success
+
+
 def root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
     """Root options shared by every stage."""
+    from dchag_cli.recipes import STAGE_RUNNER
+
+    ctx.meta[STAGE_RUNNER] = run_stage
 
 
 def build(names: list[str] | None = None) -> typer.Typer:
