@@ -80,7 +80,9 @@ def plan(
     top: int = typer.Option(3, help="D-CHAG layouts to verify with the memory planner."),
     efficiency: float = typer.Option(EFFICIENCY, help="Fraction of the bf16 peak the "
                                      "roofline assumes the step's FLOPs run at."),
-    budget_min: float = typer.Option(8.0, help="Minutes of memory planning at most."),
+    budget_plans: int = typer.Option(8, help="Layouts the memory planner checks at most "
+                                     "(a 1b layout takes about a CPU-minute; cached ones "
+                                     "count too, so the answer never depends on load)."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help=f"Reuse planner results "
                                f"({CACHE})."),
     out_path: Path = typer.Option(Path("plan.json"), "--out", "-o", help="The ranked plan."),
@@ -100,9 +102,9 @@ def plan(
         raise DchagError(f"unknown --preset {preset!r}", fix=f"choose {', '.join(PRESETS)}")
     if task not in ("mae", "forecast"):
         raise DchagError(f"--task {task!r}", fix="choose mae or forecast")
-    if gpus < 1 or channels < 1 or patch < 1 or top < 1 or not 0 < efficiency <= 1:
-        raise DchagError("--gpus, --channels, --patch and --top must be at least 1, "
-                         "--efficiency in (0, 1]")
+    if min(gpus, channels, patch, top, budget_plans) < 1 or not 0 < efficiency <= 1:
+        raise DchagError("--gpus, --channels, --patch, --top and --budget-plans must be at "
+                         "least 1, --efficiency in (0, 1]")
     size = parse_size(img)
     if size[0] % patch or size[1] % patch:
         raise DchagError(f"--img {img} is not divisible by --patch {patch}")
@@ -120,7 +122,7 @@ def plan(
                   f"{verdict}")
 
     result = search(gpus, dev, preset, channels, size, patch, task,
-                    lambda case: memory_plan(case, limit_gib), top, budget_min * 60,
+                    lambda case: memory_plan(case, limit_gib), top, budget_plans,
                     efficiency, PlanCache(CACHE if cache else None), planned,
                     MICRO_BATCHES)
     if not result.candidates:
@@ -141,7 +143,8 @@ def plan(
                                           "not overlapped with compute"},
             "search": {"considered": result.considered, "planned": result.planned,
                        "ruled_out": result.ruled_out, "seconds": round(result.seconds, 1),
-                       "complete": result.complete},
+                       "budget_plans": budget_plans, "complete": result.complete,
+                       "baseline_checked": result.baseline_planned > 0},
             "dchag_version": code_version(),
             "candidates": records,
             "folded_baseline_same_layout": None if result.folded_same_layout is None else
@@ -176,8 +179,11 @@ def _print(cands: list[Candidate], records: list[dict], result, out_path: Path) 
                   f"{best.samples_per_s / base.samples_per_s:.2f}× the samples/s, "
                   f"{best.peak_mem_bytes / base.peak_mem_bytes:.2f}× the memory per rank",
                   soft_wrap=True)
-    elif best:
+    elif best and (result.complete or result.baseline_planned):
         out.print("no baseline layout fits: only D-CHAG trains this model on this machine")
+    elif best:
+        out.print("fastest baseline layout: not checked (the plan budget ended the search "
+                  "first; raise --budget-plans)", soft_wrap=True)
     same = result.folded_same_layout
     if best and same is not None:
         out.print(f"best D-CHAG vs the strongest baseline (folded) on the same layout: "
@@ -187,8 +193,8 @@ def _print(cands: list[Candidate], records: list[dict], result, out_path: Path) 
                   f"{best.samples_per_s / same.samples_per_s:.2f}× the samples/s",
                   soft_wrap=True)
     if not result.complete:
-        out.print("[yellow]the time budget ended the search[/]: raise --budget-min to check "
-                  "more layouts", soft_wrap=True)
+        out.print(f"[yellow]the plan budget ended the search[/] after {result.planned} "
+                  "layouts: raise --budget-plans to check more", soft_wrap=True)
     first = records[0]
     out.print(f"train it: {first['pretrain_command']}", markup=False, soft_wrap=True)
     out.print(f"check its memory: {first['estimate_command']}", markup=False,

@@ -11,7 +11,9 @@ Candidates are then taken fastest first, and each is checked by the memory plann
 tensors, `planner.py`): the same number `dchag bench memory --estimate` prints. Memory
 is linear in the micro-batch, so a layout's two smallest micro-batches are planned first
 and predict the rest: one predicted to exceed the memory is never planned. The walk stops
-when `top` D-CHAG layouts and one baseline layout fit, or at the time budget. Planner
+when `top` D-CHAG layouts and one baseline layout fit, or when `budget_plans` layouts
+have been planned — a count, not seconds, so the answer is the same on a busy machine and
+on an idle one, with or without the cache. Planner
 results are cached on disk, keyed by the case and by the code that decides its memory
 (the model, its parallel layout, the step the planner runs, and torch's version), so a
 second search is quick and an upgrade never answers from an older planner.
@@ -32,7 +34,6 @@ from pipelines.bench.case import Case
 from pipelines.bench.comm import Link, step_comm
 from pipelines.bench.devices import Device
 from pipelines.model.config import PRESETS
-from pipelines.train.flops import rank_flops
 
 EFFICIENCY = 0.4  # of the bf16 peak, for the step's FLOPs (stated in every output)
 LATENCY_US = 5.0  # per ring step of a collective
@@ -63,7 +64,8 @@ class SearchResult:
     planned: int
     ruled_out: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    complete: bool = True  # False: the time budget ended the walk
+    complete: bool = True  # False: the plan budget ended the walk
+    baseline_planned: int = 0  # baseline layouts the walk judged (planned or extrapolated)
     # the strongest baseline (`folded`: no channel tokens) on the best D-CHAG layout, so
     # D-CHAG's memory is compared with it like for like (None: no D-CHAG layout fits)
     folded_same_layout: Candidate | None = None
@@ -99,6 +101,8 @@ def _model_key(case: Case) -> Case:
 
 @functools.lru_cache(maxsize=512)
 def _counted(case: Case) -> float:
+    from pipelines.train.flops import rank_flops  # torch: not at `dchag --help`
+
     return rank_flops(case.model_config(), case.task, 1, 0.75, case.tp,
                       case.aggregation == "head-split")["total"]
 
@@ -166,7 +170,7 @@ class PlanCache:
 
 def search(gpus: int, dev: Device, preset: str, channels: int, img: tuple[int, int],
            patch: int, task: str, planner: Callable[[Case], dict], top: int = 3,
-           budget_s: float = 480.0, efficiency: float = EFFICIENCY,
+           budget_plans: int = 8, efficiency: float = EFFICIENCY,
            cache: PlanCache | None = None, on_planned: Callable[[Candidate, bool], None]
            | None = None, micro_batches=MICRO_BATCHES) -> SearchResult:
     started = time.perf_counter()
@@ -190,6 +194,7 @@ def search(gpus: int, dev: Device, preset: str, channels: int, img: tuple[int, i
     peaks: dict[Case, float] = {}  # planned this search (or cached)
     fitting: list[Candidate] = []
     planned = 0
+    baseline_planned = 0
     complete = True
 
     def peak_of(case: Case) -> float:
@@ -216,9 +221,11 @@ def search(gpus: int, dev: Device, preset: str, channels: int, img: tuple[int, i
         if (c.case.variant == "baseline" and base) or \
                 (c.case.variant != "baseline" and len(dchag) >= top):
             continue  # a slower layout of a kind already found adds nothing
-        if time.perf_counter() - started > budget_s:
+        if planned >= budget_plans:
             complete = False
             break
+        if c.case.variant == "baseline":
+            baseline_planned += 1
         # Memory is linear in the micro-batch: two small probes of the layout predict
         # the rest, so a micro-batch far too large is never planned.
         probes = [replace(c.case, batch=b) for b in sorted(micro_batches)[:2]]
@@ -243,4 +250,4 @@ def search(gpus: int, dev: Device, preset: str, channels: int, img: tuple[int, i
         same.peak_mem_bytes = peak_of(same.case)
         same.fits = bool(math.isfinite(same.peak_mem_bytes) and same.peak_mem_bytes <= limit)
     return SearchResult(fitting, len(cands), planned, ruled,
-                        time.perf_counter() - started, complete, same)
+                        time.perf_counter() - started, complete, baseline_planned, same)

@@ -23,7 +23,7 @@ def test_the_walk_skips_what_planned_results_rule_out():
         asked.append(case)
         return {"peak_mem_bytes": limit * (0.3 * case.batch + (0 if case.ac else 0.1))}
 
-    res = search(2, dev, "tiny", 16, (32, 64), 4, "mae", planner, top=2, budget_s=300,
+    res = search(2, dev, "tiny", 16, (32, 64), 4, "mae", planner, top=2, budget_plans=100,
                  micro_batches=(1, 2, 4, 8))
     assert res.candidates and all(c.fits for c in res.candidates)
     assert all(c.peak_mem_bytes <= limit for c in res.candidates)
@@ -92,3 +92,46 @@ def test_cached_plans_answer_only_for_the_same_planner_code(tmp_path, monkeypatc
         is None
     monkeypatch.setattr(layout_search, "planner_code_key", lambda: "another planner")
     assert cache.get(case) is None
+
+
+def _toy_planner(dev: Device):
+    """Everything fits at half the memory: which layouts get checked is the walk's choice."""
+    asked = []
+
+    def planner(case):
+        asked.append(case)
+        return {"peak_mem_bytes": 0.5 * dev.usable_bytes}
+
+    return planner, asked
+
+
+def test_the_budget_counts_plans_so_the_answer_does_not_depend_on_the_clock():
+    dev = Device("toy", 1.0, 100.0, 100.0, "for a test")
+    planner, asked = _toy_planner(dev)
+    res = search(2, dev, "tiny", 16, (32, 64), 4, "mae", planner, top=50, budget_plans=3,
+                 micro_batches=(1, 2))
+    assert not res.complete
+    # three in the walk, then the folded baseline on the best D-CHAG layout
+    assert res.planned == 4 and len(asked) == 4
+    again, _ = _toy_planner(dev)
+    second = search(2, dev, "tiny", 16, (32, 64), 4, "mae", again, top=50, budget_plans=3,
+                    micro_batches=(1, 2))
+    assert [c.case for c in second.candidates] == [c.case for c in res.candidates]
+
+
+def test_a_baseline_the_budget_never_reached_is_reported_not_checked(tmp_path, monkeypatch):
+    """The roofline ranks D-CHAG first; a budget of one plan stops before any baseline
+    layout is judged, so the plan must not say that none fits."""
+    from pipelines.bench import planner
+
+    monkeypatch.setattr(planner, "plan", lambda case, limit_gib: {"peak_mem_bytes": 2.0**30})
+    out = tmp_path / "plan.json"
+    r = runner.invoke(app, ["plan", "--gpus", "2", "--gpu", "a100-40gb", "--preset", "tiny",
+                            "--channels", "500", "--img", "16x16", "--patch", "4",
+                            "--budget-plans", "1", "--no-cache", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    body = json.loads(out.read_text())
+    assert body["search"]["complete"] is False and body["search"]["budget_plans"] == 1
+    assert body["search"]["baseline_checked"] is False
+    assert "no baseline layout fits" not in r.output
+    assert "fastest baseline layout: not checked" in r.output

@@ -28,14 +28,16 @@ def _imports_torch(*args: str) -> bool:
     return "torch imported: True" in done.stderr.splitlines()[-1]
 
 
-@pytest.mark.parametrize("args", [["prep", "era5", "--help"], ["sample", "era5", "--help"],
+@pytest.mark.parametrize("args", [["--help"], ["plan", "--help"], ["model", "info", "--help"],
+                                  ["prep", "era5", "--help"], ["sample", "era5", "--help"],
                                   ["show", "--help"], ["channels"]])
 def test_stages_without_torch_start_without_it(args):
     assert not _imports_torch(*args)
 
 
 def test_a_stage_that_needs_torch_imports_it_and_the_root_lists_every_stage():
-    assert _imports_torch("plan", "--help")
+    assert _imports_torch("plan", "--preset", "tiny", "--gpus", "2", "--gpu", "a100-40gb",
+                          "--budget-plans", "1", "--out", "/dev/null")
     done = subprocess.run([sys.executable, "-m", "dchag_cli", "--help"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0
