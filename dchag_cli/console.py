@@ -62,6 +62,28 @@ METAVARS = {"lead": "LEADS", "period": "PERIOD", "img": "HxW", "crop": "HxW",
 _BY_TYPE = {bool: "", int: "N", float: "X", str: "TEXT"}
 
 
+def _help_without_needless_negations(command: Any) -> None:
+    """`--no-overwrite` beside a flag that is off by default says nothing and takes a
+    column: at 80 columns the help then cut flag names short (`--allow-out-of-r…`). Such
+    negations are left out of the help; the command still accepts them."""
+    if not hasattr(command, "format_help"):
+        return
+    format_help = command.format_help
+
+    def without(ctx: Any, formatter: Any, format_help: Callable = format_help) -> Any:
+        hidden = [(p, p.secondary_opts) for p in getattr(command, "params", [])
+                  if getattr(p, "is_flag", False) and p.default is False and p.secondary_opts]
+        for p, _ in hidden:
+            p.secondary_opts = []
+        try:
+            return format_help(ctx, formatter)
+        finally:
+            for p, opts in hidden:
+                p.secondary_opts = opts
+
+    command.format_help = without
+
+
 def readable_metavars(command: Any) -> None:
     """Give every parameter of the command tree a plain metavar (flags none), where
     Typer would print `<list[Path]>` or `<bool>`."""
@@ -76,6 +98,7 @@ def readable_metavars(command: Any) -> None:
         return option
 
     command.get_help_option = help_option
+    _help_without_needless_negations(command)
     for param in getattr(command, "params", []):
         desc = getattr(param, "type_descriptor", None)
         annotation = getattr(desc, "annotation", None)

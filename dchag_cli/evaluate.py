@@ -31,6 +31,14 @@ def device() -> torch.device:
     return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
 
 
+def _default_out(source: Path) -> Path:
+    """Results go inside a run folder, and beside a file (a model file or a forecast
+    store given as a file) — never into a folder at a file's path."""
+    if source.is_dir() and source.suffix != ".zarr":
+        return source / "eval"
+    return source.with_name(source.name.split(".")[0] + "_eval")
+
+
 @eval_app.command("forecast")
 @user_errors
 def forecast(
@@ -62,7 +70,8 @@ def forecast(
     batch: int = typer.Option(16, help="Init times per forward pass."),
     out_dir: Path = typer.Option(None, "--out", "-o", help="Folder for predictions.zarr, "
                                  "scores.zarr and PNGs.",
-                                 show_default="RUN/eval, or FILE_eval beside --forecast"),
+                                 show_default="RUN/eval for a run folder, FILE_eval beside "
+                                 "a model file or --forecast"),
     drop_channels: str = typer.Option(None, help="Input channels absent at inference, e.g. "
                                       "z_500,t2m: the model runs without them (a run's "
                                       "forecasts only).", show_default="none"),
@@ -115,9 +124,7 @@ def forecast(
         raise DchagError(f"--map-channel {map_channel} is not a forecast channel",
                          fix=f"choose from {', '.join(source.channels)}")
     channel = map_channel or source.channels[0]
-    if out_dir is None:
-        out_dir = run / "eval" if run is not None else \
-            forecast_file.with_name(forecast_file.name.split(".")[0] + "_eval")
+    out_dir = out_dir or _default_out(run or forecast_file)
     inputs = [*run_files(run)] if run is not None else [forecast_file]
     inputs += [data] + ([climatology] if climatology else [])
     items = {"predictions.zarr": "predictions", "scores.zarr": "scores",
@@ -323,9 +330,9 @@ def predict_masks_cmd(
 ) -> None:
     """Hide a random share of each cube's patches and reconstruct every band of them.
 
-    Example: [cyan]dchag predict masks --run runs/mae --data appl.zarr --mask-ratio 0.75[/]
+    Example: [cyan]dchag predict masks --run runs/pretrain --data appl.zarr --mask-ratio 0.75[/]
 
-    Without the near infrared: [cyan]dchag predict masks --run runs/mae --drop-channels
+    Without the near infrared: [cyan]dchag predict masks --run runs/pretrain --drop-channels
     750-900[/]
     """
     from pipelines.data.zarr_store import check_writable_target
@@ -367,7 +374,7 @@ def eval_masks_cmd(
     """Score reconstructions on the masked pixels: RMSE and MSE (reflectance), PSNR and SSIM
     per band, and the spectral angle (SAM) on plant pixels.
 
-    Example: [cyan]dchag eval masks --recon runs/mae/reconstruction.zarr --data appl.zarr[/]
+    Example: [cyan]dchag eval masks --recon runs/pretrain/reconstruction.zarr --data appl.zarr[/]
     """
     from pipelines.data.zarr_store import open_artifact
     from pipelines.eval.masks import eval_masks, inpainting_verdict, write_mask_scores

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from dchag_cli.console import err, human_bytes, out, user_errors
+from dchag_cli.console import RichProgress, err, human_bytes, out, user_errors
 from pipelines.errors import DchagError
 from pipelines.model.config import PRESETS, VARIANTS
 
@@ -21,6 +21,10 @@ def parse_size(text: str) -> tuple[int, int]:
     if h < 1 or w < 1:
         raise DchagError(f"{text!r}: height and width must be at least 1 pixel")
     return h, w
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n:,}"
 
 
 @app.command("info")
@@ -76,8 +80,10 @@ def info(
     out.print(table)
     if not memory:
         return
-    err.print(f"planning one training step per rank on fake tensors (tp {tp}, dp {dp}) …")
-    r = plan(case)
+    err.print(f"planning one training step per rank on fake tensors (tp {tp}, dp {dp}) of "
+              f"{_count(counts['total'])} parameters …")
+    with RichProgress() as progress:
+        r = plan(case, progress=progress)
     mem = Table(title=f"memory per rank, planned: batch {batch}, tp {tp}, dp {dp}, bf16 "
                 f"compute, fp32 master weights and AdamW state, {r['aggregation_kind']}",
                 title_justify="left")

@@ -80,7 +80,7 @@ def plan(
     top: int = typer.Option(3, help="D-CHAG layouts to verify with the memory planner."),
     efficiency: float = typer.Option(EFFICIENCY, help="Fraction of the bf16 peak the "
                                      "roofline assumes the step's FLOPs run at."),
-    budget_plans: int = typer.Option(8, help="Layouts the memory planner checks at most "
+    budget_plans: int = typer.Option(12, help="Layouts the memory planner checks at most "
                                      "(a 1b layout takes about a CPU-minute; cached ones "
                                      "count too, so the answer never depends on load)."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help=f"Reuse planner results "
@@ -125,6 +125,10 @@ def plan(
                     lambda case: memory_plan(case, limit_gib), top, budget_plans,
                     efficiency, PlanCache(CACHE if cache else None), planned,
                     MICRO_BATCHES)
+    if not result.candidates and not result.complete:
+        raise DchagError(f"the plan budget ({budget_plans} layouts) ended the search before "
+                         f"a layout that fits was found ({result.planned} planned)",
+                         fix="raise --budget-plans")
     if not result.candidates:
         raise DchagError(f"no layout of {gpus} × {dev.name} fits {preset} with {channels} "
                          f"channels ({result.planned} planned, "

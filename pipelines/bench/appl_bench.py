@@ -81,7 +81,7 @@ def consumption_rate(preset: str, bands: int, size: int, patch: int, batch: int,
     """Samples/s of MAE training steps of the preset (fp32, this process, its threads)."""
     from pipelines.model.config import preset_config
     from pipelines.model.mae import MAE
-    from pipelines.train.optim import build_optimizer
+    from pipelines.train.optim import build_optimizer, clear_grads
 
     model = MAE(preset_config(preset, bands, img_size=(size, size), patch=patch))
     opt = build_optimizer(model, 1e-4, 0.05)
@@ -92,7 +92,7 @@ def consumption_rate(preset: str, bands: int, size: int, patch: int, batch: int,
         loss = model(x, mask_ratio=0.75)[0]
         loss.backward()
         opt.step()
-        opt.zero_grad(set_to_none=True)
+        clear_grads(model)
         times.append(time.perf_counter() - t0)
     return batch / float(np.median(times[1:]))  # the first step warms up
 

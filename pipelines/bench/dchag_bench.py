@@ -32,9 +32,10 @@ from pipelines.bench.case import Case
 from pipelines.bench.comm import Link, step_comm
 from pipelines.model.forecast import Forecaster, lat_weighted_mse
 from pipelines.model.mae import MAE
+from pipelines.progress import NoProgress, Progress
 from pipelines.train.build import Layout, build_sharded
 from pipelines.train.flops import COMPONENTS, peak_flops, rank_flops
-from pipelines.train.optim import build_optimizer
+from pipelines.train.optim import build_optimizer, clear_grads
 
 MASK_RATIO = 0.75  # MAE cases
 MEM_CATEGORIES = {"Parameter": "params", "Gradient": "grads", "Optstate": "optstate",
@@ -43,18 +44,21 @@ MEM_CATEGORIES = {"Parameter": "params", "Gradient": "grads", "Optstate": "optst
 
 
 def measure(case: Case, device: torch.device, mode: str, link: Link, warmup: int,
-            steps: int, dtype: torch.dtype, memory_limit: float) -> dict:
+            steps: int, dtype: torch.dtype, memory_limit: float,
+            progress: Progress | None = None) -> dict:
     """One case on this rank (a process group of world size tp·dp, real or fake, exists)."""
     with warnings.catch_warnings():
         # Module hooks of the memory and collective trackers fire on outputs when the
         # inputs need no gradient (synthetic data): expected, and harmless.
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         warnings.filterwarnings("ignore", message=".*sequential all_gather.*")
-        return _measure(case, device, mode, link, warmup, steps, dtype, memory_limit)
+        return _measure(case, device, mode, link, warmup, steps, dtype, memory_limit,
+                        progress or NoProgress())
 
 
 def _measure(case: Case, device: torch.device, mode: str, link: Link, warmup: int,
-             steps: int, dtype: torch.dtype, memory_limit: float) -> dict:
+             steps: int, dtype: torch.dtype, memory_limit: float, progress: Progress
+             ) -> dict:
     _free(device)  # the previous case's tensors are gone by now (after an OOM too)
     cfg = case.model_config()
     split = case.aggregation == "head-split"
@@ -65,12 +69,15 @@ def _measure(case: Case, device: torch.device, mode: str, link: Link, warmup: in
               "flops_per_rank": flops["total"],
               **{f"flops_{k}": flops[k] for k in COMPONENTS}}
     fake = mode == "estimate"
+    # a 7b plan takes minutes: the model, each warm-up step and the measured step
+    progress.start(2 + max(1, warmup), "laying out the model, warm-up step, measured step")
     try:
         model, step = _training_step(case, device, dtype, fake)
+        progress.advance()
         record["params"] = _whole_model_parameters(case)
         record["params_per_rank"] = sum(_local(p).numel() for p in model.parameters())
         with step.mode:
-            record.update(_peak_memory(step, model, device, warmup, fake))
+            record.update(_peak_memory(step, model, device, warmup, fake, progress))
         if fake:
             record.update(compute_s=math.nan, compute_s_min=math.nan,
                           compute_s_max=math.nan, n_all_gather=-1, n_all_reduce=-1)
@@ -132,7 +139,7 @@ def _training_step(case: Case, device: torch.device, dtype: torch.dtype, fake: b
     def step() -> None:
         loss().backward()
         opt.step()
-        opt.zero_grad(set_to_none=True)
+        clear_grads(model)
 
     step.optimizer = opt  # type: ignore[attr-defined]
     # The fake mode must be the outer one when MemTracker (itself a dispatch mode) runs.
@@ -163,14 +170,17 @@ def _local(p: torch.Tensor) -> torch.Tensor:
     return p.to_local() if hasattr(p, "to_local") else p
 
 
-def _peak_memory(step, model, device: torch.device, warmup: int, fake: bool) -> dict:
+def _peak_memory(step, model, device: torch.device, warmup: int, fake: bool,
+                 progress: Progress) -> dict:
     for _ in range(max(1, warmup)):  # optimizer state exists after the first step
         step()
+        progress.advance()
     if device.type == "cuda" and not fake:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         step()
         torch.cuda.synchronize(device)
+        progress.advance()
         return {"peak_mem_bytes": float(torch.cuda.max_memory_allocated(device)),
                 "reserved_bytes": float(torch.cuda.max_memory_reserved(device))}
     from torch.distributed._tools.mem_tracker import MemTracker
@@ -179,6 +189,7 @@ def _peak_memory(step, model, device: torch.device, warmup: int, fake: bool) -> 
     tracker.track_external(model, step.optimizer)
     with tracker:
         step()
+    progress.advance()
     snapshot = tracker.get_tracker_snapshot("peak")
     worst = max(snapshot.values(), key=lambda s: s["Total"])
     out = {"peak_mem_bytes": float(worst["Total"]), "reserved_bytes": math.nan}
@@ -233,7 +244,7 @@ def _device_name(device: torch.device) -> str:
 
 def run_in_process(cases: list[Case], device: torch.device, mode: str, link: Link,
                    warmup: int, steps: int, dtype: torch.dtype, memory_limit: float,
-                   on_done=None) -> list[dict]:
+                   on_done=None, progress: Progress | None = None) -> list[dict]:
     """Every case in this process, as rank 0 of a fake process group of its size (modes
     `fake` and `estimate`)."""
     from torch.testing._internal.distributed.fake_pg import FakeStore
@@ -243,7 +254,7 @@ def run_in_process(cases: list[Case], device: torch.device, mode: str, link: Lin
         dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=case.world)
         try:
             records.append(measure(case, device, mode, link, warmup, steps, dtype,
-                                   memory_limit))
+                                   memory_limit, progress))
         finally:
             dist.destroy_process_group()
         if on_done:

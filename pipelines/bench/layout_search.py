@@ -11,11 +11,12 @@ Candidates are then taken fastest first, and each is checked by the memory plann
 tensors, `planner.py`): the same number `dchag bench memory --estimate` prints. Memory
 is linear in the micro-batch, so a layout's two smallest micro-batches are planned first
 and predict the rest: one predicted to exceed the memory is never planned. The walk stops
-when `top` D-CHAG layouts and one baseline layout fit, or when `budget_plans` layouts
-have been planned — a count, not seconds, so the answer is the same on a busy machine and
-on an idle one, with or without the cache. Planner
-results are cached on disk, keyed by the case and by the code that decides its memory
-(the model, its parallel layout, the step the planner runs, and torch's version), so a
+when `top` D-CHAG layouts and one baseline layout fit, or before more than `budget_plans`
+layouts would be planned (one kept for the folded baseline on the best layout): a count,
+not seconds, so the answer is the same on a busy machine and an idle one, with or without
+the cache. Planner results are cached on disk, keyed by the case and by the code that
+decides its memory (the model, its parallel layout, the step the planner runs, and
+torch's version), so a
 second search is quick and an upgrade never answers from an older planner.
 """
 
@@ -170,7 +171,7 @@ class PlanCache:
 
 def search(gpus: int, dev: Device, preset: str, channels: int, img: tuple[int, int],
            patch: int, task: str, planner: Callable[[Case], dict], top: int = 3,
-           budget_plans: int = 8, efficiency: float = EFFICIENCY,
+           budget_plans: int = 12, efficiency: float = EFFICIENCY,
            cache: PlanCache | None = None, on_planned: Callable[[Candidate, bool], None]
            | None = None, micro_batches=MICRO_BATCHES) -> SearchResult:
     started = time.perf_counter()
@@ -221,14 +222,15 @@ def search(gpus: int, dev: Device, preset: str, channels: int, img: tuple[int, i
         if (c.case.variant == "baseline" and base) or \
                 (c.case.variant != "baseline" and len(dchag) >= top):
             continue  # a slower layout of a kind already found adds nothing
-        if planned >= budget_plans:
+        # Memory is linear in the micro-batch: two small probes of the layout predict
+        # the rest, so a micro-batch far too large is never planned.
+        probes = [replace(c.case, batch=b) for b in sorted(micro_batches)[:2]]
+        needed = len({p for p in (*probes, c.case) if p not in peaks})
+        if planned + needed > budget_plans - 1:  # one kept for the folded baseline
             complete = False
             break
         if c.case.variant == "baseline":
             baseline_planned += 1
-        # Memory is linear in the micro-batch: two small probes of the layout predict
-        # the rest, so a micro-batch far too large is never planned.
-        probes = [replace(c.case, batch=b) for b in sorted(micro_batches)[:2]]
         if c.case.batch > probes[-1].batch:
             (b0, m0), (b1, m1) = ((p.batch, peak_of(p)) for p in probes)
             predicted = m0 + (m1 - m0) / (b1 - b0) * (c.case.batch - b0)

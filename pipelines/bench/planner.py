@@ -15,12 +15,14 @@ import torch
 from pipelines.bench.case import Case
 from pipelines.bench.comm import Link
 from pipelines.bench.dchag_bench import run_in_process
+from pipelines.progress import Progress
 
 PLANNER_LINK = Link("not modelled", 100.0, 0.0)
 
 
-def plan(case: Case, memory_limit_gib: float = 64.0,
-         dtype: torch.dtype = torch.bfloat16) -> dict:
-    """The planner's record for one case (peak_mem_bytes, mem_* breakdown, FLOPs, fits)."""
+def plan(case: Case, memory_limit_gib: float = 64.0, dtype: torch.dtype = torch.bfloat16,
+         progress: Progress | None = None) -> dict:
+    """The planner's record for one case (peak_mem_bytes, mem_* breakdown, FLOPs, fits);
+    `progress` hears of the model laid out and of each step traced."""
     return run_in_process([case], torch.device("cpu"), "estimate", PLANNER_LINK, 1, 1,
-                          dtype, memory_limit_gib * 2**30)[0]
+                          dtype, memory_limit_gib * 2**30, progress=progress)[0]

@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.data.channels import VARIABLES
+from pipelines.data.era5_open import FileCache, release_kept
 from pipelines.data.era5_plan import Era5Plan
-from pipelines.data.era5_read import FileCache, Packing
+from pipelines.data.era5_read import Packing
 from pipelines.data.grid import LatLonGrid
 from pipelines.data.lean_imports import block_unused
 from pipelines.data.regrid import Regridder
@@ -265,6 +266,7 @@ class DecodePool:
         return self
 
     def __exit__(self, *exc) -> None:
+        release_kept()  # described files kept open here that no read took
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
         self._tmp.cleanup()

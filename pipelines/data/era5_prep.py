@@ -254,7 +254,8 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
             cfg.train_years = tuple(stored_years) if stored_years else None
             cfg.clim_window = int(existing.attrs.get("clim_window_days", cfg.clim_window))
         progress.start(len(paths), f"checking {len(paths)} input files")
-        files = pool.map(functools.partial(open_era5, member=cfg.member), paths)
+        files = pool.map(functools.partial(open_era5, member=cfg.member, keep_open=True),
+                         paths)
         progress.advance(len(paths))
         if cfg.member is not None and all(f.member is None for f in files):
             raise DchagError(f"--member {cfg.member}: no input holds ensemble members (no "

@@ -16,10 +16,8 @@ one. `read` gives decoded float32 for everything else.
 from __future__ import annotations
 
 import contextlib
-import logging
 import tempfile
 import zipfile
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,35 +26,27 @@ import numpy as np
 import xarray as xr
 
 from pipelines.data.channels import VARIABLES, short_name
+from pipelines.data.era5_open import (
+    GRIB_SUFFIXES,
+    FileCache,
+    is_zarr,
+    keep,
+    normalise,
+    open_source,
+)
 from pipelines.data.grid import LatLonGrid, check_regular
 from pipelines.data.remote import RemoteZarr
 from pipelines.data.units import Conversion, conversion
 from pipelines.errors import DchagError
-from pipelines.extras import require
 
-_RENAMES = {
-    "valid_time": "time",
-    "pressure_level": "level",
-    "isobaricInhPa": "level",
-    "plev": "level",
-    "latitude": "lat",
-    "longitude": "lon",
-}
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
-GRIB_SUFFIXES = (".grib", ".grib1", ".grib2", ".grb", ".grb2")
-
-
-def is_zarr(path: Path) -> bool:
-    """A zarr store (v2 or v3) given as a folder: WeatherBench 2's and ARCO-ERA5's layout."""
-    return path.is_dir() and any((path / m).exists() for m in (".zgroup", ".zmetadata",
-                                                                "zarr.json"))
 
 
 def _is_source(path: Path) -> bool:
     suffix = path.suffix.lower()
     return ((suffix in NETCDF_SUFFIXES or suffix in GRIB_SUFFIXES) and path.is_file()) or \
         (suffix == ".zarr" and is_zarr(path))
-CHUNK_CACHE_BYTES = 16 * 2**20  # HDF5's cache per open variable
+
 
 
 @contextlib.contextmanager
@@ -219,152 +209,6 @@ class Era5File:
         return packing.decode(raw)
 
 
-class FileCache:
-    """At most `size` files open at once, least recently used closed first. HDF5 keeps a
-    chunk cache per open variable, so open files, not data read, drive memory."""
-
-    def __init__(self, size: int = 2):
-        self.size = size
-        self._open: OrderedDict[Path, xr.Dataset] = OrderedDict()
-        import netCDF4
-
-        netCDF4.set_chunk_cache(CHUNK_CACHE_BYTES)
-
-    def get(self, f: Era5File) -> xr.Dataset:
-        if f.path in self._open:
-            self._open.move_to_end(f.path)
-            return self._open[f.path]
-        while len(self._open) >= self.size:
-            self._open.popitem(last=False)[1].close()
-        ds = _normalised(_open_dataset(f.path), f.path, f.member)
-        self._open[f.path] = ds
-        return ds
-
-    def close(self) -> None:
-        while self._open:
-            self._open.popitem()[1].close()
-
-
-def _open_remote(remote: RemoteZarr) -> xr.Dataset:
-    """A zarr store by URL: its metadata checked first, so a wrong URL is one line."""
-    import zarr.core.buffer
-    from zarr.core.sync import sync
-
-    store = remote.open_store()
-    proto = zarr.core.buffer.default_buffer_prototype()
-    if all(sync(store.get(key, proto)) is None
-           for key in (".zmetadata", ".zgroup", "zarr.json")):
-        raise DchagError("no zarr store there (none of .zmetadata, .zgroup, zarr.json)",
-                         path=remote.url, fix="check the URL: it names the store's top folder")
-    return xr.open_dataset(store, engine="zarr", chunks=None, mask_and_scale=False,
-                           decode_times=True, cache=False)
-
-
-def _open_dataset(path: Path | RemoteZarr) -> xr.Dataset:
-    """netCDF, GRIB (cfgrib) or a zarr store, opened lazily with values as stored."""
-    remote = isinstance(path, RemoteZarr)
-    if not remote:
-        path = Path(path)
-    if remote or is_zarr(path):
-        kind, kwargs = "zarr store", {"engine": "zarr", "chunks": None}
-    elif path.suffix.lower() in GRIB_SUFFIXES:
-        require("cfgrib", "reading GRIB", "grib", path)
-        # no `.idx` index files written beside the user's GRIB
-        kind, kwargs = "GRIB file", {"engine": "cfgrib",
-                                     "backend_kwargs": {"indexpath": ""}}
-    else:
-        kind, kwargs = "netCDF file", {"engine": "netcdf4"}
-    try:
-        if remote:
-            return _open_remote(path)
-        if kind == "GRIB file":
-            return _open_grib(path, kwargs)
-        return xr.open_dataset(path, mask_and_scale=False, decode_times=True, cache=False,
-                               **kwargs)
-    except DchagError:
-        raise
-    except Exception as exc:  # the readers raise OSError, ValueError, RuntimeError…
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        fix = ("split the GRIB by level type (one of surface or pressure levels per file)"
-               if kind == "GRIB file" and "multiple values" in reason else
-               "pass ERA5 as netCDF or GRIB from the CDS, or a WeatherBench 2 / ARCO zarr")
-        raise DchagError(f"not a readable {kind} ({reason})", path=path, fix=fix) from exc
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-def _open_grib(path: Path, kwargs: dict) -> xr.Dataset:
-    """cfgrib skips a message it cannot decode, logging a traceback, and opens the rest:
-    a damaged file would silently lose fields. Its log is caught here instead, and any
-    skipped message refuses the file by name."""
-    logger = logging.getLogger("cfgrib")
-    caught = _Collect()
-    saved = logger.propagate
-    logger.addHandler(caught)
-    logger.propagate = False
-    try:
-        ds = xr.open_dataset(path, mask_and_scale=False, decode_times=True, cache=False,
-                             **kwargs)
-    finally:
-        logger.removeHandler(caught)
-        logger.propagate = saved
-    if caught.messages:
-        ds.close()
-        first = caught.messages[0].splitlines()[0]
-        raise DchagError(f"damaged GRIB: {len(caught.messages)} message(s) could not be read "
-                         f"({first})", path=path, fix="download the file again")
-    return ds
-
-
-def _normalised(ds: xr.Dataset, path: Path, member: int | None = None) -> xr.Dataset:
-    """One naming and dimension order for every source: CDS netCDF (both generations),
-    GRIB through cfgrib (analysis `time` + `step` → valid time; ensemble `number`),
-    WeatherBench 2 and ARCO-ERA5 zarr (long names, `level`, (…, longitude, latitude))."""
-    if "valid_time" in ds.coords and "time" in ds.dims and ds["valid_time"].dims == ("time",):
-        ds = ds.swap_dims({"time": "valid_time"}).drop_vars("time")  # GRIB analyses
-    ds = ds.drop_vars([c for c in ("step", "surface", "heightAboveGround", "meanSea")
-                       if c in ds.coords and c not in ds.dims])
-    ds = _select_member(ds, path, member)
-    ds = ds.rename({k: v for k, v in _RENAMES.items() if k in ds.variables or k in ds.dims})
-    canonical = [d for d in ("time", "expver", "level", "lat", "lon") if d in ds.dims]
-    ds = ds.transpose(*canonical, ...)  # WeatherBench 2 stores longitude before latitude
-    if "expver" not in ds.dims:  # a per-time `expver` string is bookkeeping only
-        ds = ds.drop_vars("expver", errors="ignore")
-    for coord in ("lat", "lon"):
-        if coord not in ds.variables:
-            raise DchagError(f"no {coord!r} coordinate (expected ERA5 layout: "
-                             "valid_time or time, latitude, longitude)", path=path)
-    if "time" in ds.variables and "time" not in ds.dims:
-        ds = ds.expand_dims("time")
-    return ds  # without `time` only for files of constant fields (checked by open_era5)
-
-
-def _select_member(ds: xr.Dataset, path: Path, member: int | None) -> xr.Dataset:
-    """ERA5's ensemble (EDA) comes with a `number` dimension: one member is one store."""
-    if "number" not in ds.dims:
-        return ds.drop_vars("number", errors="ignore")
-    members = [int(m) for m in ds["number"].values]
-    if member is None:
-        raise DchagError(f"holds {len(members)} ensemble members ({_spans(members)})",
-                         path=path, fix="choose one with --member N")
-    if member not in members:
-        raise DchagError(f"has no ensemble member {member} (members {_spans(members)})",
-                         path=path, fix="choose one of its members with --member")
-    return ds.sel(number=member, drop=True)
-
-
-def _spans(values: list[int]) -> str:
-    return f"{values[0]}–{values[-1]}" if values == list(range(values[0], values[-1] + 1)) \
-        else ", ".join(map(str, values))
-
-
 def _check_whole_hours(times: np.ndarray, path: Path) -> None:
     seconds = times.astype("datetime64[s]").astype(np.int64)
     bad = np.flatnonzero(seconds % 3600)
@@ -374,50 +218,65 @@ def _check_whole_hours(times: np.ndarray, path: Path) -> None:
                          fix="ERA5 is hourly: pass files whose times are whole hours")
 
 
-def open_era5(path: Path | RemoteZarr, member: int | None = None) -> Era5File:
-    """Describe one ERA5 input (then close it); explain what is wrong with it."""
-    with _open_dataset(path) as raw:
-        ds = _normalised(raw, path, member)
-        if "time" in ds.variables:
-            if not np.issubdtype(ds["time"].dtype, np.datetime64):
-                raise DchagError("time coordinate could not be decoded as dates", path=path)
-            times = ds["time"].values.astype("datetime64[ns]")
-            _check_whole_hours(times, path)
-        else:
-            times = np.array([], "datetime64[ns]")
-        grid = check_regular(ds["lat"].values, ds["lon"].values, str(path))
-        variables: dict[str, str] = {}
-        units: dict[str, Conversion] = {}
-        chunking: dict[str, tuple[int, int, int]] = {}
-        for name, da in ds.data_vars.items():
-            short = short_name(str(name))
-            if short is None or VARIABLES[short].computed:
-                continue  # `number`, `expver` strings and other bookkeeping
-            if short == "z" and "level" not in da.dims:
-                short = "orography"  # surface geopotential, ERA5's invariant `z`
-            meta = VARIABLES[short]
-            wanted = ("time", "level", "lat", "lon") if meta.pressure_level else (
-                "time", "lat", "lon")
-            if "expver" in da.dims:  # old CDS, ERA5 and ERA5T mixed: merged when read
-                wanted = (wanted[0], "expver", *wanted[1:])
-            if meta.constant and "time" not in da.dims:
-                wanted = wanted[1:]
-            if tuple(da.dims) != wanted:
-                raise DchagError(f"variable {name!r} has dims {da.dims}, expected {wanted}",
-                                 path=path)
-            variables[short] = str(name)
-            units[short] = conversion(short, da.attrs.get("units"), meta.units, path)
-            chunking[short] = _chunking(da)
-        if not variables:
-            raise DchagError("holds no ERA5 variable this tool knows", path=path,
-                             fix="see `dchag channels` for supported variables")
-        levels = ds["level"].values.astype(float) if "level" in ds.dims else None
-        return Era5File(path=path if isinstance(path, RemoteZarr) else Path(path),
-                        variables=variables, units=units, levels=levels,
-                        times=times, grid=grid, chunking=chunking,
-                        synthetic=bool(raw.attrs.get("dchag_synthetic"))
-                        or "synthetic" in str(raw.attrs.get("history", "")),
-                        member=member if "number" in raw.dims else None)
+def open_era5(path: Path | RemoteZarr, member: int | None = None,
+              keep_open: bool = False) -> Era5File:
+    """Describe one ERA5 input; explain what is wrong with it. The file is closed again,
+    or with `keep_open` handed to the reads that follow (`era5_open.take_kept`)."""
+    raw = open_source(path)
+    kept = False
+    try:
+        ds = normalise(raw, path, member)
+        described = _describe(ds, raw, path, member)
+        kept = keep_open and keep(described.path, described.member, ds)
+        return described
+    finally:
+        if not kept:
+            raw.close()
+
+
+def _describe(ds: xr.Dataset, raw: xr.Dataset, path: Path | RemoteZarr,
+              member: int | None) -> Era5File:
+    """The file's variables, units, levels, times and grid, each checked."""
+    if "time" in ds.variables:
+        if not np.issubdtype(ds["time"].dtype, np.datetime64):
+            raise DchagError("time coordinate could not be decoded as dates", path=path)
+        times = ds["time"].values.astype("datetime64[ns]")
+        _check_whole_hours(times, path)
+    else:
+        times = np.array([], "datetime64[ns]")
+    grid = check_regular(ds["lat"].values, ds["lon"].values, str(path))
+    variables: dict[str, str] = {}
+    units: dict[str, Conversion] = {}
+    chunking: dict[str, tuple[int, int, int]] = {}
+    for name, da in ds.data_vars.items():
+        short = short_name(str(name))
+        if short is None or VARIABLES[short].computed:
+            continue  # `number`, `expver` strings and other bookkeeping
+        if short == "z" and "level" not in da.dims:
+            short = "orography"  # surface geopotential, ERA5's invariant `z`
+        meta = VARIABLES[short]
+        wanted = ("time", "level", "lat", "lon") if meta.pressure_level else (
+            "time", "lat", "lon")
+        if "expver" in da.dims:  # old CDS, ERA5 and ERA5T mixed: merged when read
+            wanted = (wanted[0], "expver", *wanted[1:])
+        if meta.constant and "time" not in da.dims:
+            wanted = wanted[1:]
+        if tuple(da.dims) != wanted:
+            raise DchagError(f"variable {name!r} has dims {da.dims}, expected {wanted}",
+                             path=path)
+        variables[short] = str(name)
+        units[short] = conversion(short, da.attrs.get("units"), meta.units, path)
+        chunking[short] = _chunking(da)
+    if not variables:
+        raise DchagError("holds no ERA5 variable this tool knows", path=path,
+                         fix="see `dchag channels` for supported variables")
+    levels = ds["level"].values.astype(float) if "level" in ds.dims else None
+    return Era5File(path=path if isinstance(path, RemoteZarr) else Path(path),
+                    variables=variables, units=units, levels=levels,
+                    times=times, grid=grid, chunking=chunking,
+                    synthetic=bool(raw.attrs.get("dchag_synthetic"))
+                    or "synthetic" in str(raw.attrs.get("history", "")),
+                    member=member if "number" in raw.dims else None)
 
 
 def _chunking(da: xr.DataArray) -> tuple[int, int, int]:

@@ -44,7 +44,7 @@ from pipelines.train.distributed import RankContext, init_rank, shutdown
 from pipelines.train.flops import peak_flops, rank_flops
 from pipelines.train.metrics import MetricsLog
 from pipelines.train.model_file import is_model_file
-from pipelines.train.optim import build_optimizer, clip_grads, lr_at, set_lr
+from pipelines.train.optim import build_optimizer, clear_grads, clip_grads, lr_at, set_lr
 from pipelines.train.preempt import StopRequest, exit_rank_quietly
 from pipelines.train.resolve import init_task, saved_tendency
 from pipelines.train.rollout import rollout_loss
@@ -278,7 +278,7 @@ class _Trainer:
             loss.backward()
             gnorm = clip_grads(self.model, cfg.clip, self.tp_group, self.tp_local)
             self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
+            clear_grads(self.model)
             window_loss += loss.detach().float()
             window_steps += 1
             done = step + 1

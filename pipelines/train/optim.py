@@ -52,6 +52,15 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), foreach=foreach)
 
 
+def clear_grads(model: nn.Module) -> None:
+    """Free every gradient after a step — through the model, not the optimizer.
+
+    The optimizer holds only the parameters it updates; the never-updated key biases still
+    receive a gradient in backward, and `optimizer.zero_grad` would leave those buffers
+    alive into the next step (under FSDP about half of a rank's gradient buffers)."""
+    model.zero_grad(set_to_none=True)
+
+
 def lr_at(step: int, base: float, minimum: float, warmup: int, total: int) -> float:
     """Linear warm-up over `warmup` steps, then cosine decay to `minimum` at `total`."""
     if step < warmup:

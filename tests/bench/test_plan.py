@@ -108,30 +108,43 @@ def _toy_planner(dev: Device):
 def test_the_budget_counts_plans_so_the_answer_does_not_depend_on_the_clock():
     dev = Device("toy", 1.0, 100.0, 100.0, "for a test")
     planner, asked = _toy_planner(dev)
-    res = search(2, dev, "tiny", 16, (32, 64), 4, "mae", planner, top=50, budget_plans=3,
-                 micro_batches=(1, 2))
+    res = search(2, dev, "tiny", 16, (32, 64), 4, "mae", planner, top=50, budget_plans=5,
+                 micro_batches=(1, 2, 4))
     assert not res.complete
-    # three in the walk, then the folded baseline on the best D-CHAG layout
-    assert res.planned == 4 and len(asked) == 4
+    # never more than the budget, the folded baseline on the best D-CHAG layout included
+    assert res.planned == len(asked) <= 5 and res.candidates
     again, _ = _toy_planner(dev)
-    second = search(2, dev, "tiny", 16, (32, 64), 4, "mae", again, top=50, budget_plans=3,
-                    micro_batches=(1, 2))
+    second = search(2, dev, "tiny", 16, (32, 64), 4, "mae", again, top=50, budget_plans=5,
+                    micro_batches=(1, 2, 4))
     assert [c.case for c in second.candidates] == [c.case for c in res.candidates]
 
 
 def test_a_baseline_the_budget_never_reached_is_reported_not_checked(tmp_path, monkeypatch):
-    """The roofline ranks D-CHAG first; a budget of one plan stops before any baseline
-    layout is judged, so the plan must not say that none fits."""
+    """The roofline ranks D-CHAG first; a budget of four plans (a layout and its two
+    micro-batch probes, and the folded baseline) stops before any baseline layout is
+    judged, so the plan must not say that none fits."""
     from pipelines.bench import planner
 
     monkeypatch.setattr(planner, "plan", lambda case, limit_gib: {"peak_mem_bytes": 2.0**30})
     out = tmp_path / "plan.json"
     r = runner.invoke(app, ["plan", "--gpus", "2", "--gpu", "a100-40gb", "--preset", "tiny",
                             "--channels", "500", "--img", "16x16", "--patch", "4",
-                            "--budget-plans", "1", "--no-cache", "--out", str(out)])
+                            "--budget-plans", "4", "--no-cache", "--out", str(out)])
     assert r.exit_code == 0, r.output
     body = json.loads(out.read_text())
-    assert body["search"]["complete"] is False and body["search"]["budget_plans"] == 1
+    assert body["search"]["complete"] is False and body["search"]["budget_plans"] == 4
     assert body["search"]["baseline_checked"] is False
     assert "no baseline layout fits" not in r.output
     assert "fastest baseline layout: not checked" in r.output
+
+
+def test_a_budget_too_small_to_find_a_fit_says_so_not_that_nothing_fits(monkeypatch):
+    from pipelines.bench import planner
+
+    monkeypatch.setattr(planner, "plan", lambda case, limit_gib: {"peak_mem_bytes": 2.0**30})
+    r = runner.invoke(app, ["plan", "--gpus", "2", "--gpu", "a100-40gb", "--preset", "tiny",
+                            "--channels", "500", "--img", "16x16", "--patch", "4",
+                            "--budget-plans", "2", "--no-cache", "--out", "/dev/null"])
+    assert r.exit_code == 1
+    assert "ended the search before a layout that fits was found" in r.output
+    assert "fits tiny" not in r.output

@@ -36,8 +36,9 @@ def test_stages_without_torch_start_without_it(args):
 
 
 def test_a_stage_that_needs_torch_imports_it_and_the_root_lists_every_stage():
-    assert _imports_torch("plan", "--preset", "tiny", "--gpus", "2", "--gpu", "a100-40gb",
-                          "--budget-plans", "1", "--out", "/dev/null")
+    assert _imports_torch("plan", "--preset", "tiny", "--channels", "16", "--img", "16x16",
+                          "--gpus", "2", "--gpu", "a100-40gb", "--no-cache",
+                          "--budget-plans", "2", "--out", "/dev/null")
     done = subprocess.run([sys.executable, "-m", "dchag_cli", "--help"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0

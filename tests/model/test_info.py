@@ -28,6 +28,9 @@ def test_model_info_cli_prints_counts_and_the_planned_memory():
     assert r.exit_code == 0, r.output
     assert "tokenizer" in r.output and "total" in r.output
     assert "memory per rank, planned" in r.output and "optimizer state" in r.output
+    # the planning (minutes for 7b) reports each phase as it ends, also into a log file
+    phases = [ln for ln in r.output.splitlines() if ln.startswith("laying out the model")]
+    assert [ln.split(": ")[1].split()[0] for ln in phases] == ["1/3", "2/3", "3/3"]
     r = CliRunner().invoke(app, ["model", "info", "--img", "32by64"])
     assert r.exit_code == 1 and "HEIGHTxWIDTH" in r.output
     r = CliRunner().invoke(app, ["model", "info", "--preset", "tiny", "--tp", "8"])

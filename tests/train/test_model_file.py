@@ -83,10 +83,11 @@ def test_eval_and_predict_read_the_file_like_the_run(tmp_path, sample_era5_zarr,
     file = tmp_path / "fc.safetensors"
     assert runner.invoke(app, ["export", "model", str(fc), "--out", str(file)]).exit_code == 0
     scores = []
-    for source, out in ((fc, tmp_path / "ev_run"), (file, tmp_path / "ev_file")):
+    # a model file's results go beside it by default, not into a folder at its path
+    for source, out in ((fc, tmp_path / "ev_run"), (file, tmp_path / "fc_eval")):
+        where = ["--out", str(out)] if source.is_dir() else []
         r = runner.invoke(app, ["eval", "forecast", "--run", str(source), "--data",
-                                str(sample_era5_zarr), "--period", "2018-01", "--out",
-                                str(out)])
+                                str(sample_era5_zarr), "--period", "2018-01", *where])
         assert r.exit_code == 0, r.output
         scores.append(xr.open_zarr(out / "scores.zarr").rmse.values)
     np.testing.assert_array_equal(scores[0], scores[1])
