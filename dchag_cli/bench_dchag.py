@@ -19,7 +19,7 @@ from pipelines.errors import DchagError
 from pipelines.model.config import CHANNEL_IMPLS, PRESETS, VARIANTS
 from pipelines.plots.bench import plot_vs_channels
 from pipelines.provenance import provenance
-from pipelines.train.config import AGGREGATIONS
+from pipelines.run.config import AGGREGATIONS
 from pipelines.train.distributed import launch
 
 GROUP_KEYS = ("preset", "channels", "tp", "dp", "img", "patch", "batch")

@@ -14,7 +14,7 @@ from pipelines.errors import DchagError
 from pipelines.guard import output_folder
 from pipelines.metrics.weather import CLIMAX_BATCH, CONVENTIONS
 from pipelines.provenance import provenance
-from pipelines.train.config import format_lead, parse_leads
+from pipelines.run.config import format_lead, parse_leads
 
 if TYPE_CHECKING:
     import torch
@@ -107,12 +107,12 @@ def forecast(
     if batch < 1 or climax_batch < 1:
         raise DchagError("--batch and --climax-batch must be at least 1")
     if period is not None:
-        from pipelines.eval.period import period_hours
+        from pipelines.data.times import period_hours
 
         period_hours(period)
     from pipelines.eval.forecast import evaluate_forecast, write_predictions, write_scores
-    from pipelines.eval.runs import run_files
     from pipelines.plots.forecast import plot_maps, plot_scores_vs_lead
+    from pipelines.run.load import run_files
 
     drop = _drop_list(drop_channels, "channel", "z_500,t2m")
     if (drop or robustness) and forecast_file is not None:
@@ -230,7 +230,7 @@ def _forecast_source(run: Path | None, forecast_file: Path | None, data: Path,
     from pipelines.eval.forecast import RunSource, WB2Source
 
     if run is not None:
-        from pipelines.eval.runs import load_run
+        from pipelines.run.load import load_run
 
         return RunSource(load_run(run, "forecast", device()), device(), drop)
     from pipelines.data.grid import LatLonGrid
@@ -337,7 +337,7 @@ def predict_masks_cmd(
     """
     from pipelines.data.zarr_store import check_writable_target
     from pipelines.eval.masks import absent_bands, predict_masks
-    from pipelines.eval.runs import load_run, run_files
+    from pipelines.run.load import load_run, run_files
 
     if batch < 1:
         raise DchagError(f"--batch {batch} must be at least 1")

@@ -78,9 +78,10 @@ def model(
     """
     from dchag_cli.console import human_bytes, key_value_table
     from pipelines.data.zarr_store import check_writable_target
-    from pipelines.eval.runs import run_files
     from pipelines.locks import write_lock
-    from pipelines.train.model_file import SUFFIX, export_model
+    from pipelines.model_header import SUFFIX
+    from pipelines.run.export import export_model
+    from pipelines.run.load import run_files
 
     if out_path.suffix != SUFFIX:
         raise DchagError(f"--out {out_path} must end in {SUFFIX}")

@@ -6,7 +6,7 @@ from rich.table import Table
 
 from dchag_cli.console import out
 from pipelines.eval.scorecard import THIS_RUN, Row
-from pipelines.train.config import format_lead
+from pipelines.run.config import format_lead
 
 
 def print_scorecard(rows: list[Row], unmatched: list[str]) -> None:

@@ -41,6 +41,10 @@ def show(
                              fix="for era5.zarr choose --channels and --time")
         _show_era5(store, channels, time, out_path)
         return
+    if kind != "appl":
+        what = f"a dchag {kind} store" if kind else "not a store dchag prep wrote"
+        raise DchagError(f"{what}: `dchag show` draws appl.zarr and era5.zarr", path=store,
+                         fix="pass a store written by `dchag prep appl` or `dchag prep era5`")
     if channels is not None or time is not None:
         raise DchagError("--channels and --time are for era5.zarr", path=store,
                          fix="for appl.zarr choose --sample")

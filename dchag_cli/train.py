@@ -29,7 +29,7 @@ from dchag_cli.console import (
 )
 from pipelines.locks import write_lock
 from pipelines.model.config import PRESETS, VARIANTS
-from pipelines.train.config import TrainConfig, format_lead, parse_leads
+from pipelines.run.config import TrainConfig, format_lead, parse_leads
 
 if TYPE_CHECKING:
     from pipelines.train.loop import TrainResult
@@ -196,8 +196,8 @@ def _check_memory(cfg: Any, art: Any, enforce: bool) -> None:
     import numpy as np
     import torch
 
+    from pipelines.bench.memory_check import check_memory, refuse_if_too_large
     from pipelines.data.zarr_store import open_artifact
-    from pipelines.train.memory_check import check_memory, refuse_if_too_large
 
     array = "cube" if art.kind == "appl" else "data"
     itemsize = np.dtype(open_artifact(art.path, art.kind)[array].dtype).itemsize
@@ -268,7 +268,7 @@ def pretrain(**given: Any) -> None:
 def _run(task: str, given: dict[str, Any]) -> None:
     # Heavy imports (torch, the distributed engine) only once a command really runs.
     from pipelines.errors import Interrupted
-    from pipelines.train.checkpoint import clean_partials, latest_checkpoint
+    from pipelines.run.checkpoint import clean_partials, latest_checkpoint
     from pipelines.train.distributed import adopt_slurm_env, is_global_rank_zero, launch
     from pipelines.train.resolve import create_run, prepare, resolve
     from pipelines.train.trackers import check_tracker

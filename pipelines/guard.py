@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pipelines.errors import DchagError
+from pipelines.model_header import model_file_kind
 
 MARKER = ".dchag"
 
@@ -80,8 +81,6 @@ def check_replaceable(target: Path, kinds: Iterable[str], inputs: Iterable[Path]
     found = artifact_kind(target) if target.is_dir() else None
     found = found or (folder_kind(target) if target.is_dir() else None)
     if target.is_file() and not target.is_symlink():
-        from pipelines.train.model_file import model_file_kind
-
         found = model_file_kind(target)
     if found not in wanted:
         what = f"a dchag {found}" if found else "not something dchag wrote"

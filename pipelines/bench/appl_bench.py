@@ -48,7 +48,7 @@ class ApplBenchResult:
 
 def _loader_rate(store: Path, preset: str, patch: int, batch: int, workers: int,
                  steps: int) -> tuple[float, float]:
-    from pipelines.train.config import TrainConfig
+    from pipelines.run.config import TrainConfig
     from pipelines.train.data import StepBatches, describe_artifact, step_loader
 
     cfg = TrainConfig(task="mae", data=str(store), preset=preset, patch=patch,

@@ -72,9 +72,9 @@ def _measure(case: Case, device: torch.device, mode: str, link: Link, warmup: in
     # a 7b plan takes minutes: the model, each warm-up step and the measured step
     progress.start(2 + max(1, warmup), "laying out the model, warm-up step, measured step")
     try:
-        model, step = _training_step(case, device, dtype, fake)
+        model, step = training_step(case, device, dtype, fake)
         progress.advance()
-        record["params"] = _whole_model_parameters(case)
+        record["params"] = whole_model_parameters(case)
         record["params_per_rank"] = sum(_local(p).numel() for p in model.parameters())
         with step.mode:
             record.update(_peak_memory(step, model, device, warmup, fake, progress))
@@ -109,7 +109,7 @@ def _measure(case: Case, device: torch.device, mode: str, link: Link, warmup: in
     return record
 
 
-def _training_step(case: Case, device: torch.device, dtype: torch.dtype, fake: bool):
+def training_step(case: Case, device: torch.device, dtype: torch.dtype, fake: bool):
     """The model as training lays it out, AdamW (foreach, CUDA's default), synthetic
     inputs, and a closure running one forward + backward + optimizer step."""
     mesh = init_device_mesh(device.type, (case.dp, case.tp), mesh_dim_names=("dp", "tp"))
@@ -159,7 +159,7 @@ def _fake_mode():
     return _FAKE
 
 
-def _whole_model_parameters(case: Case) -> int:
+def whole_model_parameters(case: Case) -> int:
     with torch.device("meta"):
         model = MAE(case.model_config()) if case.task == "mae" else Forecaster(
             case.model_config())
@@ -211,7 +211,7 @@ def step_times(step, device: torch.device, steps: int) -> list[float]:
     return times
 
 
-def _median_step_time(step, device: torch.device, steps: int) -> float:
+def median_step_time(step, device: torch.device, steps: int) -> float:
     return statistics.median(step_times(step, device, steps))
 
 

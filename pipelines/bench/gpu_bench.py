@@ -95,15 +95,15 @@ def memory_row(case: Case, device: torch.device, dtype: torch.dtype) -> dict:
 
 
 def mfu_row(case: Case, device: torch.device, dtype: torch.dtype, steps: int) -> dict:
-    from pipelines.bench.dchag_bench import _median_step_time, _training_step
+    from pipelines.bench.dchag_bench import median_step_time, training_step
 
     def run() -> dict:
-        _, step = _training_step(case, device, dtype, fake=False)
+        _, step = training_step(case, device, dtype, fake=False)
         t0 = time.perf_counter()
         step()  # the first step pays any compilation
         first = time.perf_counter() - t0
         step()
-        return {"first_step_s": first, "step_s": _median_step_time(step, device, steps)}
+        return {"first_step_s": first, "step_s": median_step_time(step, device, steps)}
 
     timing = _in_fake_group(case.world, run)
     flops = rank_flops(case.model_config(), case.task, case.batch, 0.75, case.tp, True)

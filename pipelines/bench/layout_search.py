@@ -110,9 +110,9 @@ def _counted(case: Case) -> float:
 
 @functools.lru_cache(maxsize=128)
 def _parameters(case: Case) -> int:
-    from pipelines.bench.dchag_bench import _whole_model_parameters
+    from pipelines.bench.dchag_bench import whole_model_parameters
 
-    return _whole_model_parameters(case)
+    return whole_model_parameters(case)
 
 
 def roofline(case: Case, dev: Device, efficiency: float = EFFICIENCY) -> Candidate:

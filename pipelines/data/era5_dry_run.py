@@ -12,7 +12,7 @@ from pipelines.data.channels import VARIABLES, resolve_channels
 from pipelines.data.era5_plan import Era5Plan, make_plan
 from pipelines.data.era5_read import expand_sources, open_era5
 from pipelines.data.grid import parse_region, target_grid
-from pipelines.eval.period import period_hours
+from pipelines.data.times import period_hours
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import xarray as xr
 
@@ -20,8 +20,13 @@ from pipelines.data.remote import RemoteZarr
 from pipelines.errors import DchagError
 from pipelines.extras import require
 
-if TYPE_CHECKING:
-    from pipelines.data.era5_read import Era5File
+
+class Source(Protocol):
+    """What names an input to open: `era5_read.Era5File` is one."""
+
+    path: Path | RemoteZarr
+    member: int | None
+
 
 CHUNK_CACHE_BYTES = 16 * 2**20  # HDF5's cache per open variable
 GRIB_SUFFIXES = (".grib", ".grib1", ".grib2", ".grb", ".grb2")
@@ -78,7 +83,7 @@ class FileCache:
         self.size = size
         self._open: OrderedDict[Path | RemoteZarr, xr.Dataset] = OrderedDict()
 
-    def get(self, f: Era5File) -> xr.Dataset:
+    def get(self, f: Source) -> xr.Dataset:
         if f.path in self._open:
             self._open.move_to_end(f.path)
             return self._open[f.path]

@@ -42,6 +42,7 @@ from pipelines.data.era5_stats import (
 from pipelines.data.grid import LatLonGrid, check_covers, parse_region, target_grid
 from pipelines.data.lean_imports import without_unused
 from pipelines.data.remote import RemoteZarr, bytes_fetched
+from pipelines.data.times import period_hours
 from pipelines.data.zarr_store import (
     atomic_store,
     check_writable_target,
@@ -51,7 +52,6 @@ from pipelines.data.zarr_store import (
     store_transaction,
 )
 from pipelines.errors import DchagError
-from pipelines.eval.period import period_hours
 from pipelines.faults import fault_point
 from pipelines.guard import check_no_overlap
 from pipelines.locks import write_lock

@@ -156,7 +156,9 @@ def open_artifact(path: Path, kind: str, mode: str = "r") -> zarr.Group:
     try:
         group = zarr.open_group(str(path), mode=mode)
     except Exception as exc:  # zarr raises several types for non-stores
-        raise DchagError(f"not a zarr store ({type(exc).__name__})", path=path) from exc
+        raise DchagError(f"not a zarr store ({type(exc).__name__})", path=path,
+                         fix=f"pass a store written by `{PRODUCERS.get(kind, 'dchag')}`"
+                         ) from exc
     found = group.attrs.get("dchag_artifact")
     if found != kind:
         raise DchagError(f"not a dchag {kind} artifact (found {found!r})", path=path,

@@ -21,7 +21,6 @@ from torch import Tensor
 from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
 from pipelines.errors import DchagError
 from pipelines.eval.inpaint import BASELINES, inpaint, spectral_fill
-from pipelines.eval.runs import TrainedRun
 from pipelines.metrics.images import (
     SSIM_CONVENTION,
     band_psnr_ssim,
@@ -31,6 +30,7 @@ from pipelines.metrics.images import (
 from pipelines.model.mae import random_masking
 from pipelines.model.tokenizer import unpatchify
 from pipelines.progress import NoProgress, Progress
+from pipelines.run.load import TrainedRun
 from pipelines.train.data import band_names, describe_artifact, select_bands, split_positions
 
 REGIONS = {"visible 400–700 nm": (400, 700), "red edge 700–750 nm": (700, 750),

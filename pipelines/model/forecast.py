@@ -28,7 +28,7 @@ class Forecaster(nn.Module):
     Lead time enters as `Linear(1, D)` of hours/100 added to every token (as in ClimaX).
     With `residual`, the network predicts the change of the output channels, which are
     taken from the input at the positions `out_index`. With `lead_scale` {lead: σ per
-    output channel} (tendency targets, `pipelines/train/tendency.py`) that change is
+    output channel} (tendency targets, `pipelines/run/tendency.py`) that change is
     σ_lead ⊙ network output; without it σ = 1 (state-normalised residuals).
     """
 

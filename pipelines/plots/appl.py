@@ -12,7 +12,7 @@ import numpy as np
 
 from pipelines.data.zarr_store import open_artifact
 from pipelines.errors import DchagError
-from pipelines.plots.save import save_figure
+from pipelines.figures import save_figure
 
 RGB_NM = (640.0, 550.0, 470.0)
 

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from pipelines.plots.save import save_figure
+from pipelines.figures import save_figure
 
 
 def _label(r: dict) -> str:

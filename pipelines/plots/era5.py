@@ -15,8 +15,8 @@ import numpy as np
 from pipelines.data.channels import pretty_units
 from pipelines.data.zarr_store import open_artifact
 from pipelines.errors import DchagError
+from pipelines.figures import save_figure
 from pipelines.plots.forecast import map_axes
-from pipelines.plots.save import save_figure
 
 
 @dataclass

@@ -13,8 +13,8 @@ import numpy as np
 from pipelines.data.zarr_store import open_artifact
 from pipelines.eval.inpaint import inpaint
 from pipelines.eval.masks import MaskScores, matching_bands, matching_samples
+from pipelines.figures import save_figure
 from pipelines.plots.appl import rgb_composite
-from pipelines.plots.save import save_figure
 
 
 def plot_reconstruction(recon: Path, data: Path, index: int, out: Path,

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pipelines.bench.parity import ParityTable
-from pipelines.plots.save import save_figure
+from pipelines.figures import save_figure
 
 
 def plot_parity(tables: list[ParityTable], out: Path) -> Path:

@@ -13,8 +13,8 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
 from pipelines.eval.robustness import Robustness
-from pipelines.plots.save import save_figure
-from pipelines.train.config import format_lead
+from pipelines.figures import save_figure
+from pipelines.run.config import format_lead
 
 
 def plot_robustness(r: Robustness, path: Path) -> None:

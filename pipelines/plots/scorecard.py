@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 from pipelines.data.channels import pretty_units
 from pipelines.eval.forecast import channel_units
 from pipelines.eval.scorecard import THIS_RUN, Row
-from pipelines.plots.save import save_figure
-from pipelines.train.config import format_lead
+from pipelines.figures import save_figure
+from pipelines.run.config import format_lead
 
 
 def plot_scorecard(rows: list[Row], path: Path) -> None:

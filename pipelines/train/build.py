@@ -29,7 +29,7 @@ from pipelines.parallel.compile import compile_blocks
 from pipelines.parallel.fsdp import apply_fsdp
 from pipelines.parallel.mixed_precision import cast_for_compute
 from pipelines.parallel.tensor_parallel import apply_tensor_parallel
-from pipelines.train.config import TrainConfig
+from pipelines.run.config import TrainConfig
 from pipelines.train.distributed import RankContext
 
 if TYPE_CHECKING:  # the data module imports zarr, which a GPU bench must not need

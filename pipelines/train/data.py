@@ -26,10 +26,10 @@ from pipelines.data.forcings import FORCINGS
 from pipelines.data.zarr_store import open_artifact
 from pipelines.errors import DchagError
 from pipelines.notes import note
-from pipelines.train.config import TrainConfig
-from pipelines.train.periods import Periods, make_periods, named_periods
+from pipelines.run.config import TrainConfig
+from pipelines.run.periods import Periods, make_periods, named_periods
+from pipelines.run.tendency import normalised_scale
 from pipelines.train.preempt import init_loader_worker
-from pipelines.train.tendency import normalised_scale
 
 # The forecast targets of the D-CHAG authors' ERA5 run, when present in the artifact.
 KEY_VARIABLES = ("z_500", "t_850", "t2m", "u10", "v10")

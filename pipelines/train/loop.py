@@ -24,13 +24,12 @@ from torch import Tensor
 
 from pipelines.data.datasets import Normalizer
 from pipelines.errors import DchagError, Interrupted
+from pipelines.model_header import is_model_file
 from pipelines.notes import note
 from pipelines.parallel.gather import all_gather_flat
 from pipelines.parallel.tensor_parallel import tp_local_names
 from pipelines.provenance import provenance
-from pipelines.train.build import build_parallel_model, compute_dtype, model_config
-from pipelines.train.channel_dropout import kept_channels
-from pipelines.train.checkpoint import (
+from pipelines.run.checkpoint import (
     checkpoint_root,
     intact_checkpoint,
     load_checkpoint,
@@ -38,12 +37,13 @@ from pipelines.train.checkpoint import (
     load_encoder_file,
     save_checkpoint,
 )
-from pipelines.train.config import TrainConfig
+from pipelines.run.config import TrainConfig
+from pipelines.train.build import build_parallel_model, compute_dtype, model_config
+from pipelines.train.channel_dropout import kept_channels
 from pipelines.train.data import Artifact, StepBatches, describe_artifact, step_loader
 from pipelines.train.distributed import RankContext, init_rank, shutdown
 from pipelines.train.flops import peak_flops, rank_flops
 from pipelines.train.metrics import MetricsLog
-from pipelines.train.model_file import is_model_file
 from pipelines.train.optim import build_optimizer, clear_grads, clip_grads, lr_at, set_lr
 from pipelines.train.preempt import StopRequest, exit_rank_quietly
 from pipelines.train.resolve import init_task, saved_tendency

@@ -70,7 +70,7 @@ class MetricsLog:
         import matplotlib.pyplot as plt
         from matplotlib.ticker import FuncFormatter
 
-        from pipelines.plots.save import save_figure
+        from pipelines.figures import save_figure
 
         logged = [r for r in self.records if math.isfinite(_num(r.get("loss")))]
         steps, loss = [r["step"] for r in logged], [r["loss"] for r in logged]

@@ -15,11 +15,11 @@ import zarr
 from pipelines.errors import DchagError
 from pipelines.guard import check_no_overlap, check_replaceable, mark_folder
 from pipelines.model.config import ModelConfig
+from pipelines.model_header import is_model_file
 from pipelines.notes import note
 from pipelines.parallel.tensor_parallel import check_tp, splittable_tp, tp_problem
-from pipelines.train.build import model_config
-from pipelines.train.checkpoint import intact_checkpoint
-from pipelines.train.config import (
+from pipelines.run.checkpoint import intact_checkpoint
+from pipelines.run.config import (
     TrainConfig,
     check_same_model,
     coerce_settings,
@@ -28,10 +28,11 @@ from pipelines.train.config import (
     read_config_file,
     save_config,
 )
+from pipelines.run.model_file import check_whole_file, open_model_file
+from pipelines.run.tendency import table_from_json, table_to_json, tendency_std
+from pipelines.train.build import model_config
 from pipelines.train.data import Artifact, describe_artifact, split_samples
 from pipelines.train.distributed import check_devices, launcher_world
-from pipelines.train.model_file import check_whole_file, is_model_file, open_model_file
-from pipelines.train.tendency import table_from_json, table_to_json, tendency_std
 
 # Model fields the encoder's weights depend on (what `--init` must agree on).
 RUN_HINT = "--resume it, pass --overwrite, or choose another --out"

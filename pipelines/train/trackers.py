@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from pipelines.errors import DchagError
 from pipelines.extras import require
-from pipelines.train.config import LOGGERS
+from pipelines.run.config import LOGGERS
 
 # The scalar records of `metrics.jsonl` that a tracker receives, under the same names.
 TRACKED = ("loss", "val_loss", "lr", "grad_norm", "samples_per_s", "tokens_per_s",

@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+import zarr
 
-from dchag_cli.app import app
-
-runner = CliRunner()
+from tests.runner import app, one_error_line, runner
 
 
 def test_sample_prep_and_show(tmp_path: Path):
@@ -41,7 +39,14 @@ def test_prep_appl_errors_are_one_line(tmp_path: Path):
 
 def test_show_refuses_other_artifacts(tmp_path: Path):
     r = runner.invoke(app, ["show", str(tmp_path)])
-    assert r.exit_code == 1 and "not" in r.output
+    line = one_error_line(r.output)
+    assert r.exit_code == 1 and str(tmp_path) in line
+    assert "not a store dchag prep wrote" in line and "dchag prep appl" in line
+    scores = tmp_path / "scores.zarr"
+    zarr.open_group(str(scores), mode="w").attrs["dchag_artifact"] = "scores"
+    r = runner.invoke(app, ["show", str(scores)])
+    assert r.exit_code == 1
+    assert "a dchag scores store: `dchag show` draws appl.zarr" in one_error_line(r.output)
 
 
 def test_bench_prep_appl_writes_results(tmp_path: Path):

@@ -169,7 +169,7 @@ def test_invalid_reflectance_is_refused(tmp_path: Path, value: float, message: s
 def test_the_training_loader_returns_the_stored_values(tmp_path: Path):
     """Whole chunks read straight from their files (or through zarr when compressed),
     channels and crops selected in memory: exactly the stored numbers."""
-    from pipelines.train.config import TrainConfig
+    from pipelines.run.config import TrainConfig
     from pipelines.train.data import StepBatches, describe_artifact
 
     for compress in (False, True):

@@ -12,7 +12,7 @@ import zarr
 
 from pipelines.data.era5_prep import Era5PrepConfig, prep_era5
 from pipelines.errors import DchagError
-from pipelines.train.config import TrainConfig
+from pipelines.run.config import TrainConfig
 from pipelines.train.data import describe_artifact
 from tests.data.era5_formats import (
     SAMPLE,

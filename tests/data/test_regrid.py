@@ -123,15 +123,30 @@ def test_xesmf_weights_file_is_applied_in_the_sources_own_latitude_order(tmp_pat
         read_weights_file(path, LatLonGrid(lat=np.array([0.0]), lon=np.array([0.0, 1.0])), tgt)
 
 
-def test_xesmf_backend_without_esmpy_names_the_fix():
-    pytest.importorskip("pytest")
+def _xesmf_works() -> bool:
     try:
-        import xesmf  # noqa: F401
+        import xesmf  # noqa: F401  (imports esmpy)
     except ImportError:
-        with pytest.raises(DchagError, match="conda-forge"):
-            make_regridder(ERA5_LIKE, TARGET, "bilinear", "xesmf", None)
-    else:
-        pytest.skip("esmpy is installed here: the live xESMF backend is covered elsewhere")
+        return False
+    return True
+
+
+@pytest.mark.skipif(_xesmf_works(), reason="xESMF and esmpy are installed here: "
+                    "test_xesmf_backend_agrees_with_the_native_one runs instead")
+def test_xesmf_backend_without_esmpy_names_the_fix():
+    with pytest.raises(DchagError, match="conda-forge"):
+        make_regridder(ERA5_LIKE, TARGET, "bilinear", "xesmf", None)
+
+
+@pytest.mark.skipif(not _xesmf_works(), reason="needs xESMF with esmpy (conda install -c "
+                    "conda-forge esmpy; not on PyPI): the default backend does not")
+def test_xesmf_backend_agrees_with_the_native_one():
+    lat, lon = _mesh(ERA5_LIKE)
+    field = (250 + 30 * np.cos(np.deg2rad(lat)) + 5 * np.sin(np.deg2rad(3 * lon))
+             * np.cos(np.deg2rad(lat)) ** 2).astype(np.float32)
+    ours = make_regridder(ERA5_LIKE, TARGET, "bilinear", "native", None).apply(field)
+    theirs = make_regridder(ERA5_LIKE, TARGET, "bilinear", "xesmf", None).apply(field)
+    np.testing.assert_allclose(theirs, ours, atol=1e-3)
 
 
 @pytest.mark.skipif(shutil.which("cdo") is None, reason="CDO (the independent oracle) is not "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.train.config import TrainConfig
+from pipelines.run.config import TrainConfig
 from pipelines.train.data import StepBatches, describe_artifact, dihedral
 
 

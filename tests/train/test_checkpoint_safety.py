@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipelines.train.safe_checkpoint import checkpoint_problem, read_metadata
+from pipelines.run.safe_checkpoint import checkpoint_problem, read_metadata
 from tests.runner import app, one_error_line, runner
 
 FAST = ["--workers", "0", "--batch-size", "2", "--log-every", "2", "--val-every", "4",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.errors import DchagError
-from pipelines.train.config import (
+from pipelines.run.config import (
     TrainConfig,
     coerce_settings,
     format_lead,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.train import memory_check
+from pipelines.bench import memory_check
 from tests.runner import app, one_error_line, runner
 
 
@@ -49,7 +49,7 @@ def test_small_runs_skip_the_planner(monkeypatch, sample_appl_zarr, tmp_path):
 @pytest.mark.parametrize("available", [64 * 2**30])
 def test_the_estimate_follows_the_batch(monkeypatch, sample_appl_zarr, available):
     """The check's per-rank number grows with the batch (what the refusal tells to lower)."""
-    from pipelines.train.config import TrainConfig
+    from pipelines.run.config import TrainConfig
     from pipelines.train.data import describe_artifact
 
     monkeypatch.setattr(memory_check, "QUICK_FRACTION", 0.0)  # always plan

@@ -17,7 +17,7 @@ from pipelines.data.forcings import FORCINGS, day_of_year, forcing_fields, with_
 from pipelines.model.config import preset_config
 from pipelines.model.forecast import Forecaster, scaled_forecast_mse
 from pipelines.model.init import init_weights
-from pipelines.train.config import TrainConfig
+from pipelines.run.config import TrainConfig
 from pipelines.train.data import describe_artifact
 from pipelines.train.resolve import tendency_table
 from pipelines.train.rollout import rollout_loss

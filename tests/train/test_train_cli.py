@@ -13,7 +13,7 @@ import torch
 import xarray as xr
 import zarr
 
-from pipelines.train import checkpoint as checkpoint_module
+from pipelines.run import checkpoint as checkpoint_module
 from tests.runner import app, runner
 from tests.train.curves import assert_same_curve, whole_and_resumed
 

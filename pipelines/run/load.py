@@ -20,12 +20,13 @@ from pipelines.errors import DchagError
 from pipelines.model.config import ModelConfig
 from pipelines.model.forecast import Forecaster
 from pipelines.model.mae import MAE
+from pipelines.model_header import is_model_file
 from pipelines.notes import note
-from pipelines.train.checkpoint import checkpoint_step, intact_checkpoint
-from pipelines.train.config import TrainConfig, load_run_config
-from pipelines.train.model_file import is_model_file, load_tensors, open_model_file
-from pipelines.train.safe_checkpoint import load_state
-from pipelines.train.tendency import normalised_scale, table_from_json
+from pipelines.run.checkpoint import checkpoint_step, intact_checkpoint
+from pipelines.run.config import TrainConfig, load_run_config
+from pipelines.run.model_file import load_tensors, open_model_file
+from pipelines.run.safe_checkpoint import load_state
+from pipelines.run.tendency import normalised_scale, table_from_json
 
 
 @dataclass

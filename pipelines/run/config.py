@@ -143,7 +143,7 @@ class TrainConfig:
                                  "--val-period 2016 --test-period 2017:2018")
         for name in ("train_period", "val_period", "test_period"):
             if getattr(self, name) is not None:
-                from pipelines.eval.period import period_hours
+                from pipelines.data.times import period_hours
 
                 period_hours(getattr(self, name), f"--{_flag(name)}")  # fails here, first
         if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 1):

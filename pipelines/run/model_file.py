@@ -1,7 +1,7 @@
 """One portable file per trained model: safetensors with the model's config embedded.
 
 A run's checkpoints are DCP folders sharded by the layout it trained on (FSDP × TP ×
-channel groups). `export_model` consolidates the newest intact one into plain tensors and
+channel groups). `export.export_model` consolidates the newest intact one into plain tensors and
 writes a single `.safetensors` file whose metadata holds what inference needs: the run's
 `config.json` and `model.json` (model config, channels, normalisation, grid, periods).
 safetensors is a data-only format (a JSON header and raw tensor bytes): reading it can
@@ -14,51 +14,13 @@ The file stands in for a run folder wherever one is read: `eval forecast --run`,
 from __future__ import annotations
 
 import json
-import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from pipelines import __version__
 from pipelines.errors import DchagError
-from pipelines.fsops import temp_sibling
-
-FORMAT = "dchag-model/1"
-SUFFIX = ".safetensors"
-MAX_HEADER = 100 * 2**20  # safetensors' own limit on the JSON header
-
-
-def is_model_file(path: Path) -> bool:
-    return Path(path).suffix == SUFFIX and Path(path).is_file()
-
-
-def read_metadata(path: Path) -> dict[str, str]:
-    """The header's `__metadata__`, read as JSON (no tensor is touched), checked to be ours."""
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            (size,) = struct.unpack("<Q", fh.read(8))
-            if not 0 < size <= MAX_HEADER:
-                raise ValueError(f"header size {size}")
-            header = json.loads(fh.read(size))
-    except (OSError, ValueError, struct.error) as exc:
-        raise DchagError(f"not a readable safetensors file ({exc})", path=path,
-                         fix="export it again with `dchag export model RUN --out FILE`") from exc
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise DchagError("a safetensors file without dchag's model metadata", path=path,
-                         fix="use a file written by `dchag export model`")
-    return meta
-
-
-def model_file_kind(path: Path) -> str | None:
-    """`model` for a dchag model file (what `--overwrite` may replace), else None."""
-    try:
-        return "model" if read_metadata(path) else None
-    except DchagError:
-        return None
+from pipelines.model_header import read_metadata
 
 
 @dataclass
@@ -107,47 +69,6 @@ def load_tensors(path: Path, expected: dict[str, torch.Tensor], subset: bool = F
     except (SafetensorError, OSError) as exc:
         raise DchagError(f"cannot read its tensors ({exc})", path=path,
                          fix="the file is damaged: export it again") from exc
-
-
-@dataclass
-class ExportSummary:
-    out: Path
-    tensors: int
-    parameters: int
-    bytes: int
-    step: int
-
-
-def export_model(run: Path, out: Path) -> ExportSummary:
-    """Consolidate the run's newest intact checkpoint (any sharding) into one file."""
-    from safetensors.torch import save_file
-
-    from pipelines.eval.runs import load_run
-    from pipelines.train.config import load_run_config
-
-    cfg = load_run_config(run)
-    trained = load_run(run, cfg.task, torch.device("cpu"))
-    state = {k: v.detach().to("cpu").contiguous().clone()
-             for k, v in trained.model.state_dict().items()}
-    meta = {"format": FORMAT, "dchag_version": __version__, "task": cfg.task,
-            "step": str(trained.step), "source": str(Path(run).resolve()),
-            "config": json.dumps(cfg.to_dict()), "model": json.dumps(trained.info)}
-    tmp = temp_sibling(out, "partial")
-    try:
-        save_file(state, str(tmp), metadata=meta)
-        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes 0600; the user's umask rules
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return ExportSummary(out, len(state), sum(v.numel() for v in state.values()),
-                         out.stat().st_size, trained.step)
-
-
-def _umask() -> int:
-    """The process's umask (read by setting it, so set it straight back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def check_whole_file(path: Path) -> None:

@@ -30,7 +30,7 @@ from torch.optim import Optimizer
 
 from pipelines.errors import DchagError
 from pipelines.faults import fault_point
-from pipelines.train.safe_checkpoint import checkpoint_problem, first_failure, load_state
+from pipelines.run.safe_checkpoint import checkpoint_problem, first_failure, load_state
 
 
 def checkpoint_root(run: Path) -> Path:
@@ -168,7 +168,7 @@ def load_encoder_file(path: Path, model: nn.Module, whole: bool = False) -> None
     """Collective: initialise `model.encoder` (or, `whole`, every weight) from a model file
     of `dchag export model`. Every rank reads the whole (consolidated) tensors and keeps
     its own shards."""
-    from pipelines.train.model_file import load_tensors
+    from pipelines.run.model_file import load_tensors
 
     full = get_model_state_dict(model)
     expected = {k: v for k, v in full.items() if whole or k.startswith("encoder.")}

@@ -83,9 +83,9 @@ def check_memory(cfg, art, itemsize: int, gpu: bool) -> MemoryCheck:
         available = host_available_bytes()
         sharing, where = cfg.gpus, "this host"
     case = _case(cfg, art, batch)
-    from pipelines.bench.dchag_bench import _whole_model_parameters
+    from pipelines.bench.dchag_bench import whole_model_parameters
 
-    params = _whole_model_parameters(case)
+    params = whole_model_parameters(case)
     # inputs (×8: the channel stage's tokens are larger than the pixels) and fp32 state
     rough = loader + batch * len(art.channel_index) * math.prod(art.img_size) * 4 * 8 + \
         16 * params / (cfg.tp_size * cfg.dp_size)

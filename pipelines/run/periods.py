@@ -97,7 +97,7 @@ def named_periods(times: np.ndarray, train: str, val: str | None, test: str | No
     """Periods given as `--period`-style spans. Each must hold data and follow the one
     before; an earlier period ends `gap_hours` before the next begins (held-out periods
     keep their bounds, training gives way). Returns the periods and what was trimmed."""
-    from pipelines.eval.period import period_hours
+    from pipelines.data.times import period_hours
 
     spans: dict[str, tuple[int, int] | None] = {}
     for name, text in (("train", train), ("val", val), ("test", test)):
