@@ -10,11 +10,11 @@ import typer
 from rich.table import Table
 
 from dchag_cli.console import RichProgress, err, log_every_option, out, user_errors
+from pipelines.data.times import format_lead, parse_leads
 from pipelines.errors import DchagError
 from pipelines.guard import output_folder
 from pipelines.metrics.weather import CLIMAX_BATCH, CONVENTIONS
 from pipelines.provenance import provenance
-from pipelines.run.config import format_lead, parse_leads
 
 if TYPE_CHECKING:
     import torch

@@ -73,7 +73,7 @@ def run_stage(args: list[str]) -> int:
     except click.ClickException as exc:  # a usage error: printed as click would
         exc.show()
         code = exc.exit_code
-    except click.Abort:
+    except typer.Abort:  # click's Abort, which typer's vendored click does not define
         code = 1
     return code if isinstance(code, int) else 0  # a command's return value: success
 

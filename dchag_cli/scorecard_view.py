@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.table import Table
 
 from dchag_cli.console import out
+from pipelines.data.times import format_lead
 from pipelines.eval.scorecard import THIS_RUN, Row
-from pipelines.run.config import format_lead
 
 
 def print_scorecard(rows: list[Row], unmatched: list[str]) -> None:

@@ -27,9 +27,10 @@ from dchag_cli.console import (
     show_notes,
     user_errors,
 )
+from pipelines.data.times import format_lead, parse_leads
 from pipelines.locks import write_lock
 from pipelines.model.config import PRESETS, VARIANTS
-from pipelines.run.config import TrainConfig, format_lead, parse_leads
+from pipelines.run.config import TrainConfig
 
 if TYPE_CHECKING:
     from pipelines.train.loop import TrainResult

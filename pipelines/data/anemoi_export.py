@@ -27,13 +27,13 @@ import zarr
 
 from pipelines.data.channels import parse_channel
 from pipelines.data.era5_stats import in_years
+from pipelines.data.times import EPOCH
 from pipelines.data.units import G0
 from pipelines.data.zarr_store import atomic_store, open_artifact
 from pipelines.errors import DchagError
 from pipelines.progress import NoProgress, Progress
 from pipelines.provenance import provenance
 
-EPOCH = np.datetime64("1970-01-01T00", "h")
 ANEMOI_NAMES = {"t2m": "2t", "u10": "10u", "v10": "10v", "orography": "z", "lat": "latitude"}
 # Channels stored in another unit than ours: anemoi's `z` is surface geopotential.
 ANEMOI_UNITS = {"orography": ("m**2 s**-2", G0)}  # channel → (units, factor from ours)

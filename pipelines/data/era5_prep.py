@@ -42,7 +42,7 @@ from pipelines.data.era5_stats import (
 from pipelines.data.grid import LatLonGrid, check_covers, parse_region, target_grid
 from pipelines.data.lean_imports import without_unused
 from pipelines.data.remote import RemoteZarr, bytes_fetched
-from pipelines.data.times import period_hours
+from pipelines.data.times import EPOCH, period_hours
 from pipelines.data.zarr_store import (
     atomic_store,
     check_writable_target,
@@ -60,7 +60,6 @@ from pipelines.progress import NoProgress, Progress
 from pipelines.provenance import provenance
 
 HOURS = np.timedelta64(1, "h")
-EPOCH = np.datetime64("1970-01-01T00", "h")
 COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.SHUFFLE)
 PER_STEP = ("stats_sum", "stats_sumsq", "stats_count")
 

@@ -25,11 +25,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pipelines.data.times import EPOCH
+
 FORCINGS = ("cos_local_time", "sin_local_time", "cos_day_of_year", "sin_day_of_year",
             "toa_insolation", "cos_local_time_at_input", "sin_local_time_at_input",
             "toa_insolation_at_input")
 YEAR_DAYS = 365.25
-EPOCH = np.datetime64("1970-01-01T00", "h")
 
 
 def day_of_year(hours: np.ndarray) -> np.ndarray:

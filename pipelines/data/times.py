@@ -1,4 +1,6 @@
-"""`--period`: a span of init times, written the way people say them.
+"""Time as every stage writes and reads it: the one origin (stores count whole hours
+since 1970-01-01T00), `--period` spans and `--lead` durations, each written the way
+people say them.
 
 `2018` is the whole year, `2018-12` all of December, `2018-12-24` the whole day,
 `2018-12-24T18` one hour; `A:B` runs from the start of A to the end of B, so
@@ -14,7 +16,7 @@ import numpy as np
 
 from pipelines.errors import DchagError
 
-EPOCH = np.datetime64("1970-01-01T00", "h")
+EPOCH = np.datetime64("1970-01-01T00", "h")  # the one time origin: stores count hours since it
 _FORMS = [(re.compile(r"^\d{4}$"), "Y"), (re.compile(r"^\d{4}-\d{2}$"), "M"),
           (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "D"),
           (re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$"), "h")]
@@ -48,3 +50,31 @@ def period_hours(text: str, flag: str = "--period") -> tuple[int, int]:
 def in_period(text: str, hours: np.ndarray) -> np.ndarray:
     lo, hi = period_hours(text)
     return (hours >= lo) & (hours < hi)
+
+
+_LEAD = re.compile(r"^(\d+(?:\.\d+)?)\s*([hdw]?)$")
+_HOURS = {"h": 1, "": 1, "d": 24, "w": 168}
+
+
+def parse_lead(text: str) -> int:
+    """`6h`, `3d`, `2w` or plain hours → hours."""
+    m = _LEAD.match(text.strip().lower())
+    if not m:
+        raise DchagError(f"lead {text!r} is not a duration", fix="write e.g. 6h, 3d or 2w")
+    hours = float(m.group(1)) * _HOURS[m.group(2)]
+    if hours <= 0 or hours != int(hours):
+        raise DchagError(f"lead {text!r} must be a positive whole number of hours")
+    return int(hours)
+
+
+def parse_leads(items: list[str]) -> list[int]:
+    """Leads from repeated flags and/or comma lists, sorted and without repeats."""
+    leads = {parse_lead(part) for item in items for part in item.split(",") if part.strip()}
+    return sorted(leads)
+
+
+def format_lead(hours: int) -> str:
+    """`6h`, `1d`, `7d`, `14d`: days as weather people say them (not weeks)."""
+    if hours % 24 == 0:
+        return f"{hours // 24}d"
+    return f"{hours}h"

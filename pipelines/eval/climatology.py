@@ -23,9 +23,8 @@ from pipelines.data.era5_stats import (
     in_years,
     window_weights,
 )
+from pipelines.data.times import EPOCH
 from pipelines.notes import note
-
-EPOCH = np.datetime64("1970-01-01T00", "h")
 
 
 class StoreClimatology:

@@ -26,19 +26,17 @@ import zarr
 from pipelines.data.channels import is_constant, parse_channel
 from pipelines.data.forcings import with_forcings
 from pipelines.data.grid import LatLonGrid
-from pipelines.data.times import in_period
+from pipelines.data.times import format_lead, in_period
 from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
 from pipelines.errors import DchagError
 from pipelines.eval.climatology import StoreClimatology
 from pipelines.eval.wb2 import WB2Climatology, WB2Forecast
 from pipelines.metrics.weather import CLIMAX_BATCH, REGIONS, mse, rmse, wacc
 from pipelines.progress import NoProgress, Progress
-from pipelines.run.config import format_lead
 from pipelines.run.load import TrainedRun
 from pipelines.run.periods import Periods, hour_text
 
 FORECASTERS = ("model", "persistence", "climatology")
-EPOCH = np.datetime64("1970-01-01T00", "h")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from pipelines.run.config import format_lead
+from pipelines.data.times import format_lead
 
 TRIVIAL = ("persistence", "climatology")
 

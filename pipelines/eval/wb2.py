@@ -18,9 +18,9 @@ import xarray as xr
 
 from pipelines.data.channels import VARIABLES, parse_channel
 from pipelines.data.grid import LatLonGrid
+from pipelines.data.times import EPOCH
 from pipelines.errors import DchagError
 
-EPOCH = np.datetime64("1970-01-01T00", "h")
 _RENAMES = {"lat": "latitude", "lon": "longitude", "init_time": "time",
             "lead_time": "prediction_timedelta", "pressure_level": "level"}
 

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pipelines.data.channels import pretty_units
+from pipelines.data.times import EPOCH
 from pipelines.data.zarr_store import open_artifact
 from pipelines.errors import DchagError
 from pipelines.figures import save_figure
@@ -33,7 +34,7 @@ def _times(g, store: Path) -> np.ndarray:
     if not g["time"].attrs.get("units", "").startswith("hours since 1970-01-01"):
         raise DchagError("time is not stored in hours since 1970", path=store)
     hours = np.asarray(g["time"][:], dtype=np.int64)
-    return np.datetime64("1970-01-01T00", "h") + hours.astype("timedelta64[h]")
+    return EPOCH + hours.astype("timedelta64[h]")
 
 
 def pick_time(times: np.ndarray, when: str | None, store: Path) -> int:

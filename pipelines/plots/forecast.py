@@ -13,9 +13,9 @@ import numpy as np
 from matplotlib.ticker import FuncFormatter
 
 from pipelines.data.channels import pretty_units
+from pipelines.data.times import format_lead
 from pipelines.eval.forecast import FORECASTERS, ForecastScores, channel_units, init_time_text
 from pipelines.figures import save_figure
-from pipelines.run.config import format_lead
 
 STYLE = {"model": "o-", "persistence": "s--", "climatology": "^:"}
 COLUMNS = 4  # score panels per row before wrapping

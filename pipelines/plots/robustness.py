@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
+from pipelines.data.times import format_lead
 from pipelines.eval.robustness import Robustness
 from pipelines.figures import save_figure
-from pipelines.run.config import format_lead
 
 
 def plot_robustness(r: Robustness, path: Path) -> None:

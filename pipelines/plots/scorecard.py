@@ -12,10 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from pipelines.data.channels import pretty_units
+from pipelines.data.times import format_lead
 from pipelines.eval.forecast import channel_units
 from pipelines.eval.scorecard import THIS_RUN, Row
 from pipelines.figures import save_figure
-from pipelines.run.config import format_lead
 
 
 def plot_scorecard(rows: list[Row], path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from pipelines.data.times import parse_leads
 from pipelines.errors import DchagError
 
 TASKS = ("mae", "forecast")
@@ -286,34 +286,6 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DchagError("expected a table of settings", path=path)
     return {str(k).replace("-", "_"): v for k, v in data.items()}
-
-
-_LEAD = re.compile(r"^(\d+(?:\.\d+)?)\s*([hdw]?)$")
-_HOURS = {"h": 1, "": 1, "d": 24, "w": 168}
-
-
-def parse_lead(text: str) -> int:
-    """`6h`, `3d`, `2w` or plain hours → hours."""
-    m = _LEAD.match(text.strip().lower())
-    if not m:
-        raise DchagError(f"lead {text!r} is not a duration", fix="write e.g. 6h, 3d or 2w")
-    hours = float(m.group(1)) * _HOURS[m.group(2)]
-    if hours <= 0 or hours != int(hours):
-        raise DchagError(f"lead {text!r} must be a positive whole number of hours")
-    return int(hours)
-
-
-def parse_leads(items: list[str]) -> list[int]:
-    """Leads from repeated flags and/or comma lists, sorted and without repeats."""
-    leads = {parse_lead(part) for item in items for part in item.split(",") if part.strip()}
-    return sorted(leads)
-
-
-def format_lead(hours: int) -> str:
-    """`6h`, `1d`, `7d`, `14d`: days as weather people say them (not weeks)."""
-    if hours % 24 == 0:
-        return f"{hours // 24}d"
-    return f"{hours}h"
 
 
 def save_config(cfg: TrainConfig, run: Path) -> None:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.data.times import EPOCH
 from pipelines.errors import DchagError
 
-EPOCH = np.datetime64("1970-01-01T00", "h")
 NAMES = ("train", "val", "test")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from pipelines.data.times import format_lead
 from pipelines.errors import DchagError
 from pipelines.guard import check_no_overlap, check_replaceable, mark_folder
 from pipelines.model.config import ModelConfig
@@ -23,7 +24,6 @@ from pipelines.run.config import (
     TrainConfig,
     check_same_model,
     coerce_settings,
-    format_lead,
     load_run_config,
     read_config_file,
     save_config,

@@ -55,3 +55,21 @@ def test_echoed_commands_are_whole_at_any_terminal_width(tmp_path, monkeypatch):
     echoed = [ln for ln in r.output.splitlines() if ln.startswith("dchag prep era5")]
     assert echoed and echoed[0].endswith("/a-long-name-for-the-work-folder/era5.zarr"), \
         r.output
+
+
+def test_a_stage_that_aborts_returns_a_failure_code(monkeypatch):
+    """Abort (a confirmation declined, Ctrl-C in a prompt) is a failed stage, not a crash
+    of the chain's own error handling."""
+    import typer
+
+    from dchag_cli import root
+
+    def abort() -> None:
+        raise typer.Abort()
+
+    tiny = typer.Typer()
+    tiny.command("abort")(abort)
+    tiny.command("fine")(lambda: None)
+    monkeypatch.setattr(root, "build", lambda names=None: tiny)
+    assert root.run_stage(["abort"]) == 1
+    assert root.run_stage(["fine"]) == 0

@@ -13,11 +13,11 @@ import torch
 import xarray as xr
 import zarr
 
+from pipelines.data.times import EPOCH
 from tests.runner import app, one_error_line, runner
 
 FAST = ["--workers", "0", "--batch-size", "4", "--log-every", "10", "--val-every", "20",
         "--ckpt-every", "20", "--steps", "20", "--lr", "1e-3"]
-EPOCH = np.datetime64("1970-01-01T00", "h")
 
 
 @pytest.fixture(scope="module")

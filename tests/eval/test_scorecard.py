@@ -8,6 +8,7 @@ import csv
 import numpy as np
 import pytest
 
+from pipelines.data.times import EPOCH
 from pipelines.errors import DchagError
 from pipelines.eval.scorecard import (
     REFERENCES,
@@ -16,8 +17,6 @@ from pipelines.eval.scorecard import (
     protocol_differences,
 )
 from tests.runner import app, runner
-
-EPOCH = np.datetime64("1970-01-01T00", "h")
 
 
 def _hours(text: str) -> int:

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.data.times import format_lead, parse_lead, parse_leads
 from pipelines.errors import DchagError
 from pipelines.run.config import (
     TrainConfig,
     coerce_settings,
-    format_lead,
-    parse_lead,
-    parse_leads,
     read_config_file,
 )
 from pipelines.train.data import stream_positions

@@ -6,13 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.data.times import in_period, period_hours
+from pipelines.data.times import EPOCH, in_period, period_hours
 from pipelines.errors import DchagError
 from pipelines.run.config import TrainConfig
 from pipelines.run.periods import Periods, make_periods, named_periods
 from pipelines.train.data import describe_artifact, split_samples
-
-EPOCH = np.datetime64("1970-01-01T00", "h")
 
 
 def hours(text: str) -> int:

@@ -14,6 +14,7 @@ import xarray as xr
 import zarr
 
 from pipelines.data.forcings import FORCINGS, day_of_year, forcing_fields, with_forcings
+from pipelines.data.times import EPOCH
 from pipelines.model.config import preset_config
 from pipelines.model.forecast import Forecaster, scaled_forecast_mse
 from pipelines.model.init import init_weights
@@ -26,7 +27,6 @@ from tests.train.curves import assert_same_curve, whole_and_resumed
 
 FAST = ["--workers", "0", "--batch-size", "2", "--log-every", "2", "--val-every", "4",
         "--ckpt-every", "4"]
-EPOCH = np.datetime64("1970-01-01T00", "h")
 
 
 def _hours(text: str) -> int:
