@@ -151,3 +151,21 @@ def test_every_flag_name_is_shown_whole_at_80_columns(monkeypatch, capsys):
                 if opt.startswith("--") and not getattr(p, "hidden", False)
                 and opt not in shown]
     assert cut == []
+
+
+def test_the_readme_is_a_first_screen_that_works_in_a_new_shell():
+    """Set-up first, the environment activated before any `dchag` line (in a new shell the
+    command is not found otherwise), and a quickstart line that runs after `make
+    quickstart` has written its folder."""
+    text = (ROOT / "README.md").read_text()
+    lines = text.splitlines()
+    assert len(lines) <= 200
+    head = "\n".join(lines[:40])
+    assert "make quickstart" in head and "make test" in head
+    first_dchag = next(i for i, line in enumerate(lines) if line.startswith("dchag "))
+    assert any("source .venv/bin/activate" in line for line in lines[:first_dchag])
+    made = re.search(r"dchag quickstart --out (\S+)", (ROOT / "Makefile").read_text())
+    assert made is not None
+    again = [c for c in (*_fenced(text), *_inline(text)) if c.startswith("dchag quickstart")
+             and f"--out {made.group(1)}" in c]
+    assert again and all("--overwrite" in c for c in again)
