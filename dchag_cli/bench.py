@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -12,6 +11,7 @@ from dchag_cli.bench_parity import parity
 from dchag_cli.console import err, key_value_table, out, reflow, user_errors
 from pipelines.bench.comm import Link
 from pipelines.errors import DchagError
+from pipelines.fsops import write_json
 
 app = typer.Typer(help="Benchmarks; results are written to files. With no subcommand: a quick "
                   "D-CHAG vs pure-TP sweep (under a minute on a 2-core CPU).",
@@ -40,7 +40,7 @@ def regrid(
     err.print(f"benchmarking the regrid of {fields} 721×1440 fields to 32×64 "
               f"({repeats} interleaved repeats) …")
     result = bench_regrid(fields=fields, xarray_fields=xarray_fields, repeats=repeats)
-    out_path.write_text(json.dumps(result.to_dict(), indent=2))
+    write_json(out_path, result.to_dict())
     mine = result.fields_per_s["dchag"]
     rows = [(name, f"{rate:,.0f} fields/s ({rate / mine:.2f}× dchag)" if rate else
              "not installed") for name, rate in result.fields_per_s.items()]
@@ -88,7 +88,7 @@ def prep_era5_bench(
     workers = workers or available_cores()
     err.print(f"decoding, then preparing, with {workers} process(es) …")
     r = bench_prep_era5(sources, channels, workers)
-    out_path.write_text(json.dumps(r.to_dict(), indent=2))
+    write_json(out_path, r.to_dict())
     out.print(key_value_table("bench prep-era5", [
         ("input", f"{r.files} files, {r.channels} channels, {r.fields} fields"),
         ("processes", str(r.workers)),
@@ -132,7 +132,7 @@ def prep_appl_bench(
     r = bench_appl(cubes=cubes, source_size=source_size, size=size, bands=bands,
                    workers=workers, steps=steps, compress=compress, preset=preset,
                    patch=patch, batch=batch)
-    out_path.write_text(json.dumps(r.to_dict(), indent=2))
+    write_json(out_path, r.to_dict())
     out.print(key_value_table("bench prep-appl", [
         ("prep appl", f"{r.prep_cubes_per_s:.2f} cubes/s, {r.prep_mb_per_s:.0f} MB/s "
          f"({source_size}² × 252 bands → {size}² × {bands})"),

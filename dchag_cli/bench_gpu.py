@@ -3,7 +3,6 @@ times — one command, one file."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import typer
 
 from dchag_cli.console import err, out, user_errors
 from pipelines.errors import DchagError
+from pipelines.fsops import write_json
 
 
 def _gib(v: float) -> str:
@@ -58,9 +58,7 @@ def gpu(
         else torch.device("cpu")
     t0 = time.perf_counter()
     rows = run_gpu_bench(smoke, device, lambda row: err.print(describe(row), soft_wrap=True))
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(json.dumps({"rows": rows, "seconds": time.perf_counter() - t0}, indent=2))
-    tmp.replace(out_path)
+    write_json(out_path, {"rows": rows, "seconds": time.perf_counter() - t0})
     worst = max(abs(r["planner_over_measured"] - 1) for r in rows if r["kind"] == "memory")
     out.print(f"{len(rows)} rows on {rows[0]['device']} in {time.perf_counter() - t0:.0f} s; "
               f"planner within {worst:.1%} of the measured peak in every memory row → "

@@ -6,7 +6,6 @@ before it runs, so any number in `parity.zarr` can be reproduced by hand.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import typer
 from dchag_cli import recipes
 from dchag_cli.console import out, user_errors
 from pipelines.errors import DchagError
+from pipelines.run.records import read_metrics
 
 TASKS = ("forecast", "mae")
 METRICS = {
@@ -30,8 +30,7 @@ def _run(ctx: typer.Context, args: list[str]) -> None:
 
 
 def _val_loss(run: Path) -> float:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    vals = [json.loads(x).get("val_loss") for x in lines]
+    vals = [r.get("val_loss") for r in read_metrics(run)]
     vals = [v for v in vals if v is not None]
     return float(vals[-1]) if vals else float("nan")
 

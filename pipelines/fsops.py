@@ -8,6 +8,9 @@
 - `clone_tree` makes a private working copy of a store for a transaction: chunk files are
   hard links (no bytes copied; zarr replaces a chunk file by rename, never rewrites it in
   place), metadata files are copied.
+- `write_atomic` / `write_json` write one small file (a config, a benchmark's results)
+  under a temporary sibling name and rename it into place: a reader sees the old file or
+  the new one, never a truncated one.
 - Temporary names carry the writer's PID: `NAME.partial-PID-XXXX`, `NAME.old-PID-XXXX`.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 import shutil
 import time
@@ -30,6 +34,22 @@ _RENAME_EXCHANGE = 2
 def temp_sibling(target: Path, kind: str) -> Path:
     target = Path(target)
     return target.with_name(f"{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """`text` into `path`, all or nothing (a temporary sibling, then one rename)."""
+    path = Path(path)
+    tmp = temp_sibling(path, "partial")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json(path: Path, obj: object, indent: int | None = 2) -> Path:
+    return write_atomic(path, json.dumps(obj, indent=indent))
 
 
 def _exchange(a: Path, b: Path) -> bool:

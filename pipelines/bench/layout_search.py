@@ -34,6 +34,7 @@ from pathlib import Path
 from pipelines.bench.case import Case
 from pipelines.bench.comm import Link, step_comm
 from pipelines.bench.devices import Device
+from pipelines.fsops import write_json
 from pipelines.model.config import PRESETS
 
 EFFICIENCY = 0.4  # of the bf16 peak, for the step's FLOPs (stated in every output)
@@ -163,10 +164,8 @@ class PlanCache:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: v for k, v in record.items()
-                                   if isinstance(v, int | float | str | bool | None)}))
-        tmp.replace(path)
+        write_json(path, {k: v for k, v in record.items()
+                          if isinstance(v, int | float | str | bool | None)}, indent=None)
 
 
 def search(gpus: int, dev: Device, preset: str, channels: int, img: tuple[int, int],

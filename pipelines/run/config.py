@@ -19,6 +19,7 @@ import yaml
 
 from pipelines.data.times import parse_leads
 from pipelines.errors import DchagError
+from pipelines.fsops import write_json
 
 TASKS = ("mae", "forecast")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -289,9 +290,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def save_config(cfg: TrainConfig, run: Path) -> None:
-    tmp = run / "config.json.tmp"
-    tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
-    tmp.replace(run / "config.json")
+    write_json(run / "config.json", cfg.to_dict())
 
 
 def load_run_config(run: Path) -> TrainConfig:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from pipelines.data.zarr_store import atomic_store, dims_array
+from pipelines.fsops import write_atomic
+from pipelines.run.records import METRICS, read_metrics
 
 SCALARS = ("loss", "val_loss", "lr", "grad_norm", "samples_per_s", "tokens_per_s",
            "tflops_per_rank", "mfu")
@@ -23,22 +25,14 @@ SCALARS = ("loss", "val_loss", "lr", "grad_norm", "samples_per_s", "tokens_per_s
 
 class MetricsLog:
     def __init__(self, run: Path, resume_step: int | None):
-        self.path = Path(run) / "metrics.jsonl"
-        self.records: list[dict[str, Any]] = []
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by a kill
-                    continue
-                if resume_step is not None and rec["step"] <= resume_step:
-                    self.records.append(rec)
+        self.path = Path(run) / METRICS
+        self.records: list[dict[str, Any]] = [
+            rec for rec in read_metrics(run)
+            if resume_step is not None and rec["step"] <= resume_step]
         self._rewrite()
 
     def _rewrite(self) -> None:
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
-        tmp.replace(self.path)
+        write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
 
     def add(self, record: dict[str, Any]) -> None:
         self.records.append(record)

@@ -11,6 +11,7 @@ import xarray as xr
 
 from pipelines.bench.devices import Device
 from pipelines.bench.layout_search import search
+from pipelines.errors import DchagError
 from tests.runner import app, runner
 
 
@@ -148,3 +149,24 @@ def test_a_budget_too_small_to_find_a_fit_says_so_not_that_nothing_fits(monkeypa
     assert r.exit_code == 1
     assert "ended the search before a layout that fits was found" in r.output
     assert "fits tiny" not in r.output
+
+
+def test_the_plan_body_is_computed_in_the_library(monkeypatch):
+    """plan.json's numbers come from `plan_report`, not from the command that prints."""
+    from pipelines.bench import planner
+    from pipelines.bench.devices import device
+    from pipelines.bench.plan_report import PlanRequest, plan_body, run_plan
+
+    monkeypatch.setattr(planner, "plan", lambda case, limit_gib: {"peak_mem_bytes": 2.0**30})
+    req = PlanRequest(2, device("a100-40gb", None, None, None), "tiny", 500, (16, 16), 4,
+                      "mae", 1, 0.4, 4)
+    body = plan_body(req, run_plan(req, None))
+    assert body["model"] == {"preset": "tiny", "channels": 500, "img": "16x16", "patch": 4,
+                             "task": "mae", "gpus": 2}
+    best = body["candidates"][0]
+    assert best["peak_mem_bytes"] == 2.0**30 and best["variant"] != "baseline"
+    assert best["pretrain_command"].startswith("dchag pretrain --gpus 2 ")
+    assert body["search"]["planned"] <= 4
+    bad = PlanRequest(2, req.device, "tiny", 500, (18, 16), 4, "mae", 1, 0.4, 4)
+    with pytest.raises(DchagError, match="not divisible by --patch 4"):
+        bad.check()

@@ -3,13 +3,13 @@ and `--logger tensorboard` records what `metrics.jsonl` records."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
 from dchag_cli.console import PlainLines, err
 from pipelines.errors import DchagError
+from pipelines.run.records import read_metrics
 from tests.data.test_transactions import dchag
 
 TRAIN = ["train", "forecast", "--lead", "6h", "--workers", "0", "--batch-size", "2",
@@ -30,7 +30,7 @@ def test_training_into_a_log_file_prints_a_line_per_logged_step(tmp_path, sample
 
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
-    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = read_metrics(run)
     loss = events.Scalars("loss")
     assert [e.step for e in loss] == [r["step"] for r in logged if "loss" in r]
     assert [e.value for e in loss] == pytest.approx([r["loss"] for r in logged if "loss" in r],

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
+from pipelines.run.records import read_metrics
 from tests.runner import app, runner
 
 
 def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return read_metrics(run)
 
 
 def whole_and_resumed(args: list[str], folder: Path, stop_at: int) -> tuple[Path, Path]:

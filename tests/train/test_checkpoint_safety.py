@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipelines.run.records import read_metrics
 from pipelines.run.safe_checkpoint import checkpoint_problem, read_metadata
 from tests.runner import app, one_error_line, runner
 
@@ -134,7 +135,7 @@ def test_truncated_or_empty_checkpoints_are_named_and_skipped(tmp_path, runs,
     r = runner.invoke(app, ["train", "forecast", "--resume", str(run), "--steps", "12"])
     assert r.exit_code == 0, r.output
     assert "falling back" in r.output and "resuming from" in r.output
-    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in read_metrics(run)]
     assert steps == [2, 4, 6, 8, 10, 12]  # resumed at 4: steps 6 and 8 were redone
 
 

@@ -3,16 +3,16 @@ tensor-parallel gloo ranks with activation checkpointing, and the same checkpoin
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
+from pipelines.run.records import read_metrics
 from tests.runner import app, runner
 
 
 def _losses(run: Path) -> list[float]:
-    return [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in read_metrics(run)]
 
 
 @pytest.mark.slow

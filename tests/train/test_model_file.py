@@ -15,6 +15,7 @@ import xarray as xr
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from pipelines.run.records import read_metrics
 from tests.runner import app, one_error_line, runner
 
 FAST = ["--workers", "0", "--batch-size", "4", "--log-every", "2", "--val-every", "4",
@@ -22,7 +23,7 @@ FAST = ["--workers", "0", "--batch-size", "4", "--log-every", "2", "--val-every"
 
 
 def _metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return read_metrics(run)
 
 
 @pytest.fixture(scope="module")

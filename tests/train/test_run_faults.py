@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.run.records import read_metrics
 from tests.data.test_transactions import dchag
 
 ARGS = ["train", "forecast", "--lead", "6h,1d", "--workers", "0", "--batch-size", "2",
@@ -18,7 +18,7 @@ ARGS = ["train", "forecast", "--lead", "6h,1d", "--workers", "0", "--batch-size"
 
 
 def _steps(run: Path) -> list[int]:
-    return [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["step"] for r in read_metrics(run)]
 
 
 @pytest.mark.slow

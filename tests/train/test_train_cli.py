@@ -14,6 +14,7 @@ import xarray as xr
 import zarr
 
 from pipelines.run import checkpoint as checkpoint_module
+from pipelines.run.records import read_metrics
 from tests.runner import app, runner
 from tests.train.curves import assert_same_curve, whole_and_resumed
 
@@ -22,7 +23,7 @@ FAST = ["--workers", "0", "--batch-size", "2", "--log-every", "2", "--val-every"
 
 
 def _metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return read_metrics(run)
 
 
 def test_pretrain_on_hyperspectral_cubes_writes_a_complete_run(tmp_path, sample_appl_zarr):

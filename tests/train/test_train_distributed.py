@@ -3,7 +3,6 @@ another world size, surviving `kill -9`, and a crashing worker ending the job.""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.run.records import read_metrics
 from tests.runner import app, runner
 from tests.train import processes
 
@@ -21,7 +21,7 @@ ARGS = ["train", "forecast", "--lead", "6h,1d", "--workers", "0", "--batch-size"
 
 
 def _metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return read_metrics(run)
 
 
 def _dchag(*args: str, **kwargs) -> subprocess.Popen:
