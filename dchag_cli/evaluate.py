@@ -31,14 +31,6 @@ def device() -> torch.device:
     return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
 
 
-def _default_out(source: Path) -> Path:
-    """Results go inside a run folder, and beside a file (a model file or a forecast
-    store given as a file) — never into a folder at a file's path."""
-    if source.is_dir() and source.suffix != ".zarr":
-        return source / "eval"
-    return source.with_name(source.name.split(".")[0] + "_eval")
-
-
 @eval_app.command("forecast")
 @user_errors
 def forecast(
@@ -96,111 +88,38 @@ def forecast(
 
     Another model: [cyan]dchag eval forecast --forecast other.zarr --data era5.zarr[/]
     """
-    if run is not None and forecast_file is not None:
-        raise DchagError("score either a run or a forecast file",
-                         fix="pass --run RUN or --forecast FILE (one of them)")
     if forecast_file is None and run is None:
         run = default_input(Path("runs/forecast"), "run", "dchag train forecast",
                             "--run RUN or --forecast FILE")
-    if convention not in CONVENTIONS:
-        raise DchagError(f"--convention {convention!r}", fix=f"choose {', '.join(CONVENTIONS)}")
-    if batch < 1 or climax_batch < 1:
-        raise DchagError("--batch and --climax-batch must be at least 1")
-    if period is not None:
-        from pipelines.data.times import period_hours
+    from pipelines.jobs.forecast_eval import ForecastJob, run_forecast_job
 
-        period_hours(period)
-    from pipelines.eval.forecast import evaluate_forecast, write_predictions, write_scores
-    from pipelines.plots.forecast import plot_maps, plot_scores_vs_lead
-    from pipelines.run.load import run_files
+    job = ForecastJob(data, run, forecast_file, parse_leads(lead) if lead else None, period,
+                      rollout, convention, batch, climatology, climax_batch, map_channel,
+                      out_dir, _drop_list(drop_channels, "channel", "z_500,t2m"),
+                      robustness, references, overwrite)
+    done = run_forecast_job(job, device(), lambda: RichProgress(log_every), lambda label:
+                            err.print(f"robustness: scored without {label}", soft_wrap=True))
+    _report_forecast(done)
 
-    drop = _drop_list(drop_channels, "channel", "z_500,t2m")
-    if (drop or robustness) and forecast_file is not None:
-        raise DchagError("--drop-channels and --robustness need a run (--run), not a "
-                         "forecast file", fix="score the run that made the forecast")
-    source = _forecast_source(run, forecast_file, data, drop)
-    leads = parse_leads(lead) if lead else _default_leads(source)
-    if map_channel is not None and map_channel not in source.channels:
-        raise DchagError(f"--map-channel {map_channel} is not a forecast channel",
-                         fix=f"choose from {', '.join(source.channels)}")
-    channel = map_channel or source.channels[0]
-    out_dir = out_dir or _default_out(run or forecast_file)
-    inputs = [*run_files(run)] if run is not None else [forecast_file]
-    inputs += [data] + ([climatology] if climatology else [])
-    items = {"predictions.zarr": "predictions", "scores.zarr": "scores",
-             f"map_{channel}.png": None, "scores_vs_lead.png": None}
-    from pipelines.eval import scorecard
 
-    refs = scorecard.load_references(references)
-    if any(r.channel in source.channels and r.lead_h in leads for r in refs):
-        items |= {"scorecard.csv": None, "scorecard.png": None}
-    if robustness:
-        items |= {"robustness.zarr": "robustness", "robustness.png": None}
-    with output_folder(out_dir, items, overwrite, inputs) as stage:
-        with RichProgress(log_every) as progress:
-            res = evaluate_forecast(source, data, leads, period, rollout, convention, batch,
-                                    climatology, climax_batch, progress)
-        attrs = {"provenance": provenance("eval forecast", {
-            "leads": leads, "period": period, "rollout": rollout, "convention": convention,
-            "climax_batch": climax_batch, "climatology": str(climatology) if climatology
-            else None, "drop_channels": drop}, [p for p in (data, forecast_file, climatology)
-                                               if p], seed=None),
-            "dropped_channels": drop}
-        if run is not None:
-            attrs.update(run=str(run.resolve()), checkpoint_step=source.run.step)
-        write_predictions(res, stage / "predictions.zarr", attrs)
-        write_scores(res, stage / "scores.zarr", attrs)
-        truth, init_pos, lead_pos = _first_truth(data, res, channel)
-        plot_maps(res, truth, channel, init_pos, lead_pos, stage / f"map_{channel}.png")
-        plot_scores_vs_lead(res, stage / "scores_vs_lead.png")
-        rows, unmatched = scorecard.build(res.scores, res.leads, res.channels, res.init_hours,
-                                          res.lat, _synthetic(data), refs)
-        if rows:
-            from pipelines.plots.scorecard import plot_scorecard
-
-            scorecard.write_csv(rows, stage / "scorecard.csv")
-            plot_scorecard(rows, stage / "scorecard.png")
-        robust = _robustness(source, data, leads, period, convention, batch, log_every,
-                             stage, attrs, None if drop else res) if robustness else None
-    out.print(f"scored: {res.source}\nperiod: {res.period}\nclimatology: {res.climatology}")
-    print_forecast_tables(res)
+def _report_forecast(done) -> None:
+    from dchag_cli.scorecard_view import print_scorecard
     from pipelines.eval.verdict import lead_verdicts
 
-    for verdict in lead_verdicts(out_dir / "scores.zarr"):
+    res = done.res
+    out.print(f"scored: {res.source}\nperiod: {res.period}\nclimatology: {res.climatology}")
+    print_forecast_tables(res)
+    for verdict in lead_verdicts(done.out_dir / "scores.zarr"):
         out.print(verdict.sentence())
-    from dchag_cli.scorecard_view import print_scorecard
-
-    print_scorecard(rows, unmatched)
-    if robust is not None:
-        worst, ratio = robust.worst()
+    print_scorecard(done.rows, done.unmatched)
+    if done.robust is not None:
+        worst, ratio = done.robust.worst()
         out.print(f"robustness: with {worst} missing the RMSE is {ratio:.2f}× that with "
                   "every input (the worst single missing channel; mean over leads and "
                   "scored channels)")
     for text in res.notes:
         err.print(f"[yellow]note:[/] {text}", soft_wrap=True)
-    out.print(f"written: {', '.join(str(out_dir / name) for name in items)}")
-
-
-def _robustness(source, data: Path, leads: list[int], period: str | None, convention: str,
-                batch: int, log_every: int, stage: Path, attrs: dict, full=None):
-    from pipelines.eval.robustness import evaluate_robustness, write_robustness
-    from pipelines.plots.robustness import plot_robustness
-
-    with RichProgress(log_every) as progress:
-        robust = evaluate_robustness(source, data, leads, period, convention, batch,
-                                     progress, on_case=lambda label: err.print(
-                                         f"robustness: scored without {label}",
-                                         soft_wrap=True), full=full)
-    write_robustness(robust, stage / "robustness.zarr", attrs)
-    plot_robustness(robust, stage / "robustness.png")
-    return robust
-
-
-def _synthetic(data: Path) -> bool:
-    """Whether the truth store was prepared from `dchag sample era5`'s synthetic files."""
-    from pipelines.data.zarr_store import open_artifact
-
-    return bool(open_artifact(data, "era5").attrs.get("synthetic", False))
+    out.print(f"written: {', '.join(str(done.out_dir / name) for name in done.written)}")
 
 
 def default_input(path: Path, what: str, producer: str, flag: str) -> Path:
@@ -221,47 +140,6 @@ def _drop_list(value: str | None, noun: str, example: str) -> list[str]:
         raise DchagError(f"--drop-channels {value!r} names no {noun}",
                          fix=f"write e.g. --drop-channels {example}")
     return names
-
-
-def _forecast_source(run: Path | None, forecast_file: Path | None, data: Path,
-                     drop: list[str] | None = None):
-    """What makes the forecasts: a trained run, or another model's WB2 file read against
-    the store's channels and grid."""
-    from pipelines.eval.forecast import RunSource, WB2Source
-
-    if run is not None:
-        from pipelines.run.load import load_run
-
-        return RunSource(load_run(run, "forecast", device()), device(), drop)
-    from pipelines.data.grid import LatLonGrid
-    from pipelines.data.zarr_store import open_artifact
-    from pipelines.eval.wb2 import WB2Forecast
-
-    group = open_artifact(data, "era5")
-    names = [str(n) for n in group.attrs["channels"]]
-    return WB2Source(WB2Forecast(forecast_file, names, LatLonGrid(group["lat"][:],
-                                                                  group["lon"][:])))
-
-
-def _default_leads(source) -> list[int]:
-    from pipelines.eval.forecast import RunSource
-
-    if isinstance(source, RunSource):
-        return sorted(source.run.cfg.leads)
-    return sorted(source.wb2.leads)
-
-
-def _first_truth(data: Path, res: ForecastScores, channel: str) -> tuple[np.ndarray, int, int]:
-    """The observed field for the map — the first scored init of the first lead with any —
-    and that init's and lead's positions in the predictions."""
-    from pipelines.data.zarr_store import open_artifact
-
-    group = open_artifact(data, "era5")
-    names = [str(n) for n in group.attrs["channels"]]
-    lead_pos = next(i for i, p in enumerate(res.plans) if p.inits)
-    plan = res.plans[lead_pos]
-    pos = int(np.flatnonzero(res.init_hours == group["time"][plan.inits[0]])[0])
-    return group["data"][plan.valid[0], names.index(channel)], pos, lead_pos
 
 
 REGION_LABELS = {"tropics": "tropics", "nh-extratropics": "NH extratr.",

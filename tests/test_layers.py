@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pipelines.eval",),
     ("pipelines.bench",),
     ("pipelines.plots",),
+    ("pipelines.jobs",),
     ("dchag_cli",),
 ]
 

@@ -382,3 +382,29 @@ def test_rollout_reaches_longer_leads_with_a_full_state_model(tmp_path, sample_e
     scores = xr.open_zarr(run / "eval" / "scores.zarr")
     assert scores.attrs["rollout_leads"] == [24]
     assert np.isfinite(scores.rmse.sel(forecaster="model").values).all()
+
+
+def test_the_library_call_scores_a_run_and_stages_every_output(tmp_path, forecast_run,
+                                                               sample_era5_zarr):
+    """The evaluation is one library call (`jobs.forecast_eval`): what the command prints
+    is computed and written there, so it is tested without the CLI."""
+    from pipelines.errors import DchagError
+    from pipelines.jobs.forecast_eval import ForecastJob, default_out, run_forecast_job
+
+    job = ForecastJob(sample_era5_zarr, run=forecast_run, leads=[6], period="2018-01",
+                      out_dir=tmp_path / "lib")
+    done = run_forecast_job(job, torch.device("cpu"))
+    assert done.out_dir == tmp_path / "lib"
+    assert {"predictions.zarr", "scores.zarr", "scores_vs_lead.png"} <= set(done.written)
+    assert all((done.out_dir / name).exists() for name in done.written)
+    scores = xr.open_zarr(done.out_dir / "scores.zarr")
+    rmse = scores.rmse.sel(region="global", lead=6)
+    np.testing.assert_allclose(rmse.values, done.res.scores["rmse"][:, 0, :, 0], rtol=1e-6)
+    assert done.res.leads == [6] and done.robust is None
+    # results go inside a run folder and beside a file, never into a folder at a file
+    assert default_out(forecast_run) == forecast_run / "eval"
+    model_file = tmp_path / "fc.safetensors"
+    model_file.write_bytes(b"")
+    assert default_out(model_file) == tmp_path / "fc_eval"
+    with pytest.raises(DchagError, match="either a run or a forecast file"):
+        ForecastJob(sample_era5_zarr).check()
