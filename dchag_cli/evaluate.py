@@ -12,7 +12,6 @@ from rich.table import Table
 from dchag_cli.console import RichProgress, err, log_every_option, out, user_errors
 from pipelines.data.times import format_lead, parse_leads
 from pipelines.errors import DchagError
-from pipelines.guard import output_folder
 from pipelines.metrics.weather import CLIMAX_BATCH, CONVENTIONS
 from pipelines.provenance import provenance
 
@@ -254,48 +253,23 @@ def eval_masks_cmd(
 
     Example: [cyan]dchag eval masks --recon runs/pretrain/reconstruction.zarr --data appl.zarr[/]
     """
-    from pipelines.data.zarr_store import open_artifact
-    from pipelines.eval.masks import eval_masks, inpainting_verdict, write_mask_scores
-    from pipelines.plots.masks import plot_reconstruction
+    from pipelines.eval.mask_summary import summary_rows
+    from pipelines.eval.masks import inpainting_verdict
+    from pipelines.jobs.mask_eval import run_mask_eval
 
-    out_dir = out_dir or recon.parent
-    n = open_artifact(recon, "reconstruction")["sample_index"].shape[0]
-    if not 0 <= sample < n:
-        raise DchagError(f"--sample {sample} out of range ({n} reconstructed cubes)")
-    items = {"mask_scores.zarr": "mask_scores", "reconstruction.png": None}
-    with output_folder(out_dir, items, True, [recon, data]) as stage:
-        with RichProgress(log_every) as progress:
-            scores = eval_masks(recon, data, progress)
-        write_mask_scores(scores, stage / "mask_scores.zarr", {
-            "reconstruction": str(recon.resolve()),
-            "provenance": provenance("eval masks", {}, [recon, data], seed=None)})
-        plot_reconstruction(recon, data, sample, stage / "reconstruction.png", scores)
-    png = out_dir / "reconstruction.png"
+    with RichProgress(log_every) as progress:
+        scores, out_dir, n = run_mask_eval(recon, data, sample, out_dir, progress)
     table = Table(title=f"masked-patch reconstruction: {n} cubes, the model beside "
                   "inpainting from the visible pixels (lower RMSE/SAM, higher PSNR/SSIM "
                   "is better)", title_justify="left")
     table.add_column("score")
     for name in scores.predictors:
         table.add_column(name.replace("_", " "), justify="right")
-    rows = (("RMSE (reflectance, masked pixels)", lambda p: f"{scores.rmse_of(p):.4g}"),
-            ("MSE", lambda p: f"{scores.rmse_of(p) ** 2:.4g}"),
-            ("PSNR (dB, masked pixels, mean over bands)",
-             lambda p: f"{np.nanmean(scores.psnr_all[scores.predictors.index(p)]):.2f}"),
-            ("SSIM (masked pixels, mean over bands)",
-             lambda p: f"{np.nanmean(scores.ssim_all[scores.predictors.index(p)]):.3f}"),
-            ("SAM (degrees, masked plant pixels)",
-             lambda p: f"{np.nanmean(scores.sam_all[scores.predictors.index(p)]):.2f}"))
-    for label, cell in rows:
-        table.add_row(label, *(cell(p) for p in scores.predictors))
-    for name, value in scores.region_rmse.items():
-        table.add_row(f"RMSE {name}", f"{value:.4g}", *("" for _ in scores.predictors[1:]))
-    absent = scores.absent_rmse_by_predictor()
-    if absent:
-        table.add_row(f"RMSE, {len(scores.drop_channels)} bands absent from the input "
-                      "(every pixel; baselines interpolate in wavelength)",
-                      *(f"{absent[p]:.4g}" for p in scores.predictors))
+    for label, fmt, values in summary_rows(scores):
+        table.add_row(label, *("" if np.isnan(v) else format(v, fmt) for v in values))
     out.print(table)
     out.print(inpainting_verdict(scores.rmse_by_predictor()))
+    absent = scores.absent_rmse_by_predictor()
     if absent:
         out.print("absent bands: " + inpainting_verdict(absent, "RMSE over every pixel"))
-    out.print(f"written: {out_dir / 'mask_scores.zarr'}, {png}")
+    out.print(f"written: {out_dir / 'mask_scores.zarr'}, {out_dir / 'reconstruction.png'}")

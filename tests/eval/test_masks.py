@@ -210,3 +210,18 @@ def test_drop_channels_that_leave_nothing_or_match_nothing_are_refused(
                             str(sample_appl_zarr), "--drop-channels", spec, "--out", str(out)])
     assert r.exit_code == 1 and message in one_error_line(r.output), r.output
     assert not out.exists()
+
+
+def test_the_mask_scores_the_command_prints_come_from_the_library(tmp_path, mae_run,
+                                                                  sample_appl_zarr):
+    from pipelines.eval.mask_summary import summary_rows
+    from pipelines.jobs.mask_eval import run_mask_eval
+
+    recon = _predict_all(tmp_path, mae_run, sample_appl_zarr, "0.5")
+    scores, out_dir, n = run_mask_eval(recon, sample_appl_zarr, 0, tmp_path / "scored")
+    assert n == 4 and (out_dir / "mask_scores.zarr").exists()
+    rows = {label: values for label, _, values in summary_rows(scores)}
+    rmse, mse = rows["RMSE (reflectance, masked pixels)"], rows["MSE"]
+    assert len(rmse) == len(scores.predictors) and np.allclose(mse, np.square(rmse))
+    sam = rows["SAM (degrees, masked plant pixels)"]
+    assert all(0 <= v <= 90 for v in sam)
