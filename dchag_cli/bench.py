@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -170,7 +173,8 @@ def _sweep(title: str, presets: str, channels: str, variants: str, trees: str, t
            aggregation: str, ac: bool, ac_channels: bool, precision: str, warmup: int,
            steps: int, link: Link, memory_limit: float, out_path: Path,
            compile_blocks: bool = False, task: str = "forecast") -> None:
-    from dchag_cli.bench_dchag import build_cases, print_table, run_sweep
+    from dchag_cli.bench_dchag import describe_record, print_table
+    from pipelines.bench.sweep import build_cases, run_sweep
 
     cases, skipped = build_cases(presets, channels, variants, trees, tp, img, patch, batch, dp,
                                  impl, aggregation, ac, ac_channels, compile_blocks, task)
@@ -182,8 +186,9 @@ def _sweep(title: str, presets: str, channels: str, variants: str, trees: str, t
                          "tensors), or measure with --mode fake")
     if warmup < 1 or steps < 1 or memory_limit <= 0:
         raise DchagError("--warmup and --steps must be at least 1, --memory-limit positive")
-    records = run_sweep(cases, mode, warmup, steps, link, memory_limit, out_path, title,
-                        precision)
+    records = run_sweep(cases, mode, warmup, steps, link, memory_limit, out_path, precision,
+                        on_start=lambda line: err.print(f"{title}: {line}"),
+                        on_done=lambda r: err.print(f"  {describe_record(r)}"))
     print_table(records, title, out_path)
 
 
@@ -209,58 +214,68 @@ def quick(ctx: typer.Context) -> None:
 LINK_NAME = "assumed link"
 
 
-def _command(name: str, doc: str, default_mode: str = "auto"):
-    @user_errors
-    def command(
-        presets: str = typer.Option("small", help=SWEEP_HELP["presets"]),
-        channels: str = typer.Option("80,256,512,1024", help=SWEEP_HELP["channels"]),
-        variants: str = typer.Option("baseline,L,C", help=SWEEP_HELP["variants"]),
-        trees: str = typer.Option("0", help=SWEEP_HELP["trees"]),
-        tp: str = typer.Option("2", help=SWEEP_HELP["tp"]),
-        dp: str = typer.Option("1", help=SWEEP_HELP["dp"]),
-        img: str = typer.Option("32x64", help="Image HEIGHTxWIDTH (weather 32x64; the "
-                                "authors' protocol 128x256)."),
-        patch: int = typer.Option(4, help="Patch size."),
-        batch: int = typer.Option(2, help="Samples per rank (the authors use 2)."),
-        mode: str = typer.Option(default_mode, help=SWEEP_HELP["mode"]),
-        estimate: bool = typer.Option(False, "--estimate", help="Same as --mode estimate: "
-                                      "plan memory without allocating anything."),
-        channel_impl: str = typer.Option("auto", help=SWEEP_HELP["impl"]),
-        task: str = typer.Option("forecast", help="forecast (the authors' ERA5 model, 5 "
-                                 "outputs) or mae (75% of patches masked)."),
-        aggregation: str = typer.Option("head-split", help=SWEEP_HELP["aggregation"]),
-        ac: bool = typer.Option(True, "--ac/--no-ac", help="Activation checkpointing per "
-                                "transformer block (the authors' protocol: on)."),
-        ac_channels: bool = typer.Option(True, "--ac-channels/--no-ac-channels",
-                                         help="Recompute the channel stage in the backward "
-                                         "pass (protocol: on)."),
-        compile_blocks: bool = typer.Option(False, "--compile/--no-compile",
-                                            help="torch.compile each transformer block, as "
-                                            "`--compile` in training (real and fake "
-                                            "modes; the first, untimed steps compile)."),
-        precision: str = typer.Option("auto", help="Compute dtype: bf16 (the protocol; "
-                                      "auto on GPUs and for --estimate), fp32 (auto for "
-                                      "real CPU steps). Master weights stay fp32."),
-        warmup: int = typer.Option(1, help="Untimed steps first."),
-        steps: int = typer.Option(3, help="Timed steps (the median is reported)."),
-        link_name: str = typer.Option(LINK_NAME, help="Name of the link the communication "
-                                      "model assumes (printed beside every modelled time)."),
-        link_gbs: float = typer.Option(100.0, help="Its bandwidth per direction, GB/s."),
-        link_latency_us: float = typer.Option(5.0, help="Its latency per ring step, µs."),
-        memory_limit: float = typer.Option(64.0, help="GiB per rank a case must fit in "
-                                           "(--estimate; on a GPU its own memory counts). "
-                                           "64: the authors' Frontier GCD."),
-        out_path: Path = typer.Option(Path("bench.zarr"), "--out", "-o",
-                                      help="The tidy results table (zarr) and PNG prefix."),
-    ) -> None:
-        _sweep(f"dchag bench {name}", presets, channels, variants, trees, tp, dp, img, patch,
-               batch, "estimate" if estimate else mode, channel_impl, aggregation, ac,
-               ac_channels, precision, warmup, steps,
-               _link(link_name, link_gbs, link_latency_us), memory_limit, out_path,
-               compile_blocks, task)
+def _sweep_options(
+    presets: str = typer.Option("small", help=SWEEP_HELP["presets"]),
+    channels: str = typer.Option("80,256,512,1024", help=SWEEP_HELP["channels"]),
+    variants: str = typer.Option("baseline,L,C", help=SWEEP_HELP["variants"]),
+    trees: str = typer.Option("0", help=SWEEP_HELP["trees"]),
+    tp: str = typer.Option("2", help=SWEEP_HELP["tp"]),
+    dp: str = typer.Option("1", help=SWEEP_HELP["dp"]),
+    img: str = typer.Option("32x64", help="Image HEIGHTxWIDTH (weather 32x64; the "
+                            "authors' protocol 128x256)."),
+    patch: int = typer.Option(4, help="Patch size."),
+    batch: int = typer.Option(2, help="Samples per rank (the authors use 2)."),
+    mode: str = typer.Option("auto", help=SWEEP_HELP["mode"]),
+    estimate: bool = typer.Option(False, "--estimate", help="Same as --mode estimate: "
+                                  "plan memory without allocating anything."),
+    channel_impl: str = typer.Option("auto", help=SWEEP_HELP["impl"]),
+    task: str = typer.Option("forecast", help="forecast (the authors' ERA5 model, 5 "
+                             "outputs) or mae (75% of patches masked)."),
+    aggregation: str = typer.Option("head-split", help=SWEEP_HELP["aggregation"]),
+    ac: bool = typer.Option(True, "--ac/--no-ac", help="Activation checkpointing per "
+                            "transformer block (the authors' protocol: on)."),
+    ac_channels: bool = typer.Option(True, "--ac-channels/--no-ac-channels",
+                                     help="Recompute the channel stage in the backward "
+                                     "pass (protocol: on)."),
+    compile_blocks: bool = typer.Option(False, "--compile/--no-compile",
+                                        help="torch.compile each transformer block, as "
+                                        "`--compile` in training (real and fake "
+                                        "modes; the first, untimed steps compile)."),
+    precision: str = typer.Option("auto", help="Compute dtype: bf16 (the protocol; "
+                                  "auto on GPUs and for --estimate), fp32 (auto for "
+                                  "real CPU steps). Master weights stay fp32."),
+    warmup: int = typer.Option(1, help="Untimed steps first."),
+    steps: int = typer.Option(3, help="Timed steps (the median is reported)."),
+    link_name: str = typer.Option(LINK_NAME, help="Name of the link the communication "
+                                  "model assumes (printed beside every modelled time)."),
+    link_gbs: float = typer.Option(100.0, help="Its bandwidth per direction, GB/s."),
+    link_latency_us: float = typer.Option(5.0, help="Its latency per ring step, µs."),
+    memory_limit: float = typer.Option(64.0, help="GiB per rank a case must fit in "
+                                       "(--estimate; on a GPU its own memory counts). "
+                                       "64: the authors' Frontier GCD."),
+    out_path: Path = typer.Option(Path("bench.zarr"), "--out", "-o",
+                                  help="The tidy results table (zarr) and PNG prefix."),
+    title: str = "dchag bench",
+) -> None:
+    """The options every sweep command takes (`_command` names the command: `title`)."""
+    _sweep(title, presets, channels, variants, trees, tp, dp, img, patch,
+           batch, "estimate" if estimate else mode, channel_impl, aggregation, ac,
+           ac_channels, precision, warmup, steps,
+           _link(link_name, link_gbs, link_latency_us), memory_limit, out_path,
+           compile_blocks, task)
 
+
+def _command(name: str, doc: str, default_mode: str = "auto") -> Callable:
+    """A sweep command: `_sweep_options` under its own name, help and default --mode."""
+    def command(**given: Any) -> None:
+        _sweep_options(**given, title=f"dchag bench {name}")
+
+    sig = inspect.signature(_sweep_options, eval_str=True)
+    command.__signature__ = sig.replace(parameters=[  # type: ignore[attr-defined]
+        p.replace(default=typer.Option(default_mode, help=SWEEP_HELP["mode"]))
+        if p.name == "mode" else p for p in sig.parameters.values() if p.name != "title"])
     command.__doc__ = reflow(doc)
-    return command
+    return user_errors(command)
 
 
 app.command("parity")(parity)

@@ -14,8 +14,8 @@ import typer
 
 from dchag_cli import recipes
 from dchag_cli.console import out, user_errors
+from pipelines.bench.parity import forecast_metric, last_val_loss
 from pipelines.errors import DchagError
-from pipelines.run.records import read_metrics
 
 TASKS = ("forecast", "mae")
 METRICS = {
@@ -29,22 +29,6 @@ def _run(ctx: typer.Context, args: list[str]) -> None:
     recipes.run_command(ctx, args, "parity", "a parity run failed")
 
 
-def _val_loss(run: Path) -> float:
-    vals = [r.get("val_loss") for r in read_metrics(run)]
-    vals = [v for v in vals if v is not None]
-    return float(vals[-1]) if vals else float("nan")
-
-
-def forecast_metric(scores: Path) -> tuple[float, np.ndarray]:
-    """The forecast's skill summary, and its model RMSE (lead, channel)."""
-    import xarray as xr
-
-    ds = xr.open_zarr(scores)
-    rmse = ds["rmse"].sel(region="global")
-    model = rmse.sel(forecaster="model").values
-    return float(np.mean(model / rmse.sel(forecaster="persistence").values)), model
-
-
 def _one(ctx: typer.Context, task: str, data: str, work: Path, variant: str, seed: int, steps: int,
          leads: str) -> tuple:
     run = work / f"{task}-{variant}-s{seed}"
@@ -54,13 +38,13 @@ def _one(ctx: typer.Context, task: str, data: str, work: Path, variant: str, see
         _run(ctx, recipes.train_forecast(data, str(run), steps, 1, variant, seed, leads))
         _run(ctx, ["eval", "forecast", "--run", str(run), "--data", data])
         metric, detail = forecast_metric(run / "eval" / "scores.zarr")
-        return metric, _val_loss(run), detail
+        return metric, last_val_loss(run), detail
     from pipelines.eval.masks import read_mask_scores
 
     _run(ctx, recipes.pretrain_mae(data, str(run), steps, 1, variant, seed))
     for args in recipes.score_masks(data, str(run)):
         _run(ctx, args)
-    return read_mask_scores(run / "mask_scores.zarr")["model"], _val_loss(run), None
+    return read_mask_scores(run / "mask_scores.zarr")["model"], last_val_loss(run), None
 
 
 @user_errors
@@ -93,10 +77,6 @@ def parity(
 
     Example: [cyan]dchag bench parity --seeds 3 --tasks forecast,mae[/]
     """
-    from pipelines.bench.parity import ParityTable
-    from pipelines.bench.parity_store import write_parity
-    from pipelines.plots.parity import plot_parity
-
     names = [v.strip() for v in variants.split(",") if v.strip()]
     chosen = [t.strip() for t in tasks.split(",") if t.strip()]
     if seeds < 2:
@@ -106,6 +86,18 @@ def parity(
                          "other, each once")
     if not chosen or any(t not in TASKS for t in chosen):
         raise DchagError(f"--tasks {tasks!r}", fix=f"choose from {', '.join(TASKS)}")
+    data = _inputs(ctx, chosen, era5, appl, work)
+    steps = {"forecast": forecast_steps, "mae": mae_steps}
+    tables = [_table(ctx, task, str(data[task]), work, names, seeds, steps[task], lead)
+              for task in chosen]
+    _report(tables, names, out_path, {"steps": steps, "lead": lead, "seeds": seeds,
+                                      "variants": names,
+                                      "data": {k: str(v) for k, v in data.items() if v}})
+
+
+def _inputs(ctx: typer.Context, chosen: list[str], era5: Path | None, appl: Path | None,
+            work: Path) -> dict[str, Path | None]:
+    """The stores to train on: given, or the quickstart's samples made once in --work."""
     work.mkdir(parents=True, exist_ok=True)
     data = {"forecast": era5, "mae": appl}
     if "forecast" in chosen and era5 is None:
@@ -119,24 +111,29 @@ def parity(
             for args in recipes.sample_appl(work):
                 _run(ctx, args)
         data["mae"] = work / "appl.zarr"
-    tables = []
-    for task in chosen:
-        steps = forecast_steps if task == "forecast" else mae_steps
-        values = np.full((len(names), seeds), np.nan)
-        losses = np.full_like(values, np.nan)
-        details: list[list] = [[None] * seeds for _ in names]
-        for s in range(seeds):  # seeds outermost: a stopped bench still has paired results
-            for i, v in enumerate(names):
-                values[i, s], losses[i, s], details[i][s] = _one(
-                    ctx, task, str(data[task]), work, v, s, steps, lead)
-        detail = {}
-        if task == "forecast":
-            detail["model_rmse"] = np.array(details)  # (variant, seed, lead, channel)
-        tables.append(ParityTable(task, METRICS[task], names, list(range(seeds)), values,
-                                  losses, detail))
-    write_parity(tables, out_path, {"steps": {"forecast": forecast_steps, "mae": mae_steps},
-                                    "lead": lead, "seeds": seeds, "variants": names,
-                                    "data": {k: str(v) for k, v in data.items() if v}})
+    return data
+
+
+def _table(ctx: typer.Context, task: str, data: str, work: Path, names: list[str],
+           seeds: int, steps: int, lead: str):
+    from pipelines.bench.parity import ParityTable
+
+    values = np.full((len(names), seeds), np.nan)
+    losses = np.full_like(values, np.nan)
+    details: list[list] = [[None] * seeds for _ in names]
+    for s in range(seeds):  # seeds outermost: a stopped bench still has paired results
+        for i, v in enumerate(names):
+            values[i, s], losses[i, s], details[i][s] = _one(ctx, task, data, work, v, s,
+                                                             steps, lead)
+    detail = {"model_rmse": np.array(details)} if task == "forecast" else {}
+    return ParityTable(task, METRICS[task], names, list(range(seeds)), values, losses, detail)
+
+
+def _report(tables: list, names: list[str], out_path: Path, attrs: dict) -> None:
+    from pipelines.bench.parity_store import write_parity
+    from pipelines.plots.parity import plot_parity
+
+    write_parity(tables, out_path, attrs)
     png = plot_parity(tables, out_path.with_suffix(".png"))
     for table in tables:
         for row in table.summary():

@@ -169,7 +169,7 @@ def print_forecast_tables(res: ForecastScores) -> None:
         for r in regions[1:]:
             table.add_column(f"model RMSE {REGION_LABELS[r]}", justify="right")
         from pipelines.data.channels import pretty_units
-        from pipelines.eval.forecast import channel_units
+        from pipelines.eval.forecast_store import channel_units
 
         for c, (name, unit) in enumerate(zip(res.channels, map(pretty_units, channel_units(
                 res.channels)), strict=True)):

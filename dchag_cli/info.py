@@ -63,7 +63,7 @@ def _store_channels(path: Path) -> None:
         names = [str(n) for n in group.attrs["channels"]]
         constant = [str(n) for n in group.attrs.get("constant_channels", [])]
     else:
-        from pipelines.train.data import band_names
+        from pipelines.data.bands import band_names
 
         names = band_names(group["wavelength"][:])
     out.print(f"[bold]{path}[/] ({kind}, {len(names)} channels): {', '.join(names)}")

@@ -7,20 +7,9 @@ from rich.table import Table
 
 from dchag_cli.console import RichProgress, err, human_bytes, out, user_errors
 from pipelines.errors import DchagError
-from pipelines.model.config import PRESETS, VARIANTS
+from pipelines.model.config import PRESETS, VARIANTS, parse_size
 
 app = typer.Typer(help="Inspect model presets: parameters and memory.", no_args_is_help=True)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """`128x256` → (128, 256)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise DchagError(f"{text!r} is not HEIGHTxWIDTH, e.g. 32x64") from exc
-    if h < 1 or w < 1:
-        raise DchagError(f"{text!r}: height and width must be at least 1 pixel")
-    return h, w
 
 
 def _count(n: int) -> str:
@@ -84,6 +73,10 @@ def info(
               f"{_count(counts['total'])} parameters …")
     with RichProgress() as progress:
         r = plan(case, progress=progress)
+    out.print(_memory_table(r, batch, tp, dp))
+
+
+def _memory_table(r: dict, batch: int, tp: int, dp: int) -> Table:
     mem = Table(title=f"memory per rank, planned: batch {batch}, tp {tp}, dp {dp}, bf16 "
                 f"compute, fp32 master weights and AdamW state, {r['aggregation_kind']}",
                 title_justify="left")
@@ -96,4 +89,4 @@ def info(
         mem.add_row(label, human_bytes(r[f"mem_{key}_bytes"]))
     mem.add_row("peak", human_bytes(r["peak_mem_bytes"]), style="bold")
     mem.add_row("TFLOP per rank and step", f"{r['flops_per_rank'] / 1e12:.3g}")
-    out.print(mem)
+    return mem

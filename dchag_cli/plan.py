@@ -9,12 +9,11 @@ import typer
 from rich.table import Table
 
 from dchag_cli.console import err, human_bytes, out, user_errors
-from dchag_cli.model import parse_size
 from pipelines.bench.devices import DEVICES, device
 from pipelines.bench.layout_search import EFFICIENCY, Candidate, SearchResult
 from pipelines.bench.plan_report import PlanRequest, plan_body, run_plan
 from pipelines.fsops import write_json
-from pipelines.model.config import PRESETS
+from pipelines.model.config import PRESETS, parse_size
 
 CACHE = Path.home() / ".cache" / "dchag" / "plan"
 

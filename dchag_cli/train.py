@@ -9,26 +9,20 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dchag_cli.console import (
-    PlainLines,
     err,
     human_bytes,
     key_value_table,
     out,
-    show_notes,
     user_errors,
 )
 from pipelines.data.times import format_lead, parse_leads
-from pipelines.locks import write_lock
 from pipelines.model.config import PRESETS, VARIANTS
 from pipelines.run.config import TrainConfig
 
@@ -229,7 +223,7 @@ def _flags(given: dict[str, Any]) -> dict[str, Any]:
     if given.get("lead"):
         flags["leads"] = parse_leads(given["lead"])
     if given.get("crop"):
-        from dchag_cli.model import parse_size
+        from pipelines.model.config import parse_size
 
         flags["crop"] = list(parse_size(given["crop"]))
     return flags
@@ -268,15 +262,14 @@ def pretrain(**given: Any) -> None:
 
 def _run(task: str, given: dict[str, Any]) -> None:
     # Heavy imports (torch, the distributed engine) only once a command really runs.
-    from pipelines.errors import Interrupted
-    from pipelines.run.checkpoint import clean_partials, latest_checkpoint
+    from dchag_cli.train_progress import run_rank
     from pipelines.train.distributed import adopt_slurm_env, is_global_rank_zero, launch
-    from pipelines.train.resolve import create_run, prepare, resolve
+    from pipelines.train.job import train_in_run_folder
+    from pipelines.train.resolve import prepare, resolve
     from pipelines.train.trackers import check_tracker
 
     adopt_slurm_env()
-    resume = given.get("resume")
-    config_file = given.get("config")
+    resume, config_file = given.get("resume"), given.get("config")
     cfg = resolve(task, _flags(given), config_file, resume)
     check_tracker(cfg.logger)
     overwrite = bool(given.get("overwrite"))
@@ -291,103 +284,14 @@ def _run(task: str, given: dict[str, Any]) -> None:
         # inside `train` (a barrier after joining the process group).
         launch(run_rank, cfg, cfg.gpus)
         return
-    run = Path(cfg.out)
-    note_cpu_ranks(cfg.gpus)
     _check_memory(cfg, art, enforce=given.get("memory_check", True) is not False)
-    run.parent.mkdir(parents=True, exist_ok=True)
-    with write_lock(run):
-        if resume is None:
-            create_run(cfg, art, mcfg, overwrite, config_file)
-        clean_partials(run)
-        err.print(f"training {task}: {len(art.channel_names)} channels, {cfg.preset}, D-CHAG "
-                  f"{cfg.variant} tree {cfg.tree}, mesh dp {cfg.dp_size} × tp {cfg.tp_size} "
-                  f"→ {run}")
-        try:
-            result: TrainResult = launch(run_rank, cfg, cfg.gpus)
-        except Interrupted as exc:  # a signal: the ranks stopped at a step boundary
-            newest = latest_checkpoint(run)
-            if newest is None and resume is None:
-                shutil.rmtree(run, ignore_errors=True)  # nothing worth keeping
-                raise
-            command = "pretrain" if task == "mae" else "train forecast"
-            name = newest.name if newest is not None else "none"
-            raise Interrupted(exc.signum, f"stopped; newest checkpoint {name} in {run} — "
-                              f"`dchag {command} --resume {run}` continues") from None
-        except BaseException:
-            if resume is None and latest_checkpoint(run) is None:
-                shutil.rmtree(run, ignore_errors=True)  # nothing worth keeping
-            raise
+    result = train_in_run_folder(
+        cfg, art, mcfg, run_rank, resuming=resume is not None, overwrite=overwrite,
+        config_file=config_file, on_start=lambda: err.print(
+            f"training {task}: {len(art.channel_names)} channels, {cfg.preset}, D-CHAG "
+            f"{cfg.variant} tree {cfg.tree}, mesh dp {cfg.dp_size} × tp {cfg.tp_size} → "
+            f"{cfg.out}"))
     _print_result(cfg, result)
-
-
-def note_cpu_ranks(ranks: int) -> None:
-    import torch
-
-    from pipelines.notes import note
-
-    cores = os.cpu_count() or 1
-    if not torch.cuda.is_available() and ranks > cores:
-        note(f"{ranks} gloo ranks on {cores} CPU cores: they take turns, so this is slow — "
-             "fine for checking a layout, not for training")
-
-
-def run_rank(cfg: TrainConfig) -> TrainResult:
-    """What every rank runs (module level, so the launcher can start it in new processes)."""
-    from pipelines.train.loop import train
-
-    if os.environ.get("RANK", "0") != "0":
-        return train(cfg)
-    show_notes()
-    if not err.is_terminal:  # a batch job's log: one plain line per --log-every steps
-        return train(cfg, PlainTrainProgress())
-    with _RichTrainProgress() as progress:
-        return train(cfg, progress)
-
-
-def describe_status(status: dict[str, float]) -> str:
-    parts = [f"loss {status['loss']:.4g}" if "loss" in status else "",
-             f"val {status['val_loss']:.4g}" if status.get("val_loss") is not None else "",
-             f"{status['samples_per_s']:.1f} samples/s" if "samples_per_s" in status else "",
-             f"mem {human_bytes(status['peak_mem_bytes'])}" if "peak_mem_bytes" in status
-             else ""]
-    return "  ".join(p for p in parts if p)
-
-
-class PlainTrainProgress:
-    """Training progress for logs: `step 20/100 (20%)  loss …  val …  samples/s  mem
-    (largest rank's peak)  elapsed  ETA`, one flushed line per logged step."""
-
-    def __init__(self) -> None:
-        self._lines = PlainLines()
-
-    def start(self, total: int, done: int) -> None:
-        self._lines.start(total, "training steps", done)
-        err.print(f"training from step {done} to {total}; a line every --log-every steps",
-                  markup=False)
-
-    def update(self, done: int, status: dict[str, float]) -> None:
-        self._lines.update(done, describe_status(status) or "logged")
-
-
-class _RichTrainProgress:
-    def __init__(self) -> None:
-        self._bar = Progress(TextColumn("step"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
-                             console=err)
-        self._task: Any = None
-
-    def __enter__(self) -> _RichTrainProgress:
-        self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)
-
-    def start(self, total: int, done: int) -> None:
-        self._task = self._bar.add_task("train", total=total, completed=done, status="")
-
-    def update(self, done: int, status: dict[str, float]) -> None:
-        self._bar.update(self._task, completed=done, status=describe_status(status))
 
 
 def _print_plan(cfg: TrainConfig, mcfg: Any) -> None:

@@ -80,10 +80,10 @@ def consumption_rate(preset: str, bands: int, size: int, patch: int, batch: int,
                      steps: int = 3) -> float:
     """Samples/s of MAE training steps of the preset (fp32, this process, its threads)."""
     from pipelines.model.config import preset_config
-    from pipelines.model.mae import MAE
+    from pipelines.model.factory import make_model
     from pipelines.train.optim import build_optimizer, clear_grads
 
-    model = MAE(preset_config(preset, bands, img_size=(size, size), patch=patch))
+    model = make_model(preset_config(preset, bands, img_size=(size, size), patch=patch), "mae")
     opt = build_optimizer(model, 1e-4, 0.05)
     x = torch.randn(batch, bands, size, size)
     times = []

@@ -30,8 +30,8 @@ from torch.distributed.device_mesh import init_device_mesh
 
 from pipelines.bench.case import Case
 from pipelines.bench.comm import Link, step_comm
-from pipelines.model.forecast import Forecaster, lat_weighted_mse
-from pipelines.model.mae import MAE
+from pipelines.model.factory import make_model
+from pipelines.model.forecast import lat_weighted_mse
 from pipelines.progress import NoProgress, Progress
 from pipelines.train.build import Layout, build_sharded
 from pipelines.train.flops import COMPONENTS, peak_flops, rank_flops
@@ -119,8 +119,8 @@ def training_step(case: Case, device: torch.device, dtype: torch.dtype, fake: bo
                     compile=case.compile)
     materialize = _fake_mode() if fake else None
     cfg = case.model_config()
-    make = (lambda: MAE(cfg)) if case.task == "mae" else (lambda: Forecaster(cfg))
-    model = build_sharded(make, layout, None if fake else 0, materialize)
+    model = build_sharded(lambda: make_model(cfg, case.task), layout, None if fake else 0,
+                          materialize)
     with materialize or contextlib.nullcontext():
         opt = build_optimizer(model, 1e-4, 0.05, foreach=True)
         h, w = case.img
@@ -161,8 +161,7 @@ def _fake_mode():
 
 def whole_model_parameters(case: Case) -> int:
     with torch.device("meta"):
-        model = MAE(case.model_config()) if case.task == "mae" else Forecaster(
-            case.model_config())
+        model = make_model(case.model_config(), case.task)
         return sum(p.numel() for p in model.parameters())
 
 

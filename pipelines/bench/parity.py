@@ -17,8 +17,11 @@ narrower than that spread is what pairing buys.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from pipelines.run.records import read_metrics
 
 BOOTSTRAP = 10_000
 
@@ -67,3 +70,20 @@ class ParityTable:
                          if v.size > 1 else float("nan"),
                          "ratio_mean": float(np.mean(r)), "ratio_lo": lo, "ratio_hi": hi})
         return rows
+
+
+def last_val_loss(run: Path) -> float:
+    """The run's last validation loss (NaN before the first validation)."""
+    vals = [r["val_loss"] for r in read_metrics(run) if r.get("val_loss") is not None]
+    return float(vals[-1]) if vals else float("nan")
+
+
+def forecast_metric(scores: Path) -> tuple[float, np.ndarray]:
+    """A forecast's skill summary — the mean over leads and channels of model RMSE over
+    persistence RMSE (global) — and its model RMSE (lead, channel)."""
+    import xarray as xr
+
+    ds = xr.open_zarr(scores)
+    rmse = ds["rmse"].sel(region="global")
+    model = rmse.sel(forecaster="model").values
+    return float(np.mean(model / rmse.sel(forecaster="persistence").values)), model

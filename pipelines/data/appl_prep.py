@@ -21,15 +21,14 @@ import numcodecs
 import numpy as np
 import zarr
 
+from pipelines.data.appl_reference import Reference, check_values
 from pipelines.data.appl_transform import (
-    band_matrix,
     cube_band_matrix,
     fit_spatial,
     ignored_pixels,
     ndvi_mask,
 )
 from pipelines.data.envi_read import (
-    CubeSource,
     EnviCube,
     find_sources,
     open_cube,
@@ -52,7 +51,6 @@ from pipelines.progress import NoProgress, Progress
 from pipelines.provenance import provenance
 
 META_FIELDS = ("sample", "plant_id", "date", "label", "source")
-NEGATIVE_TOLERANCE = -0.01  # dark-current noise; anything below is a calibration problem
 BAND_CHUNK = 64
 MAX_SIZE = 8192
 
@@ -108,39 +106,8 @@ class ApplSummary:
         return self.bytes_in / 1e6 / max(self.seconds, 1e-9)
 
 
-class _Reference:
-    """Mean dark or white reference per (column, band), or per band when widths differ,
-    matched to a scan by wavelength (linear interpolation between the reference's bands),
-    never by band position: a reference on another band grid is resampled, and one that
-    does not cover the scan's wavelengths is refused."""
-
-    def __init__(self, path: Path):
-        cube = open_cube(CubeSource(header=path, sample_id=path.stem), scale=1.0)
-        self.per_column = np.asarray(cube.memmap, dtype=np.float64).mean(axis=0)  # (cols, bands)
-        self.wavelengths = cube.wavelengths
-        self.path = path
-
-    def check_covers(self, scan: EnviCube) -> None:
-        lo, hi = self.wavelengths.min(), self.wavelengths.max()
-        if scan.wavelengths.min() < lo - 1e-6 or scan.wavelengths.max() > hi + 1e-6:
-            raise DchagError(f"reference covers {lo:g}–{hi:g} nm but the scan "
-                             f"{scan.source.header.name} has {scan.wavelengths.min():g}–"
-                             f"{scan.wavelengths.max():g} nm", path=self.path,
-                             fix="use a dark/white reference recorded with the scan's sensor")
-
-    def values(self, cols: int, scan_nm: np.ndarray) -> np.ndarray:
-        """Reference at wavelengths `scan_nm`: (1, cols, k), or (1, 1, k) across widths."""
-        if self.wavelengths.size == scan_nm.size and np.allclose(self.wavelengths, scan_nm):
-            ref = self.per_column
-        else:
-            ref = (band_matrix(self.wavelengths, scan_nm, self.path) @ self.per_column.T).T
-        if ref.shape[0] == cols:
-            return ref[None]
-        return ref.mean(axis=0)[None, None]
-
-
-def _read_cube(cube: EnviCube, cfg: ApplPrepConfig, dark: _Reference | None,
-               white: _Reference | None) -> tuple[np.ndarray, np.ndarray]:
+def _read_cube(cube: EnviCube, cfg: ApplPrepConfig, dark: Reference | None,
+               white: Reference | None) -> tuple[np.ndarray, np.ndarray]:
     """Resample one cube to (bands, size, size) reflectance, band chunk by band chunk, and
     say which output pixels are valid: a pixel holding the header's `data ignore value` in
     any band read is masked, stored as 0, as is every output pixel it would blend into."""
@@ -162,7 +129,7 @@ def _read_cube(cube: EnviCube, cfg: ApplPrepConfig, dark: _Reference | None,
         else:
             raw /= cube.scale
         raw[hit] = 0.0
-        _check_values(raw, cube)
+        check_values(raw, cube)
         resampled = raw @ wc[:, needed].T.toarray().astype(np.float32)  # (rows, cols, chunk)
         out[b0:b0 + wc.shape[0]] = np.moveaxis(fit_spatial(resampled, cfg.size, cfg.spatial),
                                                -1, 0)
@@ -176,24 +143,6 @@ def _read_cube(cube: EnviCube, cfg: ApplPrepConfig, dark: _Reference | None,
                          fix="check `data ignore value` in the header")
     out[:, ~valid] = 0.0
     return out, valid
-
-
-def _check_values(raw: np.ndarray, cube: EnviCube) -> None:
-    where = cube.source.header
-    nan = np.isnan(raw)
-    if nan.any():
-        raise DchagError(f"{int(nan.sum())} NaN values", path=where,
-                         fix="replace invalid pixels (e.g. with 0) before preparing")
-    low = float(raw.min())
-    if low < NEGATIVE_TOLERANCE:
-        raise DchagError(f"negative reflectance (min {low:.3f}, {int((raw < 0).sum())} values)",
-                         path=where, fix="calibrate with --dark/--white or check the data")
-    np.clip(raw, 0.0, None, out=raw)
-    high = float(raw.max())
-    if high > 5.0:
-        raise DchagError(f"reflectance up to {high:.0f}: these look like unscaled counts",
-                         path=where, fix="set `reflectance scale factor` in the header or pass "
-                         "--scale (e.g. 10000), or calibrate with --dark/--white")
 
 
 def _create(g: zarr.Group, cfg: ApplPrepConfig) -> None:
@@ -285,8 +234,8 @@ def prep_appl(cfg: ApplPrepConfig, progress: Progress | None = None) -> ApplSumm
         refs = [p for p in (cfg.dark, cfg.white, cfg.wavelengths) if p]
         check_no_overlap(cfg.out, [*(c.source.header for c in cubes),
                                    *(c.binary for c in cubes), *refs, *cfg.sources])
-        dark = _Reference(cfg.dark) if cfg.dark else None
-        white = _Reference(cfg.white) if cfg.white else None
+        dark = Reference(cfg.dark) if cfg.dark else None
+        white = Reference(cfg.white) if cfg.white else None
         for ref in (dark, white):
             for c in cubes if ref else ():
                 ref.check_covers(c)
@@ -328,8 +277,8 @@ def prep_appl(cfg: ApplPrepConfig, progress: Progress | None = None) -> ApplSumm
                        seconds=_time.perf_counter() - started)
 
 
-def _write(g: zarr.Group, cubes: list[EnviCube], cfg: ApplPrepConfig, dark: _Reference | None,
-           white: _Reference | None, progress: Progress) -> None:
+def _write(g: zarr.Group, cubes: list[EnviCube], cfg: ApplPrepConfig, dark: Reference | None,
+           white: Reference | None, progress: Progress) -> None:
     """Append cubes one by one to a fresh store or a transaction's clone."""
     if "valid" not in g:
         _create_header_arrays(g, cfg.size, g["cube"].shape[0])

@@ -14,7 +14,6 @@ divides them — only for models that predict their whole input state.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,17 +22,17 @@ import numpy as np
 import torch
 import zarr
 
-from pipelines.data.channels import is_constant, parse_channel
+from pipelines.data.channels import is_constant
 from pipelines.data.forcings import with_forcings
 from pipelines.data.grid import LatLonGrid
 from pipelines.data.times import format_lead, in_period
-from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
+from pipelines.data.zarr_store import open_artifact
 from pipelines.errors import DchagError
 from pipelines.eval.climatology import StoreClimatology
 from pipelines.eval.wb2 import WB2Climatology, WB2Forecast
 from pipelines.metrics.weather import CLIMAX_BATCH, REGIONS, mse, rmse, wacc
 from pipelines.progress import NoProgress, Progress
-from pipelines.run.load import TrainedRun
+from pipelines.run.load import TrainedRun, check_compatible, check_droppable
 from pipelines.run.periods import Periods, hour_text
 
 FORECASTERS = ("model", "persistence", "climatology")
@@ -192,33 +191,6 @@ class WB2Source:
         return self.wb2.fields_at(plan.lead, [int(times[i]) for i in chunk])
 
 
-def check_droppable(run: TrainedRun, drop: list[str]) -> list[str]:
-    """`--drop-channels`: input channels of the run, not all of them."""
-    unknown = [c for c in drop if c not in run.channels]
-    if unknown:
-        raise DchagError(f"--drop-channels {', '.join(unknown)}: not an input channel of the "
-                         "run", path=run.path, fix=f"choose among {', '.join(run.channels)}")
-    if len(set(drop)) >= len(run.channels):
-        raise DchagError("--drop-channels would leave the model no input channel",
-                         path=run.path)
-    return list(dict.fromkeys(drop))
-
-
-def check_compatible(run: TrainedRun, group: zarr.Group, data: Path) -> list[int]:
-    """Positions of the run's channels in the artifact; refuses another grid or channels."""
-    names = [str(n) for n in group.attrs["channels"]]
-    missing = [c for c in run.channels if c not in names]
-    if missing:
-        raise DchagError(f"the run's channels are not all in the data (missing "
-                         f"{', '.join(missing[:5])})", path=data,
-                         fix="evaluate on an artifact prepared with the run's channels")
-    grid = run.info.get("grid")
-    if grid is not None and group.attrs.get("grid") != grid:
-        raise DchagError(f"grid {group.attrs.get('grid')} differs from the run's {grid}",
-                         path=data, fix="prepare the data on the run's grid")
-    return [names.index(c) for c in run.channels]
-
-
 def evaluate_forecast(source: RunSource | WB2Source, data: Path, leads: list[int],
                       period: str | None, rollout: bool, convention: str, batch: int,
                       climatology: Path | None = None, climax_batch: int = CLIMAX_BATCH,
@@ -358,67 +330,3 @@ def _period_mean(arr: zarr.Array, times: np.ndarray, chosen: np.ndarray,
     for j in rows:
         total += arr.get_orthogonal_selection((int(j), channels, slice(None), slice(None)))
     return total / len(rows)
-
-
-def channel_units(channels: list[str]) -> list[str]:
-    return [parse_channel(c).units for c in channels]
-
-
-def write_predictions(res: ForecastScores, out: Path, attrs: dict) -> None:
-    with atomic_store(out) as g:
-        g.attrs.update({"dchag_artifact": "predictions", "source": res.source, **attrs})
-        t = dims_array(g, "init_time", ["init_time"], data=res.init_hours, fill_value=None)
-        t.attrs.update({"units": "hours since 1970-01-01", "calendar": "proleptic_gregorian",
-                        "standard_name": "forecast_reference_time"})
-        dims_array(g, "lead", ["lead"], data=np.array(res.leads), fill_value=None
-                   ).attrs.update({"units": "hours", "standard_name": "forecast_period"})
-        dims_array(g, "channel", ["channel"], data=np.array(res.channels), fill_value=None)
-        dims_array(g, "channel_units", ["channel"], data=np.array(channel_units(res.channels),
-                                                                  dtype=object),
-                   fill_value=None).attrs["long_name"] = "units of each channel"
-        dims_array(g, "lat", ["lat"], data=res.lat, fill_value=None).attrs.update(
-            {"units": "degrees_north", "standard_name": "latitude"})
-        dims_array(g, "lon", ["lon"], data=res.lon, fill_value=None).attrs.update(
-            {"units": "degrees_east", "standard_name": "longitude"})
-        p = dims_array(g, "prediction", ["init_time", "lead", "channel", "lat", "lon"],
-                       data=res.predictions, chunks=(1, 1, *res.predictions.shape[2:]),
-                       fill_value=None)
-        p.attrs.update({"long_name": "forecast in physical units (each channel in its own "
-                                     "unit: channel_units)",
-                        "units_by_channel": dict(zip(res.channels, channel_units(res.channels),
-                                                     strict=True)),
-                        "coordinates": "channel_units"})
-
-
-def write_scores(res: ForecastScores, out: Path, attrs: dict) -> None:
-    left_out = {format_lead(p.lead): [[hour_text(h), why] for h, why in p.left_out]
-                for p in res.plans}
-    with atomic_store(out) as g:
-        g.attrs.update({"dchag_artifact": "scores", "convention": res.convention,
-                        "period": res.period, "climatology": res.climatology,
-                        "source": res.source,
-                        "rollout_leads": [p.lead for p in res.plans if p.rollout],
-                        "left_out": left_out, "notes": res.notes, **attrs})
-        dims_array(g, "forecaster", ["forecaster"], data=np.array(FORECASTERS),
-                   fill_value=None)
-        dims_array(g, "lead", ["lead"], data=np.array(res.leads), fill_value=None
-                   ).attrs["units"] = "hours"
-        dims_array(g, "channel", ["channel"], data=np.array(res.channels), fill_value=None)
-        dims_array(g, "region", ["region"], data=np.array(list(REGIONS)), fill_value=None)
-        dims_array(g, "n_inits", ["lead"], data=np.array([len(p.inits) for p in res.plans]),
-                   fill_value=None).attrs["long_name"] = "init times scored (every forecaster)"
-        dims_array(g, "channel_units", ["channel"], data=np.array(
-            channel_units(res.channels), dtype=object), fill_value=None)
-        for name, values in res.scores.items():
-            a = dims_array(g, name, ["forecaster", "lead", "channel", "region"], data=values,
-                           fill_value=None)
-            a.attrs.update({
-                "rmse": {"long_name": "latitude-weighted RMSE", "units": "channel_units"},
-                "mse": {"long_name": "latitude-weighted MSE", "units": "channel_units squared"},
-                "wacc": {"long_name": "latitude-weighted anomaly correlation", "units": "1"},
-            }[name])
-            a.attrs["coordinates"] = "channel_units"
-
-
-def init_time_text(hours: int) -> str:
-    return (dt.datetime(1970, 1, 1) + dt.timedelta(hours=int(hours))).strftime("%Y-%m-%d %H:%M")

@@ -18,6 +18,7 @@ import torch
 import zarr
 from torch import Tensor
 
+from pipelines.data.bands import band_names, select_bands
 from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
 from pipelines.errors import DchagError
 from pipelines.eval.inpaint import BASELINES, inpaint, spectral_fill
@@ -31,7 +32,7 @@ from pipelines.model.mae import random_masking
 from pipelines.model.tokenizer import unpatchify
 from pipelines.progress import NoProgress, Progress
 from pipelines.run.load import TrainedRun
-from pipelines.train.data import band_names, describe_artifact, select_bands, split_positions
+from pipelines.train.data import describe_artifact, split_positions
 
 REGIONS = {"visible 400–700 nm": (400, 700), "red edge 700–750 nm": (700, 750),
            "near infrared 750–900 nm": (750, 900)}

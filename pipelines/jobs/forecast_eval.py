@@ -22,9 +22,8 @@ from pipelines.eval.forecast import (
     RunSource,
     WB2Source,
     evaluate_forecast,
-    write_predictions,
-    write_scores,
 )
+from pipelines.eval.forecast_store import write_predictions, write_scores
 from pipelines.guard import output_folder
 from pipelines.metrics.weather import CLIMAX_BATCH, CONVENTIONS
 from pipelines.progress import NoProgress, Progress

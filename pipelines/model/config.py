@@ -128,3 +128,14 @@ def preset_config(name: str, channels: int, **overrides) -> ModelConfig:
         raise DchagError(f"unknown model preset {name!r}",
                          fix=f"choose one of {', '.join(PRESETS)}")
     return ModelConfig(channels=channels, **{**PRESETS[name], **overrides})
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`128x256` → (128, 256)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise DchagError(f"{text!r} is not HEIGHTxWIDTH, e.g. 32x64") from exc
+    if h < 1 or w < 1:
+        raise DchagError(f"{text!r}: height and width must be at least 1 pixel")
+    return h, w

@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from pipelines.model.config import ModelConfig
-from pipelines.model.forecast import Forecaster
-from pipelines.model.mae import MAE
+from pipelines.model.factory import make_model
 
 
 def count(module: nn.Module) -> int:
@@ -21,7 +20,7 @@ def count(module: nn.Module) -> int:
 
 def parameter_counts(cfg: ModelConfig, task: str = "mae") -> dict[str, int]:
     with torch.device("meta"):
-        model = MAE(cfg) if task == "mae" else Forecaster(cfg)
+        model = make_model(cfg, task)
     enc = model.encoder
     agg = enc.aggregator
     counts = {

@@ -14,7 +14,8 @@ from matplotlib.ticker import FuncFormatter
 
 from pipelines.data.channels import pretty_units
 from pipelines.data.times import format_lead
-from pipelines.eval.forecast import FORECASTERS, ForecastScores, channel_units, init_time_text
+from pipelines.eval.forecast import FORECASTERS, ForecastScores
+from pipelines.eval.forecast_store import channel_units, init_time_text
 from pipelines.figures import save_figure
 
 STYLE = {"model": "o-", "persistence": "s--", "climatology": "^:"}

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 
 from pipelines.data.channels import pretty_units
 from pipelines.data.times import format_lead
-from pipelines.eval.forecast import channel_units
+from pipelines.eval.forecast_store import channel_units
 from pipelines.eval.scorecard import THIS_RUN, Row
 from pipelines.figures import save_figure
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import zarr
 from torch import nn
 
 from pipelines.errors import DchagError
 from pipelines.model.config import ModelConfig
-from pipelines.model.forecast import Forecaster
-from pipelines.model.mae import MAE
+from pipelines.model.factory import make_model
 from pipelines.model_header import is_model_file
 from pipelines.notes import note
 from pipelines.run.checkpoint import checkpoint_step, intact_checkpoint
@@ -72,8 +72,9 @@ def _build(task: str, info: dict) -> tuple[ModelConfig, nn.Module]:
         out_index = [info["channel_names"].index(c) for c in info["out_channels"]]
         std = np.asarray(info["std"], np.float64)[out_index]
         scale = normalised_scale(table_from_json(info.get("tendency_std")), std)
-        return mcfg, Forecaster(mcfg, out_index=out_index, residual=True, lead_scale=scale)
-    return mcfg, MAE(mcfg)
+        return mcfg, make_model(mcfg, "forecast", out_index=out_index, residual=True,
+                                lead_scale=scale)
+    return mcfg, make_model(mcfg, "mae")
 
 
 def load_model_file(path: Path, task: str, device: torch.device) -> TrainedRun:
@@ -127,3 +128,30 @@ def load_run(run: Path, task: str, device: torch.device) -> TrainedRun:
     check_finite(model, ckpt)
     model.to(device).eval()
     return TrainedRun(run, cfg, info, mcfg, model, checkpoint_step(ckpt))
+
+
+def check_droppable(run: TrainedRun, drop: list[str]) -> list[str]:
+    """`--drop-channels`: input channels of the run, not all of them."""
+    unknown = [c for c in drop if c not in run.channels]
+    if unknown:
+        raise DchagError(f"--drop-channels {', '.join(unknown)}: not an input channel of the "
+                         "run", path=run.path, fix=f"choose among {', '.join(run.channels)}")
+    if len(set(drop)) >= len(run.channels):
+        raise DchagError("--drop-channels would leave the model no input channel",
+                         path=run.path)
+    return list(dict.fromkeys(drop))
+
+
+def check_compatible(run: TrainedRun, group: zarr.Group, data: Path) -> list[int]:
+    """Positions of the run's channels in the artifact; refuses another grid or channels."""
+    names = [str(n) for n in group.attrs["channels"]]
+    missing = [c for c in run.channels if c not in names]
+    if missing:
+        raise DchagError(f"the run's channels are not all in the data (missing "
+                         f"{', '.join(missing[:5])})", path=data,
+                         fix="evaluate on an artifact prepared with the run's channels")
+    grid = run.info.get("grid")
+    if grid is not None and group.attrs.get("grid") != grid:
+        raise DchagError(f"grid {group.attrs.get('grid')} differs from the run's {grid}",
+                         path=data, fix="prepare the data on the run's grid")
+    return [names.index(c) for c in run.channels]

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from pipelines.errors import DchagError
+from pipelines.model.factory import make_model
 from pipelines.model_header import read_metadata
 
 
@@ -76,8 +77,6 @@ def check_whole_file(path: Path) -> None:
     none missing, none of another shape — checked from the header alone (`--init` takes
     only part of a file, so this is what catches a tampered or foreign one early)."""
     from pipelines.model.config import ModelConfig
-    from pipelines.model.forecast import Forecaster
-    from pipelines.model.mae import MAE
 
     found = open_model_file(path)
     try:
@@ -85,10 +84,10 @@ def check_whole_file(path: Path) -> None:
         with torch.device("meta"):
             if found.config.get("task") == "forecast":
                 names = found.info["channel_names"]
-                model: torch.nn.Module = Forecaster(
-                    mcfg, out_index=[names.index(c) for c in found.info["out_channels"]])
+                model = make_model(mcfg, "forecast", out_index=[
+                    names.index(c) for c in found.info["out_channels"]])
             else:
-                model = MAE(mcfg)
+                model = make_model(mcfg, "mae")
     except (KeyError, ValueError, TypeError) as exc:
         raise DchagError(f"its metadata does not describe a model ({exc})", path=path,
                          fix="export it again with `dchag export model`") from exc

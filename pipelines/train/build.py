@@ -21,7 +21,7 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy
 
 from pipelines.model.config import ModelConfig, preset_config
-from pipelines.model.forecast import Forecaster
+from pipelines.model.factory import make_model
 from pipelines.model.init import init_buffers, init_weights
 from pipelines.model.mae import MAE
 from pipelines.parallel.checkpointing import apply_activation_checkpointing
@@ -58,11 +58,13 @@ def model_config(cfg: TrainConfig, art: Artifact) -> ModelConfig:
                          patch=cfg.patch, channel_impl=cfg.channel_impl, **extra)
 
 
-def make_model(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig) -> nn.Module:
+def run_model(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig) -> nn.Module:
+    """The run's network: the forecaster predicts the artifact's output channels as
+    residuals scaled per lead."""
     if cfg.task == "forecast":
-        return Forecaster(mcfg, out_index=art.out_index, residual=True,
+        return make_model(mcfg, "forecast", out_index=art.out_index, residual=True,
                           lead_scale=art.lead_scale())
-    return MAE(mcfg)
+    return make_model(mcfg, "mae")
 
 
 def compute_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
@@ -112,4 +114,4 @@ def build_parallel_model(cfg: TrainConfig, art: Artifact, ctx: RankContext) -> n
                     split_aggregation=cfg.aggregation == "head-split",
                     fsdp=ctx.dp_mesh.size() > 1,
                     compile=cfg.compile)
-    return build_sharded(lambda: make_model(cfg, art, mcfg), layout, cfg.seed)
+    return build_sharded(lambda: run_model(cfg, art, mcfg), layout, cfg.seed)

@@ -19,6 +19,7 @@ import zarr
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from pipelines.data.bands import band_names, select_bands
 from pipelines.data.channels import is_constant
 from pipelines.data.datasets import SampleReader, batch_buffer
 from pipelines.data.era5_stats import mean_std
@@ -91,33 +92,6 @@ def _artifact_kind(path: Path) -> str:
         raise DchagError("not a dchag data artifact", path=path,
                          fix="produce one with `dchag prep era5` or `dchag prep appl`")
     return kind
-
-
-def band_names(wavelengths: np.ndarray) -> list[str]:
-    """How runs name hyperspectral bands: `700.0nm`."""
-    return [f"{w:.1f}nm" for w in wavelengths]
-
-
-def select_bands(names: list[str], wavelengths: np.ndarray, spec: list[str], path: Path,
-                 flag: str = "--channels") -> list[int]:
-    """Bands by name (`700.0nm`) or by wavelength range (`450-700`)."""
-    picked: list[int] = []
-    for item in spec:
-        if "-" in item:
-            try:
-                lo, hi = (float(v) for v in item.removesuffix("nm").split("-"))
-            except ValueError:
-                raise DchagError(f"{flag} {item!r} is not a wavelength range", path=path,
-                                 fix="write a range like 450-700 (nm)") from None
-            found = [i for i, w in enumerate(wavelengths) if lo <= w <= hi]
-        else:
-            found = [names.index(item)] if item in names else []
-        if not found:
-            raise DchagError(f"{flag}: no band matches {item!r}", path=path,
-                             fix=f"bands span {wavelengths[0]:.0f}–{wavelengths[-1]:.0f} nm; "
-                             "give ranges like 450-700")
-        picked += [i for i in found if i not in picked]
-    return sorted(picked)
 
 
 def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:

@@ -23,8 +23,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipelines.model.config import ModelConfig
-from pipelines.model.forecast import Forecaster, lat_weighted_mse
-from pipelines.model.mae import MAE
+from pipelines.model.factory import make_model
+from pipelines.model.forecast import lat_weighted_mse
 
 # Dense bf16 peak per GPU (vendor data sheets), for MFU.
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12, "MI250X": 191.5e12}
@@ -43,7 +43,7 @@ def _module_flops(mcfg: ModelConfig, task: str, batch: int, mask_ratio: float
     with torch.device("meta"):
         h, w = mcfg.img_size
         x = torch.randn(batch, mcfg.channels, h, w, requires_grad=True)
-        model = MAE(mcfg) if task == "mae" else Forecaster(mcfg)
+        model = make_model(mcfg, task)
         with FlopCounterMode(display=False) as counter:
             if task == "mae":
                 loss = model(x, mask_ratio=mask_ratio,

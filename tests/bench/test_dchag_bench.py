@@ -13,10 +13,10 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from dchag_cli.app import app
-from dchag_cli.bench_dchag import build_cases
 from pipelines.bench.case import Case
 from pipelines.bench.comm import Link, step_comm
 from pipelines.bench.dchag_bench import run_in_process
+from pipelines.bench.sweep import build_cases
 from pipelines.errors import DchagError
 
 runner = CliRunner()

@@ -52,3 +52,13 @@ def test_bench_parity_trains_every_variant_and_seed(tmp_path, sample_era5_zarr,
     assert ds.forecast_metric.sel(variant="L", seed=1).item() == pytest.approx(expected)
     assert (tmp_path / "parity.png").read_bytes()[:4] == b"\x89PNG"
     assert "vs baseline" in r.output
+
+
+def test_the_last_validation_loss_skips_records_without_one_and_cut_lines(tmp_path):
+    from pipelines.bench.parity import last_val_loss
+
+    assert np.isnan(last_val_loss(tmp_path))  # no metrics yet
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"step": 1, "loss": 2.0}\n{"step": 2, "val_loss": 1.5}\n'
+        '{"step": 3, "loss": 1.0, "val_loss": null}\n{"step": 4, "val_lo')
+    assert last_val_loss(tmp_path) == 1.5
