@@ -15,7 +15,11 @@ would read a dead server as every rank failing while they are still writing thei
 checkpoint. It ignores SIGINT itself, ignores SIGTERM and SIGUSR1 here, and exits when
 this process does. A rank gets Python's default handling back as it enters (`enter_rank`).
 A Ctrl-C while the server imports torch ends it quietly with 130 (`_SERVER_STARTUP`): the
-launcher, which got the same Ctrl-C, says so in one line.
+launcher, which got the same Ctrl-C, says so in one line. A rank forked just as its
+launcher ends (that Ctrl-C again, the launcher's fork request already sent) finds the
+launcher's start data gone — a semaphore unlinked, a pipe closed — while unpickling it;
+the server's children report that quietly (it is the launcher's line to say), and every
+other start-up error as Python would.
 """
 
 from __future__ import annotations
@@ -40,6 +44,15 @@ if os.environ.pop("DCHAG_RANK_SERVER", None):
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+    def _quiet_when_the_launcher_is_gone(kind, exc, tb, _default=sys.excepthook):
+        import traceback
+        unpickling = any(f.name == "_main" and f.filename.endswith("spawn.py")
+                         for f in traceback.extract_tb(tb))
+        if not (unpickling and issubclass(kind, (FileNotFoundError, EOFError,
+                                                 ConnectionError))):
+            _default(kind, exc, tb)
+    sys.excepthook = _quiet_when_the_launcher_is_gone
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
 _spec = importlib.machinery.PathFinder.find_spec("sitecustomize", sys.path)

@@ -81,3 +81,44 @@ def test_a_ctrl_c_while_a_rank_sets_up_ends_it_quietly_with_130():
     done = subprocess.run([sys.executable, "-c", SETUP_INTERRUPTED], capture_output=True,
                           text=True, timeout=120, cwd=Path(__file__).parents[2])
     assert (done.returncode, done.stderr) == (130, "")
+
+
+LAUNCHER_GONE = """
+import multiprocessing, os, sys, _multiprocessing
+from multiprocessing import resource_tracker
+from pipelines.train.rank_server import rank_server
+
+def start(target):
+    ctx = multiprocessing.get_context("forkserver")
+    lock = ctx.Lock()
+    # what a launcher that has ended leaves its rank to unpickle: a semaphore unlinked
+    _multiprocessing.sem_unlink(lock._semlock.name)
+    resource_tracker.unregister(lock._semlock.name, "semaphore")
+    child = ctx.Process(target=target, args=(lock,))
+    child.start()
+    child.join()
+    sys.stdout.write(str(child.exitcode))
+    return lock  # kept to the end: its clean-up would unlink the semaphore a second time
+
+if sys.argv[1] == "rank server":
+    with rank_server([]):
+        kept = start(os.getpid)
+else:
+    kept = start(os.getpid)
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def test_a_rank_forked_as_its_launcher_ends_prints_nothing():
+    """A Ctrl-C just as the ranks were forked: a rank found its launcher's semaphore gone
+    while unpickling its start data and printed a FileNotFoundError traceback under the
+    launcher's one-line message. The rank server's children keep quiet about that."""
+    def run(server: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", LAUNCHER_GONE, server],
+                              capture_output=True, text=True, timeout=120)
+
+    plain = run("multiprocessing's own")
+    assert "FileNotFoundError" in plain.stderr and plain.stdout == "1"
+    ours = run("rank server")
+    assert ours.stdout == "1" and ours.stderr == "", ours.stderr  # the rank did not start
