@@ -39,7 +39,7 @@ def _one(ctx: typer.Context, task: str, data: str, work: Path, variant: str, see
         _run(ctx, ["eval", "forecast", "--run", str(run), "--data", data])
         metric, detail = forecast_metric(run / "eval" / "scores.zarr")
         return metric, last_val_loss(run), detail
-    from pipelines.eval.masks import read_mask_scores
+    from pipelines.eval.mask_store import read_mask_scores
 
     _run(ctx, recipes.pretrain_mae(data, str(run), steps, 1, variant, seed))
     for args in recipes.score_masks(data, str(run)):
@@ -108,6 +108,7 @@ def _inputs(ctx: typer.Context, chosen: list[str], era5: Path | None, appl: Path
         data["forecast"] = work / "era5.zarr"
     if "mae" in chosen and appl is None:
         if not (work / "appl.zarr").exists():
+            shutil.rmtree(work / "appl_raw", ignore_errors=True)
             for args in recipes.sample_appl(work):
                 _run(ctx, args)
         data["mae"] = work / "appl.zarr"

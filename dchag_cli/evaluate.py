@@ -193,7 +193,9 @@ def predict_masks_cmd(
     data: Path = typer.Option(Path("appl.zarr"), help="appl.zarr with the run's bands."),
     mask_ratio: float = typer.Option(0.75, help="Share of patches hidden from the model."),
     samples: str = typer.Option("val", help="val (the run's held-out plants) or all."),
-    seed: int = typer.Option(0, help="Seed of the masks."),
+    seed: int = typer.Option(0, help="Seed of the masks (draw d uses seed + d)."),
+    draws: int = typer.Option(1, help="Masks per cube: `eval masks` then gives the model's "
+                              "lead over each baseline a paired interval over cubes."),
     batch: int = typer.Option(8, help="Cubes per forward pass."),
     out_path: Path = typer.Option(None, "--out", "-o",
                                   help="The reconstruction store to write.",
@@ -229,10 +231,12 @@ def predict_masks_cmd(
                           {"run": str(run.resolve()), "checkpoint_step": trained.step,
                            "provenance": provenance("predict masks", {
                                "mask_ratio": mask_ratio, "samples": samples,
-                               "drop_channels": spec}, [data], seed)},
-                          progress, drop)
+                               "drop_channels": spec, "draws": draws}, [data], seed)},
+                          progress, drop, draws)
     absent = f", {len(drop)} bands absent from the input" if drop else ""
-    out.print(f"reconstructed {n} cubes ({mask_ratio:.0%} of patches masked{absent}) → "
+    masks = f" under {draws} masks each" if draws > 1 else ""
+    out.print(f"reconstructed {n // draws} cubes{masks} ({mask_ratio:.0%} of patches "
+              f"masked{absent}) → "
               f"{out_path}")
 
 
@@ -248,18 +252,21 @@ def eval_masks_cmd(
                                  "the PNG.", show_default="next to the reconstruction"),
     log_every: int = log_every_option("cubes"),
 ) -> None:
-    """Score reconstructions on the masked pixels: RMSE and MSE (reflectance), PSNR and SSIM
-    per band, and the spectral angle (SAM) on plant pixels.
+    """Score reconstructions on the masked pixels beside five inpainting baselines: RMSE
+    and MSE (reflectance), PSNR and SSIM per band, the spectral angle (SAM), NDVI and
+    red-edge position errors on plant pixels, and the relative error per band.
 
     Example: [cyan]dchag eval masks --recon runs/pretrain/reconstruction.zarr --data appl.zarr[/]
     """
+    from pipelines.eval.mask_scores import inpainting_verdict, verdict_lines
     from pipelines.eval.mask_summary import summary_rows
-    from pipelines.eval.masks import inpainting_verdict
     from pipelines.jobs.mask_eval import run_mask_eval
 
     with RichProgress(log_every) as progress:
-        scores, out_dir, n = run_mask_eval(recon, data, sample, out_dir, progress)
-    table = Table(title=f"masked-patch reconstruction: {n} cubes, the model beside "
+        scores, out_dir, _ = run_mask_eval(recon, data, sample, out_dir, progress)
+    draws = f" × {scores.draws} mask draws" if scores.draws > 1 else ""
+    table = Table(title=f"masked-patch reconstruction: {scores.cubes} cubes{draws}, the "
+                  "model beside "
                   "inpainting from the visible pixels (lower RMSE/SAM, higher PSNR/SSIM "
                   "is better)", title_justify="left")
     table.add_column("score")
@@ -268,8 +275,10 @@ def eval_masks_cmd(
     for label, fmt, values in summary_rows(scores):
         table.add_row(label, *("" if np.isnan(v) else format(v, fmt) for v in values))
     out.print(table)
-    out.print(inpainting_verdict(scores.rmse_by_predictor()))
+    for line in verdict_lines(scores):
+        out.print(line)
     absent = scores.absent_rmse_by_predictor()
     if absent:
         out.print("absent bands: " + inpainting_verdict(absent, "RMSE over every pixel"))
-    out.print(f"written: {out_dir / 'mask_scores.zarr'}, {out_dir / 'reconstruction.png'}")
+    out.print(f"written: {out_dir / 'mask_scores.zarr'}, {out_dir / 'reconstruction.png'}, "
+              f"{out_dir / 'spectra.png'}")

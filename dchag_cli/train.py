@@ -145,6 +145,9 @@ MAE_ONLY = {
     "mask_ratio": _opt(float, "Fraction of patches masked.", shown=_dflt("mask_ratio")),
     "norm_pix_loss": _opt(bool, "Reconstruct per-patch normalised pixels.",
                           "--norm-pix-loss/--no-norm-pix-loss", shown="no-norm-pix-loss"),
+    "fill": _opt(str, "What the decoder corrects: biharmonic (the inpainting of the hidden "
+                 "pixels from the visible ones, so training starts at that baseline) or "
+                 "none (the pixels from nothing).", shown=_dflt("fill")),
     "crop": _opt(str, "Random crops HEIGHTxWIDTH (hyperspectral), e.g. 192x384.",
                  shown="whole images"),
     "augment": _opt(str, "Training images under a random symmetry (flips, and transposes "

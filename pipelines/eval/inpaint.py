@@ -9,7 +9,16 @@ the hidden pixels compares like with like:
   distance transform; ties go to the one scipy's transform picks);
 - `interpolated`: per band, piecewise-linear interpolation over a Delaunay triangulation
   of the visible pixels (one triangulation for all bands); hidden pixels outside their
-  convex hull take the nearest visible pixel.
+  convex hull take the nearest visible pixel;
+- `biharmonic`: scikit-image's biharmonic inpainting per band (the smoothest surface
+  through the visible pixels: no kinks at triangle edges, and it reaches past the hull);
+- `low_rank`: the literature's standard for gaps in hyperspectral cubes — the visible
+  spectra's principal components (as many as hold 99.9 % of their variance, at most
+  `LOW_RANK_MAX`), their scores filled spatially by biharmonic inpainting, then the
+  spectra rebuilt from the scores. A whole pixel is missing here (every band), so a
+  completion of the pixel × band matrix alone could not place it: the scores must come
+  from the neighbours, and the rank constraint keeps each filled spectrum a mixture of
+  spectra the cube really has (no noise, no shape that is in no visible pixel).
 
 Bands absent from the input altogether (`predict masks --drop-channels`) are filled after
 that, at every pixel, by `spectral_fill`: linear in wavelength between the nearest
@@ -23,8 +32,12 @@ import numpy as np
 from scipy.interpolate import LinearNDInterpolator
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial import QhullError
+from skimage.restoration import inpaint_biharmonic
 
-BASELINES = ("mean_spectrum", "nearest_pixel", "interpolated")
+BASELINES = ("mean_spectrum", "nearest_pixel", "interpolated", "biharmonic", "low_rank")
+ABSENT_BAND_BASELINES = ("spectral_interpolation", "low_rank")
+LOW_RANK_VARIANCE = 0.999
+LOW_RANK_MAX = 16
 
 
 def mean_spectrum(cube: np.ndarray, hidden: np.ndarray) -> np.ndarray:
@@ -54,12 +67,41 @@ def interpolated(cube: np.ndarray, hidden: np.ndarray) -> np.ndarray:
     return out
 
 
+def biharmonic(cube: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    if not hidden.any():
+        return cube.copy()
+    filled = inpaint_biharmonic(np.moveaxis(cube, 0, -1), hidden, channel_axis=-1)
+    out = cube.copy()
+    out[:, hidden] = np.moveaxis(filled, -1, 0)[:, hidden]
+    return out
+
+
+def principal_spectra(spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (band,), components (k, band)) of `spectra` (pixel, band): as many as hold
+    `LOW_RANK_VARIANCE` of the variance, at most `LOW_RANK_MAX`."""
+    mean = spectra.mean(axis=0)
+    _, sing, vt = np.linalg.svd(spectra - mean, full_matrices=False)
+    share = np.cumsum(sing**2) / max(float((sing**2).sum()), 1e-30)
+    k = min(int(np.searchsorted(share, LOW_RANK_VARIANCE)) + 1, LOW_RANK_MAX, len(vt))
+    return mean, vt[:k]
+
+
+def low_rank(cube: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    mean, comps = principal_spectra(cube[:, ~hidden].T)
+    scores = np.einsum("kb,byx->kyx", comps, cube - mean[:, None, None])
+    filled = biharmonic(scores, hidden)
+    out = cube.copy()
+    out[:, hidden] = (np.einsum("kb,kn->bn", comps, filled[:, hidden]) + mean[:, None])
+    return out
+
+
 def inpaint(name: str, cube: np.ndarray, hidden: np.ndarray) -> np.ndarray:
     """`cube` (band, y, x) with its `hidden` (y, x) pixels filled by baseline `name`."""
     if not (~hidden).any():
         raise ValueError("every pixel is hidden: nothing to inpaint from")
     return {"mean_spectrum": mean_spectrum, "nearest_pixel": nearest_pixel,
-            "interpolated": interpolated}[name](cube, hidden)
+            "interpolated": interpolated, "biharmonic": biharmonic,
+            "low_rank": low_rank}[name](cube, hidden)
 
 
 def spectral_fill(cube: np.ndarray, wavelength: np.ndarray, absent: np.ndarray) -> np.ndarray:

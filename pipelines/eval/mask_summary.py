@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.eval.masks import MaskScores
+from pipelines.eval.mask_scores import MaskScores
 
 
 def summary_rows(scores: MaskScores) -> list[tuple[str, str, list[float]]]:
@@ -20,6 +20,12 @@ def summary_rows(scores: MaskScores) -> list[tuple[str, str, list[float]]]:
             ("PSNR (dB, masked pixels, mean over bands)", ".2f", mean(scores.psnr_all)),
             ("SSIM (masked pixels, mean over bands)", ".3f", mean(scores.ssim_all)),
             ("SAM (degrees, masked plant pixels)", ".2f", mean(scores.sam_all))]
+    if scores.ndvi_all is not None:
+        rows += [("|ΔNDVI| (670/800 nm, masked plant pixels)", ".4f", mean(scores.ndvi_all)),
+                 ("|Δ red-edge position| (nm, masked plant pixels)", ".2f",
+                  mean(scores.rep_all)),
+                 ("relative error per band, mean over bands", ".4f",
+                  mean(scores.band_rel_all))]
     others = [float("nan")] * (len(scores.predictors) - 1)
     rows += [(f"RMSE {name}", ".4g", [float(value), *others])
              for name, value in scores.region_rmse.items()]

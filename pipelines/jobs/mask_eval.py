@@ -1,5 +1,5 @@
 """`dchag eval masks` as one library call: score the reconstructions beside the
-inpainting baselines, write mask_scores.zarr and the figure, staged together."""
+inpainting baselines, write mask_scores.zarr and the figures, staged together."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from pathlib import Path
 
 from pipelines.data.zarr_store import open_artifact
 from pipelines.errors import DchagError
-from pipelines.eval.masks import MaskScores, eval_masks, write_mask_scores
+from pipelines.eval.mask_scores import MaskScores, eval_masks
+from pipelines.eval.mask_store import write_mask_scores
 from pipelines.guard import output_folder
 from pipelines.progress import Progress
 from pipelines.provenance import provenance
 
-ITEMS = {"mask_scores.zarr": "mask_scores", "reconstruction.png": None}
+ITEMS = {"mask_scores.zarr": "mask_scores", "reconstruction.png": None, "spectra.png": None}
 
 
 def run_mask_eval(recon: Path, data: Path, sample: int, out_dir: Path | None,
@@ -20,6 +21,7 @@ def run_mask_eval(recon: Path, data: Path, sample: int, out_dir: Path | None,
     """The scores, the folder they were written to (beside the reconstruction by
     default), and the number of reconstructed cubes."""
     from pipelines.plots.masks import plot_reconstruction
+    from pipelines.plots.spectra import plot_spectra
 
     out_dir = out_dir or recon.parent
     n = open_artifact(recon, "reconstruction")["sample_index"].shape[0]
@@ -31,4 +33,5 @@ def run_mask_eval(recon: Path, data: Path, sample: int, out_dir: Path | None,
             "reconstruction": str(recon.resolve()),
             "provenance": provenance("eval masks", {}, [recon, data], seed=None)})
         plot_reconstruction(recon, data, sample, stage / "reconstruction.png", scores)
+        plot_spectra(recon, data, sample, stage / "spectra.png", scores)
     return scores, out_dir, n

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pipelines.errors import DchagError
 
 VARIANTS = ("baseline", "L", "C")
+FILLS = ("biharmonic", "none")  # pipelines.model.fill.FILLS, without importing torch
 CHANNEL_IMPLS = ("fused", "folded", "direct")
 
 
@@ -38,6 +39,10 @@ class ModelConfig:
     # the reference. All compute the same function with the same parameters, so this is
     # not part of a checkpoint's identity.
     channel_impl: str = "fused"
+    # MAE: what the decoder corrects — "biharmonic" inpainting of the hidden pixels or
+    # "none" (the pixels from nothing, as before the fill; what a saved model without the
+    # field meant).
+    fill: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("channels", "patch", "embed_dim", "heads", "decoder_dim", "decoder_heads",
@@ -51,6 +56,8 @@ class ModelConfig:
         if self.channel_impl not in CHANNEL_IMPLS:
             raise DchagError(f"--channel-impl {self.channel_impl!r}",
                              fix=f"choose one of {', '.join(CHANNEL_IMPLS)}")
+        if self.fill not in FILLS:
+            raise DchagError(f"--fill {self.fill!r}", fix=f"choose one of {', '.join(FILLS)}")
         if self.variant not in VARIANTS:
             raise DchagError(f"unknown variant {self.variant!r}", fix=f"choose one of {VARIANTS}")
         if self.tree not in (0, 1, 2):
@@ -96,6 +103,7 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         d["img_size"] = tuple(d["img_size"])
+        d.setdefault("fill", "none")
         return cls(**d)
 
     def with_(self, **changes) -> ModelConfig:

@@ -5,6 +5,11 @@ binary `mask` (1 = masked) and `ids_restore`; the loss is the MSE on masked patc
 optionally against per-patch normalised targets (`norm_pix_loss`). One mask is shared by
 all channels of a patch, and the decoder reconstructs *every* band of the masked patches.
 Only visible patches are tokenized, so the costly per-channel work shrinks with the ratio.
+
+With `fill="biharmonic"` (what `dchag pretrain` trains) the decoder's output is a
+correction to the biharmonic inpainting of the hidden pixels from the visible ones
+(`pipelines.model.fill`), so the network starts at the strongest simple baseline and is
+trained on what it gets wrong.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from torch import Tensor, nn
 
 from pipelines.model.config import ModelConfig
 from pipelines.model.encoder import DCHAGEncoder
+from pipelines.model.fill import biharmonic_fill
 from pipelines.model.layers import Block, sincos_2d
-from pipelines.model.tokenizer import patchify
+from pipelines.model.tokenizer import patchify, unpatchify
 
 
 def random_masking(batch: int, length: int, mask_ratio: float, device: torch.device,
@@ -69,6 +75,28 @@ class MAE(nn.Module):
         pred = pred.view(b, length, self.cfg.channels, self.cfg.patch**2)
         return pred if channel_ids is None else pred[:, :, channel_ids]
 
+    def first_guess(self, x: Tensor, mask: Tensor, channel_ids: Tensor | None) -> Tensor:
+        """What the decoder corrects, (B, L, C, p·p): the biharmonic fill of the hidden
+        patches of `x` (B, c, H, W, the `channel_ids` among the model's C channels); 0
+        (the normalised mean) for channels absent from `x` and with `fill="none"`."""
+        b, length = mask.shape
+        p = self.cfg.patch
+        guess = x.new_zeros(b, length, self.cfg.channels, p * p)
+        if self.cfg.fill == "none":
+            return guess
+        hidden = unpatchify(mask[:, :, None, None].expand(-1, -1, 1, p * p), p, self.cfg.grid)
+        filled = patchify(biharmonic_fill(x.detach(), hidden < 0.5), p)
+        if channel_ids is None:
+            return filled
+        guess[:, :, channel_ids] = filled
+        return guess
+
+    def predict(self, x: Tensor, channel_ids: Tensor | None, ids_keep: Tensor, mask: Tensor,
+                ids_restore: Tensor) -> Tensor:
+        """Every channel of every patch, (B, L, C, p·p), from the visible patches of `x`."""
+        latent = self.encoder(x, channel_ids, patch_ids=ids_keep)
+        return self.decode(latent, ids_restore, None) + self.first_guess(x, mask, channel_ids)
+
     def forward(self, x: Tensor, channel_ids: Tensor | None = None, mask_ratio: float = 0.75,
                 norm_pix_loss: bool = False, generator: torch.Generator | None = None,
                 noise: Tensor | None = None, full: Tensor | None = None
@@ -81,15 +109,15 @@ class MAE(nn.Module):
         channels and every patch of the absent ones (pred then has all C channels)."""
         ids_keep, mask, ids_restore = random_masking(x.shape[0], self.cfg.num_patches,
                                                      mask_ratio, x.device, generator, noise)
-        latent = self.encoder(x, channel_ids, patch_ids=ids_keep)
+        pred = self.predict(x, channel_ids, ids_keep, mask, ids_restore)
         if full is not None and channel_ids is not None:
-            pred = self.decode(latent, ids_restore, None)
             hidden = mask[:, :, None].expand(-1, -1, full.shape[1]).clone()
             absent = torch.ones(full.shape[1], dtype=torch.bool, device=x.device)
             absent[channel_ids] = False
             hidden[:, :, absent] = 1.0
             return mae_loss(full, pred, hidden, self.cfg.patch, norm_pix_loss), pred, mask
-        pred = self.decode(latent, ids_restore, channel_ids)
+        if channel_ids is not None:
+            pred = pred[:, :, channel_ids]
         return mae_loss(x, pred, mask, self.cfg.patch, norm_pix_loss), pred, mask
 
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from pipelines.data.zarr_store import open_artifact
 from pipelines.eval.inpaint import inpaint
-from pipelines.eval.masks import MaskScores, matching_bands, matching_samples
+from pipelines.eval.mask_scores import MaskScores
+from pipelines.eval.masks import matching_bands, matching_samples
 from pipelines.figures import save_figure
 from pipelines.plots.appl import rgb_composite
 

@@ -27,13 +27,14 @@ AGGREGATIONS = ("head-split", "replicated")
 CHANNEL_IMPLS = ("fused", "folded", "direct")
 TARGETS = ("tendency", "state")
 AUGMENTS = ("auto", "dihedral", "none")
+FILLS = ("biharmonic", "none")  # the MAE's first guess: pipelines.model.fill
 LOGGERS = ("none", "tensorboard")  # pipelines.train.trackers.TRACKERS, without importing it
 # Fields that define the model: a checkpoint only loads into a run that agrees on these.
 MODEL_FIELDS = ("task", "preset", "variant", "tree", "groups", "patch", "crop", "channels",
-                "out_channels", "target", "forcings")
+                "out_channels", "target", "forcings", "fill")
 # What a run saved before a setting existed meant: runs older than tendency targets and
 # forcings predicted state-normalised residuals from the state alone.
-LEGACY = {"target": "state", "forcings": False, "augment": "none"}
+LEGACY = {"target": "state", "forcings": False, "augment": "none", "fill": "none"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class TrainConfig:
     # training images under a random flip/transpose: "auto" (hyperspectral, not weather)
     augment: str = "auto"
     norm_pix_loss: bool = False
+    fill: str = "biharmonic"  # MAE: the decoder corrects this inpainting, or "none"
     leads: list[int] = field(default_factory=lambda: [6, 24, 72, 168])  # hours
     init: str | None = None  # forecast: start from this (pretrained) run
     target: str = "tendency"  # forecast: "tendency" (σ_lead-scaled change) or "state"
@@ -104,7 +106,8 @@ class TrainConfig:
                                      ("channel-impl", self.channel_impl, CHANNEL_IMPLS),
                                      ("logger", self.logger, LOGGERS),
                                      ("target", self.target, TARGETS),
-                                     ("augment", self.augment, AUGMENTS)):
+                                     ("augment", self.augment, AUGMENTS),
+                                     ("fill", self.fill, FILLS)):
             if value not in choices:
                 raise DchagError(f"--{name} {value!r}", fix=f"choose one of {', '.join(choices)}")
         if self.gpus < 1:
@@ -134,6 +137,10 @@ class TrainConfig:
                                  "of the steps")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise DchagError(f"--mask-ratio {self.mask_ratio} must be in [0, 1)")
+        if self.norm_pix_loss and self.fill != "none":
+            raise DchagError("--norm-pix-loss targets per-patch normalised pixels, which an "
+                             "inpainted first guess does not predict",
+                             fix="pass --fill none with --norm-pix-loss")
         if not 0.0 <= self.val_fraction < 1.0 or not 0.0 <= self.test_fraction < 1.0 or \
                 self.val_fraction + self.test_fraction >= 1.0:
             raise DchagError(f"--val-fraction {self.val_fraction} and --test-fraction "

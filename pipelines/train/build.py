@@ -52,7 +52,8 @@ class Layout:
 
 
 def model_config(cfg: TrainConfig, art: Artifact) -> ModelConfig:
-    extra = {"out_channels": len(art.out_index)} if cfg.task == "forecast" else {}
+    extra = ({"out_channels": len(art.out_index)} if cfg.task == "forecast"
+             else {"fill": cfg.fill})
     return preset_config(cfg.preset, art.model_channels, variant=cfg.variant,
                          tree=cfg.tree, groups=cfg.groups, img_size=art.img_size,
                          patch=cfg.patch, channel_impl=cfg.channel_impl, **extra)
