@@ -21,7 +21,7 @@ from pipelines.data.bands import band_names, select_bands
 from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
 from pipelines.errors import DchagError
 from pipelines.model.mae import random_masking
-from pipelines.model.tokenizer import unpatchify
+from pipelines.model.tokenizer import mask_pixels, unpatchify
 from pipelines.progress import NoProgress, Progress
 from pipelines.run.load import TrainedRun
 from pipelines.train.data import describe_artifact, split_positions
@@ -131,8 +131,7 @@ def predict_masks(run: TrainedRun, data: Path, out: Path, mask_ratio: float, sam
                     pred, mask = _reconstruct(run, xn if present is None else xn[:, present],
                                               noise, mask_ratio, present)
                 pred = unpatchify(pred.float(), p, run.mcfg.grid) * std + mean
-                pix = unpatchify(mask[:, :, None, None].expand(-1, -1, 1, p * p), p,
-                                 run.mcfg.grid)[:, 0].bool()
+                pix = mask_pixels(mask, p, run.mcfg.grid)[:, 0]
                 full = torch.where(pix[:, None] | absent, pred, x)
                 at = d * len(picks) + s
                 rec[at:at + len(chunk)] = full.cpu().numpy()

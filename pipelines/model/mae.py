@@ -21,7 +21,7 @@ from pipelines.model.config import ModelConfig
 from pipelines.model.encoder import DCHAGEncoder
 from pipelines.model.fill import biharmonic_fill
 from pipelines.model.layers import Block, sincos_2d
-from pipelines.model.tokenizer import patchify, unpatchify
+from pipelines.model.tokenizer import mask_pixels, patchify
 
 
 def random_masking(batch: int, length: int, mask_ratio: float, device: torch.device,
@@ -61,8 +61,8 @@ class MAE(nn.Module):
         self.decoder_pos = sincos_2d(self.cfg.decoder_dim, self.cfg.grid).to(
             self.decoder_pos.device)
 
-    def decode(self, latent: Tensor, ids_restore: Tensor, channel_ids: Tensor | None) -> Tensor:
-        """Visible latents (B, L_keep, D) → predictions for every patch (B, L, c, p·p)."""
+    def decode(self, latent: Tensor, ids_restore: Tensor) -> Tensor:
+        """Visible latents (B, L_keep, D) → predictions for every patch (B, L, C, p·p)."""
         x = self.decoder_embed(latent)
         b, keep, dd = x.shape
         length = ids_restore.shape[1]
@@ -73,7 +73,7 @@ class MAE(nn.Module):
             x = block(x)
         pred = self.decoder_pred(self.decoder_norm(x))
         pred = pred.view(b, length, self.cfg.channels, self.cfg.patch**2)
-        return pred if channel_ids is None else pred[:, :, channel_ids]
+        return pred
 
     def first_guess(self, x: Tensor, mask: Tensor, channel_ids: Tensor | None) -> Tensor:
         """What the decoder corrects, (B, L, C, p·p): the biharmonic fill of the hidden
@@ -84,8 +84,8 @@ class MAE(nn.Module):
         guess = x.new_zeros(b, length, self.cfg.channels, p * p)
         if self.cfg.fill == "none":
             return guess
-        hidden = unpatchify(mask[:, :, None, None].expand(-1, -1, 1, p * p), p, self.cfg.grid)
-        filled = patchify(biharmonic_fill(x.detach(), hidden < 0.5), p)
+        hidden = mask_pixels(mask, p, self.cfg.grid)
+        filled = patchify(biharmonic_fill(x.detach(), ~hidden), p)
         if channel_ids is None:
             return filled
         guess[:, :, channel_ids] = filled
@@ -95,7 +95,7 @@ class MAE(nn.Module):
                 ids_restore: Tensor) -> Tensor:
         """Every channel of every patch, (B, L, C, p·p), from the visible patches of `x`."""
         latent = self.encoder(x, channel_ids, patch_ids=ids_keep)
-        return self.decode(latent, ids_restore, None) + self.first_guess(x, mask, channel_ids)
+        return self.decode(latent, ids_restore) + self.first_guess(x, mask, channel_ids)
 
     def forward(self, x: Tensor, channel_ids: Tensor | None = None, mask_ratio: float = 0.75,
                 norm_pix_loss: bool = False, generator: torch.Generator | None = None,

@@ -33,6 +33,13 @@ def unpatchify(patches: Tensor, patch: int, grid: tuple[int, int]) -> Tensor:
     return x.reshape(b, c, gh * patch, gw * patch)
 
 
+def mask_pixels(mask: Tensor, patch: int, grid: tuple[int, int]) -> Tensor:
+    """A patch mask (B, L), 1 = masked, as pixels (B, 1, H, W) bool: True where masked."""
+    b, length = mask.shape
+    return unpatchify(mask[:, :, None, None].expand(b, length, 1, patch * patch), patch,
+                      grid) > 0.5
+
+
 class ChannelTokenizer(nn.Module):
     """Channel tokens (B, L, C, D) = per-channel linear patch embedding + channel embedding.
 
