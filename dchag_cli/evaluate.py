@@ -1,4 +1,4 @@
-"""`dchag eval forecast`, `dchag predict masks` and `dchag eval masks`."""
+"""`dchag eval forecast`, `dchag predict masks`, `dchag eval masks` and `dchag eval bands`."""
 
 from __future__ import annotations
 
@@ -258,7 +258,7 @@ def eval_masks_cmd(
 
     Example: [cyan]dchag eval masks --recon runs/pretrain/reconstruction.zarr --data appl.zarr[/]
     """
-    from pipelines.eval.mask_scores import inpainting_verdict, verdict_lines
+    from pipelines.eval.mask_scores import absent_lines, verdict_lines
     from pipelines.eval.mask_summary import summary_rows
     from pipelines.jobs.mask_eval import run_mask_eval
 
@@ -275,10 +275,42 @@ def eval_masks_cmd(
     for label, fmt, values in summary_rows(scores):
         table.add_row(label, *("" if np.isnan(v) else format(v, fmt) for v in values))
     out.print(table)
-    for line in verdict_lines(scores):
+    for line in [*verdict_lines(scores), *absent_lines(scores)]:
         out.print(line)
-    absent = scores.absent_rmse_by_predictor()
-    if absent:
-        out.print("absent bands: " + inpainting_verdict(absent, "RMSE over every pixel"))
     out.print(f"written: {out_dir / 'mask_scores.zarr'}, {out_dir / 'reconstruction.png'}, "
               f"{out_dir / 'spectra.png'}")
+
+
+@eval_app.command("bands")
+@user_errors
+def eval_bands_cmd(
+    run: Path = typer.Option(Path("runs/pretrain"), help="A run of `dchag pretrain`, or its "
+                             "model file."),
+    data: Path = typer.Option(Path("appl.zarr"), help="The appl.zarr it was trained on."),
+    groups: int = typer.Option(25, help="Contiguous band groups of equal width: the "
+                               "importance curve's resolution, and one candidate band each."),
+    k: int = typer.Option(6, "--k", help="Score band subsets of 1 … k bands."),
+    samples: str = typer.Option("val", help="val (the run's held-out plants; the other cubes "
+                                "form the spectral library) or all."),
+    out_dir: Path = typer.Option(None, "--out", "-o", help="Folder for band_importance.zarr "
+                                 "and bands.png.", show_default="the run folder"),
+    log_every: int = log_every_option("band subsets"),
+) -> None:
+    """Rank band groups by how much the model's error grows when each is absent, and pick
+    the k bands that keep most of the spectrum: the model's greedy picks against evenly
+    spaced and PCA-loading picks, each rebuilt by the model and by a low-rank fit.
+
+    Which 6 of 500 bands should a cheaper sensor keep?
+    [cyan]dchag eval bands --run runs/pretrain --data appl.zarr --k 6[/]
+    """
+    from pipelines.eval.band_importance import verdict
+    from pipelines.jobs.band_eval import run_band_eval
+    from pipelines.run.load import load_run
+
+    trained = load_run(run, "mae", device())
+    out_dir = out_dir or (run if run.is_dir() else run.parent)
+    with RichProgress(log_every) as progress:
+        study = run_band_eval(trained, data, groups, k, samples, out_dir, device(), progress)
+    for line in verdict(study):
+        out.print(line)
+    out.print(f"written: {out_dir / 'band_importance.zarr'}, {out_dir / 'bands.png'}")

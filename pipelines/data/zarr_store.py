@@ -28,6 +28,7 @@ from pipelines.locks import write_lock
 PRODUCERS = {"era5": "dchag prep era5", "appl": "dchag prep appl",
              "reconstruction": "dchag predict masks", "predictions": "dchag eval forecast",
              "scores": "dchag eval forecast", "mask_scores": "dchag eval masks",
+             "band_importance": "dchag eval bands",
              "bench": "dchag bench", "metrics": "dchag pretrain or dchag train forecast"}
 ZARR_FORMAT = 2  # readable by zarr 2.x tools (anemoi, older xarray) as well as zarr 3
 

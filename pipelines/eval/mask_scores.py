@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.data.zarr_store import open_artifact
+from pipelines.eval.absent_bands import AbsentScorer, AbsentScores, absent_verdict, library
 from pipelines.eval.inpaint import BASELINES, inpaint, spectral_fill
 from pipelines.eval.masks import matching_bands, matching_samples
 from pipelines.eval.paired import Paired, paired_difference
@@ -49,6 +50,7 @@ class MaskScores:
     rep_all: np.ndarray | None = None  # (predictor, sample) |Δ red-edge position| nm
     cube: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (sample,) source
     draw: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # (sample,)
+    absent_bands: AbsentScores | None = None  # absent bands on visible pixels, 3 methods
 
     def absent_rmse_by_predictor(self) -> dict[str, float]:
         """RMSE over every pixel of the bands absent from the input (empty without)."""
@@ -138,6 +140,21 @@ def verdict_lines(s: MaskScores) -> list[str]:
                                s.paired("sam", s.best_baseline("sam")))]
 
 
+def absent_lines(s: MaskScores) -> list[str]:
+    """With bands absent from the input: the model against the baselines' spatial fill
+    followed by spectral interpolation (every pixel), then against the two absent-band
+    baselines on the visible pixels, for every absent band and for the interior ones."""
+    absent = s.absent_rmse_by_predictor()
+    if not absent:
+        return []
+    lines = ["absent bands: " + inpainting_verdict(absent, "RMSE over every pixel")]
+    if s.absent_bands is not None:
+        lines.append(absent_verdict(s.absent_bands, interior=False))
+        if s.absent_bands.interior_mse_all is not None:
+            lines.append(absent_verdict(s.absent_bands, interior=True))
+    return lines
+
+
 def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> MaskScores:
     progress = progress or NoProgress()
     rg = open_artifact(recon, "reconstruction")
@@ -147,6 +164,8 @@ def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> Mas
     r0, c0, h, w = rg.attrs["crop"]
     picks = matching_samples(rg, group, recon, data)
     absent = rg["dropped"][:].astype(bool) if "dropped" in rg else np.zeros(len(wl), bool)
+    scorer = AbsentScorer(wl, absent, library(group, bands, set(picks), rg.attrs["crop"])) \
+        if absent.any() else None
     n = len(PREDICTORS)
     rows: dict[str, list[list]] = {k: [[] for _ in range(n)] for k in (
         "psnr", "ssim", "mse", "sam", "absent", "rel", "ndvi", "rep")}
@@ -163,6 +182,7 @@ def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> Mas
             recs[1:] = [spectral_fill(r, wl, absent) for r in recs[1:]]
             for p, rec in enumerate(recs):
                 rows["absent"][p].append(float(((rec[absent] - orig[absent]) ** 2).mean()))
+            scorer.add(orig, recs[0], ~hidden)
         for p, rec in enumerate(recs):
             a, b = band_psnr_ssim(orig, rec, hidden)
             rows["psnr"][p].append(a)
@@ -192,4 +212,5 @@ def eval_masks(recon: Path, data: Path, progress: Progress | None = None) -> Mas
         tuple(rg.attrs.get("drop_channels", [])), rel, np.array(rows["ndvi"]),
         np.array(rows["rep"]), np.array([str(v) for v in rg["source"][:]])
         if "source" in rg else np.array([str(k) for k in picks]),
-        rg["draw"][:].astype(int) if "draw" in rg else np.zeros(len(picks), int))
+        rg["draw"][:].astype(int) if "draw" in rg else np.zeros(len(picks), int),
+        None if scorer is None else scorer.scores())

@@ -29,6 +29,19 @@ def write_mask_scores(s: MaskScores, out: Path, attrs: dict) -> None:
             dims_array(g, "absent_rmse_by_predictor", ["predictor"],
                        data=np.array(list(s.absent_rmse_by_predictor().values())),
                        fill_value=None)
+        if s.absent_bands is not None:  # on visible pixels, against the absent-band baselines
+            a = s.absent_bands
+            dims_array(g, "absent_method", ["absent_method"], data=np.array(a.methods),
+                       fill_value=None)
+            dims_array(g, "absent_band_mse_by_method", ["absent_method", "sample"],
+                       data=a.mse_all, fill_value=None)
+            dims_array(g, "absent_band_rmse_by_method", ["absent_method"],
+                       data=np.array(list(a.rmse_by_method().values())), fill_value=None)
+            if a.interior_mse_all is not None:
+                dims_array(g, "interior_absent_rmse_by_method", ["absent_method"],
+                           data=np.array(list(a.rmse_by_method(True).values())),
+                           fill_value=None)
+            g.attrs["interior_absent_bands"] = a.interior_bands
         dims_array(g, "wavelength", ["band"], data=s.wavelength, fill_value=None)
         dims_array(g, "psnr", ["band"], data=s.psnr, fill_value=None)
         dims_array(g, "ssim", ["band"], data=s.ssim, fill_value=None)

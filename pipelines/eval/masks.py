@@ -27,7 +27,7 @@ from pipelines.run.load import TrainedRun
 from pipelines.train.data import describe_artifact, split_positions
 
 
-def _bands(run: TrainedRun, group: zarr.Group, data: Path) -> list[int]:
+def run_bands(run: TrainedRun, group: zarr.Group, data: Path) -> list[int]:
     names = band_names(group["wavelength"][:])
     missing = [b for b in run.channels if b not in names]
     if missing:
@@ -37,7 +37,7 @@ def _bands(run: TrainedRun, group: zarr.Group, data: Path) -> list[int]:
     return [names.index(b) for b in run.channels]
 
 
-def _crop(run: TrainedRun, shape: tuple[int, int], data: Path) -> tuple[int, int]:
+def run_crop(run: TrainedRun, shape: tuple[int, int], data: Path) -> tuple[int, int]:
     """Top-left corner of the centred crop the model sees."""
     h, w = run.mcfg.img_size
     if h > shape[0] or w > shape[1]:
@@ -82,15 +82,15 @@ def predict_masks(run: TrainedRun, data: Path, out: Path, mask_ratio: float, sam
     if draws < 1:
         raise DchagError(f"--draws {draws} must be at least 1")
     group = open_artifact(data, "appl")
-    bands = _bands(run, group, data)
+    bands = run_bands(run, group, data)
     dropped = np.zeros(len(bands), bool)
     dropped[drop or []] = True
     present = (torch.tensor(np.flatnonzero(~dropped), device=device) if dropped.any()
                else None)
     cube = group["cube"]
-    r0, c0 = _crop(run, cube.shape[2:], data)
+    r0, c0 = run_crop(run, cube.shape[2:], data)
     h, w = run.mcfg.img_size
-    picks = _picks(run, group, data, samples)
+    picks = held_out_picks(run, group, data, samples)
     mean = torch.tensor(run.info["mean"], dtype=torch.float32, device=device)[:, None, None]
     std = torch.tensor(run.info["std"], dtype=torch.float32, device=device)[:, None, None]
     p = run.mcfg.patch
@@ -140,7 +140,7 @@ def predict_masks(run: TrainedRun, data: Path, out: Path, mask_ratio: float, sam
     return n
 
 
-def _picks(run: TrainedRun, group: zarr.Group, data: Path, samples: str) -> list[int]:
+def held_out_picks(run: TrainedRun, group: zarr.Group, data: Path, samples: str) -> list[int]:
     """`--samples`: the run's held-out plants (val) or every cube (all)."""
     if samples == "all":
         return list(range(group["cube"].shape[0]))

@@ -152,10 +152,14 @@ def test_the_failure_named_is_the_cause_not_the_survivor_that_aborted():
 @pytest.mark.slow
 def test_dchag_on_two_ranks_matches_the_single_process_baseline_within_one_percent(
         tmp_path, sample_appl_zarr):
-    """The paper's quality claim at toy scale: hyperspectral MAE, same data and steps."""
+    """The paper's quality claim at toy scale: hyperspectral MAE, same data and steps.
+
+    `--fill none`: the architecture's claim, on the raw reconstruction. The default fill
+    starts the loss near biharmonic inpainting's, so 150 steps leave too little room to tell
+    learning from noise."""
     args = ["pretrain", "--data", str(sample_appl_zarr), "--steps", "150", "--batch-size", "4",
             "--workers", "0", "--log-every", "50", "--val-every", "150", "--ckpt-every", "150",
-            "--lr", "2e-3", "--mask-ratio", "0.5"]
+            "--lr", "2e-3", "--mask-ratio", "0.5", "--fill", "none"]
     r = runner.invoke(app, [*args, "--out", str(tmp_path / "dchag"), "--gpus", "2",
                             "--variant", "L"])
     assert r.exit_code == 0, r.output
