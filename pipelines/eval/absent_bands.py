@@ -118,12 +118,14 @@ class AbsentScorer:
 
 
 def absent_verdict(s: AbsentScores, interior: bool) -> str:
-    """One sentence: the model's absent-band RMSE against the better baseline."""
+    """One sentence: the model's absent-band RMSE against each baseline, the verdict
+    against the better one."""
     rmse = s.rmse_by_method(interior)
     best = min(s.methods[1:], key=rmse.__getitem__)
     where = f"the {s.interior_bands} interior ones" if interior else "every one"
     ratio = rmse["model"] / rmse[best]
-    verdict = "beats" if ratio < 1 else "trails"
+    verdict = "beats" if ratio < 0.995 else "trails" if ratio > 1.005 else "matches"
+    against = "; ".join(f"{m.replace('_', ' ')} {rmse[m]:.4f} (ratio {rmse['model'] / rmse[m]:.3f})"
+                        for m in s.methods[1:])
     return (f"absent bands ({where}, visible pixels): the MAE {verdict} "
-            f"{best.replace('_', ' ')}: RMSE {rmse['model']:.4f} vs {rmse[best]:.4f}, ratio "
-            f"{ratio:.3f}" + ("" if ratio < 1 else f" ({ratio - 1:.0%} higher)"))
+            f"{best.replace('_', ' ')}: RMSE {rmse['model']:.4f} against {against}")

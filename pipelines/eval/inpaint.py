@@ -13,9 +13,9 @@ the hidden pixels compares like with like:
 - `biharmonic`: scikit-image's biharmonic inpainting per band (the smoothest surface
   through the visible pixels: no kinks at triangle edges, and it reaches past the hull);
 - `low_rank`: the literature's standard for gaps in hyperspectral cubes — the visible
-  spectra's principal components (as many as hold 99.9 % of their variance, at most
-  `LOW_RANK_MAX`), their scores filled spatially by biharmonic inpainting, then the
-  spectra rebuilt from the scores. A whole pixel is missing here (every band), so a
+  spectra's principal components (as many as hold 99.9 % of their variance, at most 16:
+  `pipelines.model.low_rank`), their scores filled spatially by biharmonic inpainting,
+  then the spectra rebuilt from the scores. A whole pixel is missing here (every band), so a
   completion of the pixel × band matrix alone could not place it: the scores must come
   from the neighbours, and the rank constraint keeps each filled spectrum a mixture of
   spectra the cube really has (no noise, no shape that is in no visible pixel).
@@ -34,10 +34,10 @@ from scipy.ndimage import distance_transform_edt
 from scipy.spatial import QhullError
 from skimage.restoration import inpaint_biharmonic
 
+from pipelines.model.low_rank import principal_spectra
+
 BASELINES = ("mean_spectrum", "nearest_pixel", "interpolated", "biharmonic", "low_rank")
 ABSENT_BAND_BASELINES = ("spectral_interpolation", "low_rank")
-LOW_RANK_VARIANCE = 0.999
-LOW_RANK_MAX = 16
 
 
 def mean_spectrum(cube: np.ndarray, hidden: np.ndarray) -> np.ndarray:
@@ -74,16 +74,6 @@ def biharmonic(cube: np.ndarray, hidden: np.ndarray) -> np.ndarray:
     out = cube.copy()
     out[:, hidden] = np.moveaxis(filled, -1, 0)[:, hidden]
     return out
-
-
-def principal_spectra(spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean (band,), components (k, band)) of `spectra` (pixel, band): as many as hold
-    `LOW_RANK_VARIANCE` of the variance, at most `LOW_RANK_MAX`."""
-    mean = spectra.mean(axis=0)
-    _, sing, vt = np.linalg.svd(spectra - mean, full_matrices=False)
-    share = np.cumsum(sing**2) / max(float((sing**2).sum()), 1e-30)
-    k = min(int(np.searchsorted(share, LOW_RANK_VARIANCE)) + 1, LOW_RANK_MAX, len(vt))
-    return mean, vt[:k]
 
 
 def low_rank(cube: np.ndarray, hidden: np.ndarray) -> np.ndarray:

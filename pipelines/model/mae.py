@@ -21,6 +21,7 @@ from pipelines.model.config import ModelConfig
 from pipelines.model.encoder import DCHAGEncoder
 from pipelines.model.fill import biharmonic_fill
 from pipelines.model.layers import Block, sincos_2d
+from pipelines.model.low_rank import fit_absent
 from pipelines.model.tokenizer import mask_pixels, patchify
 
 
@@ -56,6 +57,10 @@ class MAE(nn.Module):
                                             for _ in range(cfg.decoder_depth))
         self.decoder_norm = nn.LayerNorm(dd)
         self.decoder_pred = nn.Linear(dd, cfg.channels * cfg.patch**2)
+        # Whether the decoder learned to correct channels absent from the input where a
+        # patch is visible (training with `--channel-dropout` scores them there); without
+        # that its output there was never trained, and the first guess stands alone.
+        self.absent_corrected = False
 
     def reset_buffers(self) -> None:
         self.decoder_pos = sincos_2d(self.cfg.decoder_dim, self.cfg.grid).to(
@@ -75,27 +80,54 @@ class MAE(nn.Module):
         pred = pred.view(b, length, self.cfg.channels, self.cfg.patch**2)
         return pred
 
+    def set_spectral_prior(self, mean: Tensor, components: Tensor,
+                           weight: Tensor | None = None) -> None:
+        """The run's principal spectra (normalised; `pipelines.train.spectral_prior`):
+        channels absent from the input then start from the low-rank fit of the present
+        ones. Buffers, not parameters, and not saved with the weights: the run's
+        model.json holds them, as it holds the normalisation."""
+        if components.shape[-1] != self.cfg.channels:
+            raise ValueError(f"a spectral basis over {components.shape[-1]} channels for a "
+                             f"model of {self.cfg.channels}")
+        device = self.decoder_pred.weight.device
+        self.register_buffer("spectral_mean", mean.to(device), persistent=False)
+        self.register_buffer("spectral_components", components.to(device), persistent=False)
+        self.register_buffer("spectral_weight", None if weight is None else weight.to(device),
+                             persistent=False)
+
     def first_guess(self, x: Tensor, mask: Tensor, channel_ids: Tensor | None) -> Tensor:
         """What the decoder corrects, (B, L, C, p·p): the biharmonic fill of the hidden
-        patches of `x` (B, c, H, W, the `channel_ids` among the model's C channels); 0
-        (the normalised mean) for channels absent from `x` and with `fill="none"`."""
+        patches of `x` (B, c, H, W, the `channel_ids` among the model's C channels); for
+        channels absent from `x`, the low-rank fit of the filled present ones where the
+        run has a spectral prior, else 0 (the normalised mean); 0 with `fill="none"`."""
         b, length = mask.shape
         p = self.cfg.patch
         guess = x.new_zeros(b, length, self.cfg.channels, p * p)
         if self.cfg.fill == "none":
             return guess
         hidden = mask_pixels(mask, p, self.cfg.grid)
-        filled = patchify(biharmonic_fill(x.detach(), ~hidden), p)
+        filled = biharmonic_fill(x.detach(), ~hidden)
         if channel_ids is None:
-            return filled
-        guess[:, :, channel_ids] = filled
+            return patchify(filled, p)
+        if getattr(self, "spectral_components", None) is not None:
+            full = fit_absent(filled, channel_ids, self.spectral_mean,
+                              self.spectral_components, self.spectral_weight)
+            full[:, channel_ids] = filled  # the present channels stay as filled
+            return patchify(full, p)
+        guess[:, :, channel_ids] = patchify(filled, p)
         return guess
 
     def predict(self, x: Tensor, channel_ids: Tensor | None, ids_keep: Tensor, mask: Tensor,
                 ids_restore: Tensor) -> Tensor:
         """Every channel of every patch, (B, L, C, p·p), from the visible patches of `x`."""
         latent = self.encoder(x, channel_ids, patch_ids=ids_keep)
-        return self.decode(latent, ids_restore) + self.first_guess(x, mask, channel_ids)
+        correction = self.decode(latent, ids_restore)
+        if channel_ids is not None and not self.absent_corrected:
+            present = torch.zeros(self.cfg.channels, dtype=torch.bool, device=x.device)
+            present[channel_ids] = True
+            trained = (mask[:, :, None] > 0) | present[None, None, :]  # (B, L, C)
+            correction = correction * trained[..., None].to(correction.dtype)
+        return correction + self.first_guess(x, mask, channel_ids)
 
     def forward(self, x: Tensor, channel_ids: Tensor | None = None, mask_ratio: float = 0.75,
                 norm_pix_loss: bool = False, generator: torch.Generator | None = None,

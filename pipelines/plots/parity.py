@@ -1,4 +1,5 @@
-"""Parity figure: each variant's metric over the reference's, paired by seed."""
+"""Parity figure: each variant's metric over the reference's, paired by seed — every seed's
+ratio as a point, the paired t-interval and the one-sided bound the verdict rests on."""
 
 from __future__ import annotations
 
@@ -25,12 +26,15 @@ def plot_parity(tables: list[ParityTable], out: Path) -> Path:
                     label="one seed" if i == 1 else None)
             if i:
                 r = rows[i]
-                ax.errorbar(i + 0.15, r["ratio_mean"], yerr=[[r["ratio_mean"] - r["ratio_lo"]],
-                                                            [r["ratio_hi"] - r["ratio_mean"]]],
+                g = r["geo_ratio"]
+                ax.errorbar(i + 0.15, g, yerr=[[g - r["t_lo"]], [r["t_hi"] - g]],
                             fmt="s", color="tab:blue", capsize=4,
-                            label="mean, bootstrap 95 %" if i == 1 else None)
-                ax.annotate(f"{r['ratio_mean']:.3f}\n[{r['ratio_lo']:.3f}, {r['ratio_hi']:.3f}]",
-                            (i + 0.22, r["ratio_mean"]), fontsize=7, va="center")
+                            label="geometric mean, paired t 95 %" if i == 1 else None)
+                ax.plot(i + 0.15, r["upper_95"], "v", color="tab:red",
+                        label="one-sided 95 % bound" if i == 1 else None)
+                verdict = "<1 % loss: pass" if r["loss_below_1pct"] else "<1 % loss: fail"
+                ax.annotate(f"{g:.3f}\n[{r['t_lo']:.3f}, {r['t_hi']:.3f}]\n{verdict}",
+                            (i + 0.22, g), fontsize=7, va="center")
         ax.axhline(1.0, color="k", lw=0.8)
         ax.axhspan(0.99, 1.01, color="tab:green", alpha=0.12, label="±1 %")
         ax.set_xticks(range(len(t.variants)), t.variants)

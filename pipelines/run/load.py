@@ -27,6 +27,7 @@ from pipelines.run.config import TrainConfig, load_run_config
 from pipelines.run.model_file import load_tensors, open_model_file
 from pipelines.run.safe_checkpoint import load_state
 from pipelines.run.tendency import normalised_scale, table_from_json
+from pipelines.train.spectral_prior import attach_spectral_prior
 
 
 @dataclass
@@ -66,7 +67,7 @@ def _wrong_task(cfg: TrainConfig, task: str, path: Path) -> DchagError:
     return DchagError(f"this is a {cfg.task} run", path=path, fix=f"use a run of {want}")
 
 
-def _build(task: str, info: dict) -> tuple[ModelConfig, nn.Module]:
+def _build(task: str, info: dict, cfg: TrainConfig) -> tuple[ModelConfig, nn.Module]:
     mcfg = ModelConfig.from_dict(info["model"])
     if task == "forecast":
         out_index = [info["channel_names"].index(c) for c in info["out_channels"]]
@@ -74,7 +75,9 @@ def _build(task: str, info: dict) -> tuple[ModelConfig, nn.Module]:
         scale = normalised_scale(table_from_json(info.get("tendency_std")), std)
         return mcfg, make_model(mcfg, "forecast", out_index=out_index, residual=True,
                                 lead_scale=scale)
-    return mcfg, make_model(mcfg, "mae")
+    model = make_model(mcfg, "mae")
+    attach_spectral_prior(model, info, cfg.channel_dropout)
+    return mcfg, model
 
 
 def load_model_file(path: Path, task: str, device: torch.device) -> TrainedRun:
@@ -83,7 +86,7 @@ def load_model_file(path: Path, task: str, device: torch.device) -> TrainedRun:
     cfg = TrainConfig.from_saved(found.config, source=str(path))
     if cfg.task != task:
         raise _wrong_task(cfg, task, path)
-    mcfg, model = _build(task, found.info)
+    mcfg, model = _build(task, found.info, cfg)
     model.load_state_dict(load_tensors(path, model.state_dict()))
     check_finite(model, path)
     model.to(device).eval()
@@ -121,7 +124,7 @@ def load_run(run: Path, task: str, device: torch.device) -> TrainedRun:
         raise DchagError("the run has no intact checkpoint" if skipped else
                          "the run has no checkpoint yet", path=run,
                          fix="train it first (or --resume it to the end)")
-    mcfg, model = _build(task, info)
+    mcfg, model = _build(task, info, cfg)
     state = {"model": model.state_dict()}
     load_state(state, ckpt, no_dist=True, allow_partial=True)
     model.load_state_dict(state["model"])

@@ -8,6 +8,7 @@ curve. Rank 0 alone writes metrics and reports progress.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import resource
 import signal
@@ -48,6 +49,7 @@ from pipelines.train.optim import build_optimizer, clear_grads, clip_grads, lr_a
 from pipelines.train.preempt import StopRequest, exit_rank_quietly
 from pipelines.train.resolve import init_task, saved_tendency
 from pipelines.train.rollout import rollout_loss
+from pipelines.train.spectral_prior import attach_spectral_prior
 from pipelines.train.trackers import Tracker, open_tracker
 
 
@@ -133,6 +135,8 @@ class _Trainer:
                                      tendency_std=saved_tendency(self.run_dir))
         self.mcfg = model_config(cfg, self.art)
         self.model = build_parallel_model(cfg, self.art, ctx)
+        attach_spectral_prior(self.model, json.loads((self.run_dir / "model.json").read_text()),
+                              cfg.channel_dropout)
         self.opt = build_optimizer(self.model, cfg.lr, cfg.weight_decay)
         self.tp_group = ctx.tp_mesh.get_group() if ctx.tp_mesh.size() > 1 else None
         self.tp_local = tp_local_names(self.model, ctx.tp_mesh.size())

@@ -33,6 +33,7 @@ from pipelines.run.tendency import table_from_json, table_to_json, tendency_std
 from pipelines.train.build import model_config
 from pipelines.train.data import Artifact, describe_artifact, split_samples
 from pipelines.train.distributed import check_devices, launcher_world
+from pipelines.train.spectral_prior import training_basis
 
 # Model fields the encoder's weights depend on (what `--init` must agree on).
 RUN_HINT = "--resume it, pass --overwrite, or choose another --out"
@@ -311,6 +312,7 @@ def create_run(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig, overwrite: bo
              "target": cfg.target if cfg.task == "forecast" else None,
              "tendency_std": table_to_json(table),
              "forcings": list(art.forcings),
-             "grid": zarr.open_group(str(art.path), mode="r").attrs.get("grid")}
+             "grid": zarr.open_group(str(art.path), mode="r").attrs.get("grid"),
+             "spectral_basis": training_basis(art, cfg)}
     (run / "model.json").write_text(json.dumps(model, indent=2))
     return run
