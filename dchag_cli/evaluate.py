@@ -163,7 +163,8 @@ def print_forecast_tables(res: ForecastScores) -> None:
         table.add_column("channel")
         table.add_column("units")
         for f in FORECASTERS:
-            table.add_column(f"RMSE {f}", justify="right")
+            table.add_column(f"RMSE {f.replace('climatology_time_mean', 'clim. time mean')}",
+                             justify="right")
         for f in FORECASTERS[:2]:
             table.add_column(f"wACC {f}", justify="right")
         for r in regions[1:]:

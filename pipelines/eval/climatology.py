@@ -12,6 +12,8 @@ read, with a note that their ACC counts the diurnal cycle as skill.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import zarr
 
@@ -40,6 +42,7 @@ class StoreClimatology:
         self.removed = 0
         self._corr: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._smoothed: dict[int, dict[int, np.ndarray]] = {}
+        self._time_mean: np.ndarray | None = None
         if self.hours is None:
             note(f"{where}: this store's climatology is per day of year only (an older "
                  "dchag): ACC then counts the diurnal cycle as skill; prepare the store "
@@ -59,6 +62,26 @@ class StoreClimatology:
                     f"run's training period ({span} less {self.removed} held-out times)")
         return (f"per day of year and hour (WeatherBench 2, "
                 f"{self.group.attrs.get('clim_window_days', '?')}-day window) over {span}")
+
+    def time_mean(self) -> np.ndarray:
+        """(c, H, W): WeatherBench 1's "Climatology" — one mean field per channel over the
+        climatology's years, without the excluded times: no season, no hour of day. From
+        the store's raw sums; the day-365 slot is left out, since it repeats 31 December
+        of non-leap years (one day in four years, for the mean)."""
+        if self._time_mean is None:
+            self._time_mean = self._mean_of_sums() if self.hours is not None else \
+                _nanmean(np.asarray(self.arr.get_orthogonal_selection(
+                    (slice(None), self.index)), np.float64))  # older store: smoothed days
+        return self._time_mean
+
+    def _mean_of_sums(self) -> np.ndarray:
+        days = slice(0, N_DOY - 1)
+        sums, counts = (np.asarray(self.group[name].get_orthogonal_selection(
+            (days, slice(None), self.index)), np.float64).sum(axis=(0, 1))
+            for name in ("clim_sum", "clim_count"))
+        for cs, cn in self._corr.values():
+            sums, counts = sums - cs[days].sum(axis=0), counts - cn[days].sum(axis=0)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
     def _prepare_exclusion(self, exclude: np.ndarray) -> None:
         """Sums of the excluded times that the store's climatology did include."""
@@ -145,3 +168,9 @@ class StoreClimatology:
                 out[k] = self.arr.get_orthogonal_selection(
                     (int(d), h, self.index, slice(None), slice(None)))
         return out, ~np.isnan(out).any(axis=(1, 2, 3))
+
+
+def _nanmean(fields: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():  # a grid point with no data anywhere stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(fields, axis=0)

@@ -35,7 +35,10 @@ from pipelines.progress import NoProgress, Progress
 from pipelines.run.load import TrainedRun, check_compatible, check_droppable
 from pipelines.run.periods import Periods, hour_text
 
-FORECASTERS = ("model", "persistence", "climatology")
+# climatology: WeatherBench 2's, per day of year and hour (the strong one, and the one ACC
+# is measured against); climatology_time_mean: WeatherBench 1's "Climatology", one mean
+# field over the same years, so its published row has a like-for-like partner.
+FORECASTERS = ("model", "persistence", "climatology", "climatology_time_mean")
 
 
 @dataclass
@@ -241,6 +244,7 @@ def evaluate_forecast(source: RunSource | WB2Source, data: Path, leads: list[int
     scores = {m: np.full(shape, np.nan) for m in ("rmse", "mse", "wacc")}
     period_mean = _period_mean(arr, times, chosen, out_art) if convention == "climax" \
         else None
+    time_mean = clim.time_mean()
     progress.start(sum(len(p.inits) for p in plans), "forecasting")
     for li, plan in enumerate(plans):
         model_out = []
@@ -256,7 +260,8 @@ def evaluate_forecast(source: RunSource | WB2Source, data: Path, leads: list[int
         climate, _ = clim.at(times[plan.valid])
         for k, i in enumerate(plan.inits):
             preds[pos[i], li] = forecast[k]
-        for fi, f in enumerate((forecast, persistence, climate)):
+        flat = np.broadcast_to(time_mean, truth.shape)
+        for fi, f in enumerate((forecast, persistence, climate, flat)):
             for c in range(len(out_art)):
                 for ri, region in enumerate(REGIONS):
                     scores["mse"][fi, li, c, ri] = mse(f[:, c], truth[:, c], lat, region)

@@ -107,6 +107,11 @@ class WB2Climatology:
     def description(self) -> str:
         return f"WeatherBench 2 file {self.path.name} (day of year and hour)"
 
+    def time_mean(self) -> np.ndarray:
+        """(c, H, W): the file's fields averaged over every day of year and hour."""
+        return np.stack([self.grid(np.asarray(f.mean(("dayofyear", "hour")).values,
+                                              np.float64)) for f in self.fields])
+
     def at(self, valid_hours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from pipelines.data.era5_stats import day_of_year_index, hour_of_day
 

@@ -165,9 +165,12 @@ def run_forecast_job(job: ForecastJob, device: torch.device,
         truth, init_pos, lead_pos = _first_truth(job.data, res, channel)
         plot_maps(res, truth, channel, init_pos, lead_pos, stage / f"map_{channel}.png")
         plot_scores_vs_lead(res, stage / "scores_vs_lead.png")
-        synthetic = bool(open_artifact(job.data, "era5").attrs.get("synthetic", False))
-        rows, unmatched = scorecard.build(res.scores, res.leads, res.channels, res.init_hours,
-                                          res.lat, synthetic, refs)
+        store = open_artifact(job.data, "era5").attrs
+        rows, unmatched = scorecard.build(
+            res.scores, res.leads, res.channels, res.init_hours, res.lat,
+            bool(store.get("synthetic", False)), refs,
+            regrid=(store.get("regrid") or {}).get("method", "unknown"),
+            convention=job.convention)
         if rows:
             from pipelines.plots.scorecard import plot_scorecard
 

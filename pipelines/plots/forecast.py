@@ -18,7 +18,8 @@ from pipelines.eval.forecast import FORECASTERS, ForecastScores
 from pipelines.eval.forecast_store import channel_units, init_time_text
 from pipelines.figures import save_figure
 
-STYLE = {"model": "o-", "persistence": "s--", "climatology": "^:"}
+STYLE = {"model": "o-", "persistence": "s--", "climatology": "^:",
+         "climatology_time_mean": "v-."}
 COLUMNS = 4  # score panels per row before wrapping
 
 

@@ -26,8 +26,8 @@ from pipelines.run.checkpoint import checkpoint_step, intact_checkpoint
 from pipelines.run.config import TrainConfig, load_run_config
 from pipelines.run.model_file import load_tensors, open_model_file
 from pipelines.run.safe_checkpoint import load_state
+from pipelines.run.spectral_prior import attach_spectral_prior
 from pipelines.run.tendency import normalised_scale, table_from_json
-from pipelines.train.spectral_prior import attach_spectral_prior
 
 
 @dataclass

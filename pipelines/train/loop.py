@@ -39,6 +39,7 @@ from pipelines.run.checkpoint import (
     save_checkpoint,
 )
 from pipelines.run.config import TrainConfig
+from pipelines.run.spectral_prior import attach_spectral_prior
 from pipelines.train.build import build_parallel_model, compute_dtype, model_config
 from pipelines.train.channel_dropout import kept_channels
 from pipelines.train.data import Artifact, StepBatches, describe_artifact, step_loader
@@ -49,7 +50,6 @@ from pipelines.train.optim import build_optimizer, clear_grads, clip_grads, lr_a
 from pipelines.train.preempt import StopRequest, exit_rank_quietly
 from pipelines.train.resolve import init_task, saved_tendency
 from pipelines.train.rollout import rollout_loss
-from pipelines.train.spectral_prior import attach_spectral_prior
 from pipelines.train.trackers import Tracker, open_tracker
 
 

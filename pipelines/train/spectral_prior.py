@@ -5,8 +5,9 @@ Hyperspectral reflectance is close to low-rank — a few endmembers (leaf, soil,
 mix into every pixel — so the present bands of a pixel pin down its absent ones far
 better than any spatial neighbour can. The prior is computed once, when the run is made,
 from the training split only (normalised with the run's own statistics), written into
-model.json (`spectral_basis`), and read back by every rank and by inference: it is part
-of what the run is, like its normalisation, and holds no trainable parameter.
+model.json (`spectral_basis`), and read back by every rank and by inference
+(`pipelines.run.spectral_prior`): it is part of what the run is, like its
+normalisation, and holds no trainable parameter.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from pipelines.model.low_rank import principal_spectra
 
@@ -50,19 +49,3 @@ def training_basis(art: Artifact, cfg: TrainConfig) -> dict | None:
     mean, comps = principal_spectra(np.concatenate(spectra))
     return {"mean": ((mean - art.mean) / art.std).tolist(),
             "components": (comps / art.std).tolist(), "weight": art.std.tolist()}
-
-
-def attach_spectral_prior(model: nn.Module, info: dict, channel_dropout: float) -> None:
-    """Give an MAE the basis its run recorded (none for runs without one), and say
-    whether its decoder was trained on absent channels (`--channel-dropout`)."""
-    if not hasattr(model, "set_spectral_prior"):
-        return
-    model.absent_corrected = channel_dropout > 0
-    basis = info.get("spectral_basis")
-    if basis is None:
-        return
-    weight = basis.get("weight")  # unweighted: a fit in normalised units
-    model.set_spectral_prior(torch.tensor(basis["mean"], dtype=torch.float32),
-                             torch.tensor(basis["components"], dtype=torch.float32),
-                             None if weight is None else torch.tensor(weight,
-                                                                      dtype=torch.float32))

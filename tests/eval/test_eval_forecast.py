@@ -78,7 +78,8 @@ def test_predictions_and_scores_are_cf_and_physical(january, sample_era5_zarr):
     assert 40_000 < np.nanmean(z500) < 60_000  # geopotential in m²/s², not normalised
     scores = xr.open_zarr(january / "scores.zarr")
     assert scores.rmse.dims == ("forecaster", "lead", "channel", "region")
-    assert scores.forecaster.values.tolist() == ["model", "persistence", "climatology"]
+    assert scores.forecaster.values.tolist() == ["model", "persistence", "climatology",
+                                                 "climatology_time_mean"]
     assert scores.region.values.tolist() == ["global", "tropics", "nh-extratropics",
                                              "sh-extratropics"]
     one = scores.rmse.sel(forecaster="persistence", channel="t_850", region="tropics",
@@ -155,6 +156,14 @@ def test_scores_match_an_independent_weatherbench2_recomputation(
         assert scores.mse.sel(at).item() == pytest.approx(float(mse_t.mean()), rel=1e-6)
         assert scores.wacc.sel(at).item() == pytest.approx(float(acc_t.mean()), abs=1e-6)
         assert int(scores.n_inits.sel(lead=24)) == len(inits)
+        # WeatherBench 1's time-mean climatology: the mean field of the training times
+        kept = [i for i, t in enumerate(times) if t <= _hours(np.array([train_end]))[0]]
+        flat = xr.DataArray(np.mean([g["data"][i, c].astype(np.float64) for i in kept],
+                                    axis=0), dims=("lat", "lon")).isel(sel)
+        mse_flat = ((flat - truth) ** 2).weighted(ww).mean(("lat", "lon"))
+        at["forecaster"] = "climatology_time_mean"
+        assert scores.rmse.sel(at).item() == pytest.approx(float(np.sqrt(mse_flat.mean())),
+                                                           rel=1e-6)
 
 
 def _climax_rmse(pred: torch.Tensor, y: torch.Tensor, lat: np.ndarray) -> torch.Tensor:

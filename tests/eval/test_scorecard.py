@@ -12,6 +12,7 @@ from pipelines.data.times import EPOCH
 from pipelines.errors import DchagError
 from pipelines.eval.scorecard import (
     REFERENCES,
+    RunProtocol,
     build,
     load_references,
     protocol_differences,
@@ -34,25 +35,35 @@ def test_every_shipped_reference_names_its_source_and_protocol():
 
 def test_rows_put_the_run_and_its_own_baselines_beside_the_references():
     leads, channels = [6, 72], ["t_850", "z_500"]
-    rmse = np.zeros((3, 2, 2, 4))
-    rmse[:, 1, 1, 0] = [300.0, 900.0, 1000.0]  # model, persistence, climatology: z_500 3d
+    rmse = np.zeros((4, 2, 2, 4))
+    rmse[:, 1, 1, 0] = [300.0, 900.0, 1000.0, 1100.0]  # model, persistence, 2 climatologies
     inits = np.array([_hours("2017-01-01T00"), _hours("2018-12-31T18")])
     lat = np.linspace(-87.1875, 87.1875, 32)
     rows, unmatched = build({"rmse": rmse}, leads, channels, inits, lat, False,
                             load_references())
     z = [r for r in rows if r.channel == "z_500"]
-    assert [(r.model, r.value) for r in z[:3]] == [
+    assert [(r.model, r.value) for r in z[:4]] == [
         ("this run", 300.0), ("persistence (this run's period)", 900.0),
-        ("climatology (this run's period)", 1000.0)]
-    assert all(not r.differs for r in rows)  # 2017-2018 on the 5.625° grid, real data
+        ("climatology (this run's period)", 1000.0),
+        ("climatology_time_mean (this run's period)", 1100.0)]
+    assert [r.protocol["climatology"] for r in z[:4]] == ["", "", "day of year × hour",
+                                                          "time mean"]
+    # 2017-2018 on the 5.625° grid, real data, bilinear: only the climatologies differ
+    differing = {r.model for r in rows if r.differs}
+    assert differing == {"Climatology", "Weekly climatology"}
+    wb1 = next(r for r in z if r.model == "Climatology")
+    assert "time mean climatology, not the run's day of year × hour" in wb1.differs
+    assert "like for like: this run's climatology_time_mean" in wb1.differs
+    assert wb1.protocol["climatology"] == "time mean" and "xESMF" in wb1.protocol["regrid"]
     assert "z_500 at 120 h" in unmatched and "t_850 at 120 h" in unmatched
 
 
 def test_protocol_differences_are_named():
     ref = load_references()[0]
-    assert protocol_differences(ref, (2017, 2018), 5.625, False) == ""
-    said = protocol_differences(ref, (2018, 2019), 2.8125, True)
+    assert protocol_differences(ref, RunProtocol((2017, 2018), 5.625, False)) == ""
+    said = protocol_differences(ref, RunProtocol((2018, 2019), 2.8125, True, "conservative"))
     assert "synthetic" in said and "test years 2018–2019" in said and "2.8125°" in said
+    assert "regridded conservative (reference: bilinear" in said
 
 
 def test_a_reference_without_a_source_is_refused(tmp_path):

@@ -96,7 +96,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, sample_appl_zarr):
 def test_config_file_then_flags(tmp_path, sample_appl_zarr):
     cfg = tmp_path / "run.toml"
     cfg.write_text(f'data = "{sample_appl_zarr}"\npreset = "small"\nsteps = 3\n')
-    r = runner.invoke(app, ["pretrain", "--config", str(cfg), "--steps", "5", "--dry-run"])
+    r = runner.invoke(app, ["pretrain", "--config", str(cfg), "--steps", "5", "--dry-run",
+                            "--out", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output
     assert '"small"' in r.output and "│ steps " in r.output.replace("┃", "│")
     assert any(line.split("│")[1:3] == [" steps         ", " 5                "]
