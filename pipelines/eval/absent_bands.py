@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import zarr
 
+from pipelines.data.pixel_spectra import sample_spectra
 from pipelines.eval.inpaint import principal_spectra, spectral_fill
 
 ABSENT_METHODS = ("model", "spectral_interpolation", "low_rank")
@@ -46,16 +47,8 @@ def library(group: zarr.Group, bands: list[int], scored: set[int], crop: tuple[i
     others = [k for k in range(group["cube"].shape[0]) if k not in scored]
     if not others:
         return None
-    r0, c0, h, w = crop
-    per = max(1, LIBRARY_PIXELS // len(others))
-    rng = np.random.default_rng(seed)
-    spectra = []
-    for k in others:
-        cube = group["cube"].get_orthogonal_selection(
-            (k, bands, slice(r0, r0 + h), slice(c0, c0 + w))).astype(np.float64)
-        flat = cube.reshape(len(bands), -1).T
-        spectra.append(flat[rng.choice(len(flat), min(per, len(flat)), replace=False)])
-    return principal_spectra(np.concatenate(spectra))
+    return principal_spectra(sample_spectra(group["cube"], others, bands, LIBRARY_PIXELS,
+                                            tuple(crop), seed))  # type: ignore[arg-type]
 
 
 def low_rank_bands(cube: np.ndarray, absent: np.ndarray,

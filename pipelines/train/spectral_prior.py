@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
+from pipelines.data.pixel_spectra import sample_spectra
 from pipelines.model.low_rank import principal_spectra
 
 if TYPE_CHECKING:  # the data module imports zarr, which inference on a GPU must not need
@@ -38,14 +37,8 @@ def training_basis(art: Artifact, cfg: TrainConfig) -> dict | None:
     if art.kind != "appl" or cfg.task != "mae" or cfg.fill == "none":
         return None
     cube = zarr.open_group(str(art.path), mode="r")["cube"]
-    train = split_positions(art, cfg, "train")
-    rng = np.random.default_rng(0)
-    per = max(1, PRIOR_PIXELS // len(train))
-    spectra = []
-    for k in train:
-        c = np.asarray(cube.get_orthogonal_selection((k, art.channel_index)), np.float64)
-        flat = c.reshape(len(art.channel_index), -1).T
-        spectra.append(flat[rng.choice(len(flat), min(per, len(flat)), replace=False)])
-    mean, comps = principal_spectra(np.concatenate(spectra))
+    spectra = sample_spectra(cube, split_positions(art, cfg, "train"), art.channel_index,
+                             PRIOR_PIXELS)
+    mean, comps = principal_spectra(spectra)
     return {"mean": ((mean - art.mean) / art.std).tolist(),
             "components": (comps / art.std).tolist(), "weight": art.std.tolist()}
