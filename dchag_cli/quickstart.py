@@ -74,9 +74,10 @@ def quickstart(
 ) -> None:
     """Run the whole chain on sample data: synthetic ERA5 (400 days) → prep era5 → train
     forecast (tiny, D-CHAG-L, one rank, leads 6h–7d) → eval forecast on the held-out test
-    period (vs persistence and climatology); the shipped cubes → prep appl → pretrain
-    MAE → predict masks → eval masks (vs inpainting baselines). It ends by saying, per
-    lead, which forecaster won.
+    period (vs persistence and climatology); twelve sample cubes (the four shipped ones
+    first) → prep appl → pretrain MAE → predict masks (5 mask draws) → eval masks (vs five
+    inpainting baselines). It ends by saying, per lead, which forecaster won, and whether
+    the MAE beats the best baseline on masked RMSE and spectral angle.
 
     Each stage is the ordinary command, printed before it runs: the output is a recipe for
     real data.
@@ -99,4 +100,5 @@ def quickstart(
               f"{out_dir}/forecast/eval/scores_vs_lead.png, "
               f"{out_dir}/forecast/eval/scorecard.png (beside published scores, marked "
               f"synthetic), {out_dir}/forecast/loss.png, "
-              f"{out_dir}/mae/reconstruction.png, {out_dir}/mae/loss.png")
+              f"{out_dir}/mae/reconstruction.png, {out_dir}/mae/spectra.png, "
+              f"{out_dir}/mae/loss.png")

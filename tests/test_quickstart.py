@@ -40,7 +40,7 @@ def test_quickstart_runs_the_chain_and_scores_held_out_times(tmp_path):
     assert "protocol differs: the run's data is synthetic, not ERA5" in r.output
     for png in ("forecast/eval/map_z_500.png", "forecast/eval/scores_vs_lead.png",
                 "forecast/eval/scorecard.png",
-                "forecast/loss.png", "mae/reconstruction.png", "mae/loss.png"):
+                "forecast/loss.png", "mae/reconstruction.png", "mae/spectra.png", "mae/loss.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG", png
     assert (out / "mae" / "mask_scores.zarr").exists()
     r = runner.invoke(app, ["quickstart", "--out", str(out)])
