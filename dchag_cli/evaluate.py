@@ -298,8 +298,9 @@ def eval_bands_cmd(
     log_every: int = log_every_option("band subsets"),
 ) -> None:
     """Rank band groups by how much the model's error grows when each is absent, and pick
-    the k bands that keep most of the spectrum: the model's greedy picks against evenly
-    spaced and PCA-loading picks, each rebuilt by the model and by a low-rank fit.
+    the k bands that keep most of the spectrum: greedy picks (by the model, and by a
+    low-rank fit of the training cubes' spectra) against evenly spaced and PCA-loading
+    picks, each set rebuilt by the model and by the low-rank fit.
 
     Which 6 of 500 bands should a cheaper sensor keep?
     [cyan]dchag eval bands --run runs/pretrain --data appl.zarr --k 6[/]
