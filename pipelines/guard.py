@@ -22,6 +22,17 @@ from pipelines.model_header import model_file_kind
 MARKER = ".dchag"
 
 
+def check_input_path(path: Path) -> None:
+    """An input must be a regular file or a folder: a named pipe, device or socket would
+    block the first read forever (or stream without end), so it is refused unopened."""
+    path = Path(path)
+    if not path.exists():
+        raise DchagError("no such file or folder", path=path)
+    if not (path.is_dir() or path.is_file()):
+        raise DchagError("is not a regular file or folder (a named pipe, device or socket)",
+                         path=path, fix="copy the data into a file and pass that")
+
+
 def artifact_kind(path: Path) -> str | None:
     """The `dchag_artifact` attribute of a zarr store (format 2 or 3), else None."""
     path = Path(path)

@@ -20,6 +20,7 @@ import numpy as np
 import spectral.io.envi as envi
 
 from pipelines.errors import DchagError
+from pipelines.guard import check_input_path
 
 BINARY_SUFFIXES = ("", ".raw", ".img", ".dat", ".bin", ".bsq", ".bil", ".bip")
 
@@ -222,8 +223,7 @@ def find_sources(paths: list[Path]) -> list[CubeSource]:
     out: list[CubeSource] = []
     for p in paths:
         p = Path(p)
-        if not p.exists():
-            raise DchagError("no such file or folder", path=p)
+        check_input_path(p)
         if p.is_dir():
             found = sorted(p.rglob("*.hdr"))
             if not found:
@@ -235,6 +235,7 @@ def find_sources(paths: list[Path]) -> list[CubeSource]:
             out.append(CubeSource(header=p, sample_id=p.stem))
     seen: dict[str, Path] = {}
     for s in out:
+        check_input_path(s.header)  # a manifest's rows too
         key = str(_header_for(s.header).resolve())
         if key in seen:
             raise DchagError("cube given twice", path=s.header)

@@ -38,6 +38,7 @@ from pipelines.data.grid import LatLonGrid, check_regular
 from pipelines.data.remote import RemoteZarr
 from pipelines.data.units import Conversion, conversion
 from pipelines.errors import DchagError
+from pipelines.guard import check_input_path
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
 
@@ -60,8 +61,7 @@ def expand_sources(paths: list[Path]) -> Iterator[list[Path]]:
                 out.append(p)
                 continue
             p = Path(p)
-            if not p.exists():
-                raise DchagError("no such file or folder", path=p)
+            check_input_path(p)
             if is_zarr(p):
                 out.append(p)
             elif p.is_dir():
