@@ -52,14 +52,11 @@ def test_low_rank_rebuilds_a_mixture_exactly_where_interpolation_cannot():
     assert "trails low rank" in absent_verdict(s, interior=True)
 
 
-def test_eval_masks_scores_absent_bands_against_both_baselines(tmp_path, sample_appl_zarr):
+def test_eval_masks_scores_absent_bands_against_both_baselines(tmp_path, mae_run,
+                                                               sample_appl_zarr):
     """A run's held-out cube with 600–700 nm absent: the model, spectral interpolation
     and the low-rank fill from the other cubes, on the visible pixels, as stored."""
-    run = tmp_path / "run"
-    r = runner.invoke(app, ["pretrain", "--data", str(sample_appl_zarr), "--out", str(run),
-                            "--steps", "4", "--workers", "0", "--batch-size", "2",
-                            "--ckpt-every", "4", "--val-every", "4"])
-    assert r.exit_code == 0, r.output
+    run = mae_run
     recon = tmp_path / "rec.zarr"
     r = runner.invoke(app, ["predict", "masks", "--run", str(run), "--data",
                             str(sample_appl_zarr), "--drop-channels", "600-700", "--out",

@@ -74,20 +74,10 @@ def test_greedy_is_nested_and_best_of_the_candidates_at_one_band():
     assert study.group_rmse.shape == (8,) and np.all(study.group_rmse >= 0)
 
 
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory, sample_appl_zarr):
-    run = tmp_path_factory.mktemp("bands") / "run"
-    r = runner.invoke(app, ["pretrain", "--data", str(sample_appl_zarr), "--out", str(run),
-                            "--steps", "4", "--workers", "0", "--batch-size", "2",
-                            "--ckpt-every", "4", "--val-every", "4"])
-    assert r.exit_code == 0, r.output
-    return run
-
-
 def test_eval_bands_end_to_end_and_importance_matches_predict_masks(
-        tmp_path, small_run, sample_appl_zarr):
+        tmp_path, mae_run, sample_appl_zarr):
     out = tmp_path / "bands"
-    r = runner.invoke(app, ["eval", "bands", "--run", str(small_run), "--data",
+    r = runner.invoke(app, ["eval", "bands", "--run", str(mae_run), "--data",
                             str(sample_appl_zarr), "--groups", "4", "--k", "2", "--out",
                             str(out)])
     assert r.exit_code == 0, r.output
@@ -104,7 +94,7 @@ def test_eval_bands_end_to_end_and_importance_matches_predict_masks(
     lo, hi = s.group_lo_nm.values[1], s.group_hi_nm.values[1]
     names = [n for n, w in zip(band_names(wl), wl, strict=True) if lo <= w < hi]
     rec_path = tmp_path / "rec.zarr"
-    r = runner.invoke(app, ["predict", "masks", "--run", str(small_run), "--data",
+    r = runner.invoke(app, ["predict", "masks", "--run", str(mae_run), "--data",
                             str(sample_appl_zarr), "--mask-ratio", "0.01", "--drop-channels",
                             ",".join(names), "--out", str(rec_path)])
     assert r.exit_code == 0, r.output
@@ -118,8 +108,8 @@ def test_eval_bands_end_to_end_and_importance_matches_predict_masks(
     assert s.group_absent_rmse.values[1] == pytest.approx(np.sqrt(np.mean(err)), rel=1e-5)
 
 
-def test_eval_bands_refuses_what_it_cannot_do(tmp_path, small_run, sample_appl_zarr):
-    base = ["eval", "bands", "--run", str(small_run), "--data", str(sample_appl_zarr),
+def test_eval_bands_refuses_what_it_cannot_do(tmp_path, mae_run, sample_appl_zarr):
+    base = ["eval", "bands", "--run", str(mae_run), "--data", str(sample_appl_zarr),
             "--out", str(tmp_path / "o")]
     for extra, message in [(["--samples", "all"], "none is left for the spectral library"),
                            (["--groups", "4", "--k", "5"], "--k 5 must be between 1 and"),

@@ -12,16 +12,6 @@ import zarr
 from tests.runner import app, one_error_line, runner
 
 
-@pytest.fixture(scope="module")
-def mae_run(tmp_path_factory, sample_appl_zarr):
-    run = tmp_path_factory.mktemp("mae") / "run"
-    r = runner.invoke(app, ["pretrain", "--data", str(sample_appl_zarr), "--out", str(run),
-                            "--steps", "6", "--workers", "0", "--batch-size", "2",
-                            "--ckpt-every", "6", "--val-every", "6"])
-    assert r.exit_code == 0, r.output
-    return run
-
-
 def _predict_all(tmp_path, run, data, mask_ratio: str):
     """`predict masks` of every cube into tmp_path/rec.zarr (asserted to succeed)."""
     recon = tmp_path / "rec.zarr"
