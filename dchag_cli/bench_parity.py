@@ -53,7 +53,8 @@ def parity(
     seeds: int = typer.Option(5, help="Seeds per variant (paired across variants); fewer "
                               "than 5 come with a note that the intervals are not 95 %."),
     variants: str = typer.Option("baseline,L,C", help="Variants; the first is the "
-                                 "reference every ratio is taken against."),
+                                 "reference every ratio is taken against. A channel stage "
+                                 "may follow a dash: baseline-folded."),
     tasks: str = typer.Option("forecast,mae", help="forecast (ERA5 sample), mae "
                               "(hyperspectral sample), or both."),
     era5: Path = typer.Option(None, help="era5.zarr to forecast on.",

@@ -51,8 +51,15 @@ def sample_appl(folder: Path) -> list[list[str]]:
              "--out", f"{folder}/appl.zarr"]]
 
 
+def variant_flags(variant: str) -> list[str]:
+    """`L`, `C` or `baseline`, or any of them with its channel stage named after a dash:
+    `baseline-folded` is the pure-TP baseline with the folded channel stage."""
+    name, _, impl = variant.partition("-")
+    return ["--variant", name, *(["--channel-impl", impl] if impl else [])]
+
+
 def common(gpus: int, variant: str = "L", seed: int = 0) -> list[str]:
-    return ["--preset", "tiny", "--variant", variant, "--gpus", str(gpus), "--workers", "0",
+    return ["--preset", "tiny", *variant_flags(variant), "--gpus", str(gpus), "--workers", "0",
             "--batch-size", "8", "--lr", "2e-3", "--seed", str(seed)]
 
 

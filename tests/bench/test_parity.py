@@ -97,3 +97,17 @@ def test_fewer_than_five_seeds_come_with_a_note():
     assert few_seeds_note(5) is None and few_seeds_note(8) is None
     assert "not 95 % confidence intervals" in few_seeds_note(3)
     assert "min–max of 3 ratios" in few_seeds_note(3)
+
+
+def test_a_variant_may_name_its_channel_stage():
+    from dchag_cli.recipes import pretrain_mae, variant_flags
+
+    assert variant_flags("L") == ["--variant", "L"]
+    assert variant_flags("baseline-folded") == ["--variant", "baseline", "--channel-impl",
+                                                "folded"]
+    args = pretrain_mae("appl.zarr", "run", 4, 1, "baseline-folded")
+    i = args.index("--variant")
+    assert args[i:i + 4] == ["--variant", "baseline", "--channel-impl", "folded"]
+    r = runner.invoke(app, ["pretrain", "--data", "x.zarr", *args[args.index("--preset"):],
+                            "--dry-run", "--help"])
+    assert r.exit_code == 0  # every flag the recipe passes exists
