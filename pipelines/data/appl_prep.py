@@ -34,6 +34,7 @@ from pipelines.data.envi_read import (
     open_cube,
     read_wavelength_file,
 )
+from pipelines.data.sensor_bands import band_widths
 from pipelines.data.zarr_store import (
     atomic_store,
     check_writable_target,
@@ -165,6 +166,9 @@ def _create(g: zarr.Group, cfg: ApplPrepConfig) -> None:
     wl[:] = cfg.target_nm
     wl.attrs.update({"units": "nm", "long_name": "band centre wavelength",
                      "standard_name": "radiation_wavelength"})
+    fw = dims_array(g, "fwhm", ["band"], data=band_widths(cfg.target_nm), fill_value=None)
+    fw.attrs.update({"units": "nm", "long_name": "band full width at half maximum "
+                     "(the spacing the bands were resampled with)"})
     for name in META_FIELDS:  # variable-length: no path is ever cut short
         dims_array(g, name, ["sample"], shape=(0,), chunks=(4096,), dtype=str,
                    fill_value=None)

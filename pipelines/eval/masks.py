@@ -20,6 +20,7 @@ from torch import Tensor
 from pipelines.data.bands import band_names, select_bands
 from pipelines.data.zarr_store import atomic_store, dims_array, open_artifact
 from pipelines.errors import DchagError
+from pipelines.eval.band_view import band_view
 from pipelines.model.mae import random_masking
 from pipelines.model.tokenizer import mask_pixels, unpatchify
 from pipelines.progress import NoProgress, Progress
@@ -82,7 +83,8 @@ def predict_masks(run: TrainedRun, data: Path, out: Path, mask_ratio: float, sam
     if draws < 1:
         raise DchagError(f"--draws {draws} must be at least 1")
     group = open_artifact(data, "appl")
-    bands = run_bands(run, group, data)
+    view = band_view(run, group, data, device, dropping=bool(drop))
+    bands = view.index
     dropped = np.zeros(len(bands), bool)
     dropped[drop or []] = True
     present = (torch.tensor(np.flatnonzero(~dropped), device=device) if dropped.any()
@@ -99,7 +101,7 @@ def predict_masks(run: TrainedRun, data: Path, out: Path, mask_ratio: float, sam
     with atomic_store(out) as g:
         g.attrs.update({"dchag_artifact": "reconstruction", "mask_ratio": mask_ratio,
                         "seed": seed, "draws": draws, "crop": [r0, c0, h, w],
-                        "data": str(Path(data).resolve()), **attrs})
+                        "data": str(Path(data).resolve()), **view.attrs(), **attrs})
         rec = dims_array(g, "reconstruction", ["sample", "band", "y", "x"],
                          shape=(n, len(bands), h, w), chunks=(1, len(bands), h, w),
                          dtype="float32", fill_value=None)
@@ -126,11 +128,11 @@ def predict_masks(run: TrainedRun, data: Path, out: Path, mask_ratio: float, sam
                     (k, bands, slice(r0, r0 + h), slice(c0, c0 + w))) for k in chunk])
                 x = torch.from_numpy(x.astype(np.float32)).to(device)
                 noise = torch.rand(len(chunk), run.mcfg.num_patches, generator=gen).to(device)
-                xn = (x - mean) / std
+                xn = (view.to_model(x) - mean) / std
                 with torch.no_grad():
                     pred, mask = _reconstruct(run, xn if present is None else xn[:, present],
                                               noise, mask_ratio, present)
-                pred = unpatchify(pred.float(), p, run.mcfg.grid) * std + mean
+                pred = view.to_data(unpatchify(pred.float(), p, run.mcfg.grid) * std + mean)
                 pix = mask_pixels(mask, p, run.mcfg.grid)[:, 0]
                 full = torch.where(pix[:, None] | absent, pred, x)
                 at = d * len(picks) + s

@@ -22,6 +22,7 @@ from pipelines.model.config import ModelConfig
 from pipelines.model.factory import make_model
 from pipelines.model_header import is_model_file
 from pipelines.notes import note
+from pipelines.run.channel_match import match_channels
 from pipelines.run.checkpoint import checkpoint_step, intact_checkpoint
 from pipelines.run.config import TrainConfig, load_run_config
 from pipelines.run.model_file import load_tensors, open_model_file
@@ -147,14 +148,15 @@ def check_droppable(run: TrainedRun, drop: list[str]) -> list[str]:
 
 def check_compatible(run: TrainedRun, group: zarr.Group, data: Path) -> list[int]:
     """Positions of the run's channels in the artifact; refuses another grid or channels."""
-    names = [str(n) for n in group.attrs["channels"]]
-    missing = [c for c in run.channels if c not in names]
-    if missing:
+    match = match_channels(run.channels, [str(n) for n in group.attrs["channels"]])
+    if match.missing:
         raise DchagError(f"the run's channels are not all in the data (missing "
-                         f"{', '.join(missing[:5])})", path=data,
+                         f"{', '.join(match.missing[:5])})", path=data,
                          fix="evaluate on an artifact prepared with the run's channels")
     grid = run.info.get("grid")
     if grid is not None and group.attrs.get("grid") != grid:
         raise DchagError(f"grid {group.attrs.get('grid')} differs from the run's {grid}",
                          path=data, fix="prepare the data on the run's grid")
-    return [names.index(c) for c in run.channels]
+    for text in match.notes():
+        note(text)
+    return match.index

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from pipelines.data.sensor_bands import store_bands
 from pipelines.data.times import format_lead
 from pipelines.errors import DchagError
 from pipelines.guard import check_no_overlap, check_replaceable, mark_folder
@@ -19,6 +20,7 @@ from pipelines.model.config import ModelConfig
 from pipelines.model_header import is_model_file
 from pipelines.notes import note
 from pipelines.parallel.tensor_parallel import check_tp, splittable_tp, tp_problem
+from pipelines.run.channel_match import channel_measures
 from pipelines.run.checkpoint import intact_checkpoint
 from pipelines.run.config import (
     TrainConfig,
@@ -313,6 +315,16 @@ def create_run(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig, overwrite: bo
              "tendency_std": table_to_json(table),
              "forcings": list(art.forcings),
              "grid": zarr.open_group(str(art.path), mode="r").attrs.get("grid"),
-             "spectral_basis": training_basis(art, cfg)}
+             "spectral_basis": training_basis(art, cfg),
+             "channel_measures": _measures(art)}
     (run / "model.json").write_text(json.dumps(model, indent=2))
     return run
+
+
+def _measures(art: Artifact) -> dict:
+    """What each of the run's channels measures (`run.channel_match`), from the store."""
+    if art.kind != "appl":
+        return channel_measures(art.kind, art.channel_names)
+    nm, fwhm = store_bands(zarr.open_group(str(art.path), mode="r"))
+    return channel_measures("appl", art.channel_names, nm[art.channel_index].tolist(),
+                            fwhm[art.channel_index].tolist())
