@@ -142,6 +142,12 @@ COMMON: dict[str, tuple[Any, Any]] = {
     "timeout_min": _opt(float, "Collective timeout in minutes.", shown=_dflt("timeout_min")),
 }
 MAE_ONLY = {
+    "init": _opt(Path, "Fine-tune this pretrained MAE (a run folder or its model file), "
+                 "e.g. on another sensor's cubes: a store without the run's bands is read "
+                 "through their spectral response, in the run's bands."),
+    "tune": _opt(str, "With --init: all (every weight) or channels (each band's patch "
+                 "embedding and decoder output only; the backbone stays frozen).",
+                 shown=_dflt("tune")),
     "mask_ratio": _opt(float, "Fraction of patches masked.", shown=_dflt("mask_ratio")),
     "norm_pix_loss": _opt(bool, "Reconstruct per-patch normalised pixels.",
                           "--norm-pix-loss/--no-norm-pix-loss", shown="no-norm-pix-loss"),
@@ -259,6 +265,9 @@ def pretrain(**given: Any) -> None:
     weights are sharded with FSDP over dp. Checkpoints can resume on another --gpus/--tp.
 
     Example: [cyan]dchag pretrain --data appl.zarr --gpus 8 --variant L --tree 0 --preset base[/]
+
+    Another sensor: [cyan]dchag pretrain --data other.zarr --init runs/pretrain --tune channels
+    --out runs/other[/]
     """
     _run("mae", given)
 

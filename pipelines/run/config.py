@@ -37,6 +37,9 @@ MODEL_FIELDS = ("task", "preset", "variant", "tree", "groups", "patch", "crop", 
 LEGACY = {"target": "state", "forcings": False, "augment": "none", "fill": "none"}
 
 
+TUNES = ("all", "channels")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     task: str = "mae"
@@ -78,7 +81,8 @@ class TrainConfig:
     norm_pix_loss: bool = False
     fill: str = "biharmonic"  # MAE: the decoder corrects this inpainting, or "none"
     leads: list[int] = field(default_factory=lambda: [6, 24, 72, 168])  # hours
-    init: str | None = None  # forecast: start from this (pretrained) run
+    init: str | None = None  # start from this run: a pretrained encoder, or a whole model
+    tune: str = "all"  # with --init: train every weight, or "channels" only (MAE)
     target: str = "tendency"  # forecast: "tendency" (σ_lead-scaled change) or "state"
     forcings: bool = True  # forecast: clock and insolation fields as extra inputs
     rollout_steps: int = 1  # forecast: unroll the model's own predictions this many steps
@@ -158,6 +162,11 @@ class TrainConfig:
             raise DchagError(f"--crop {self.crop} must be HEIGHTxWIDTH of at least 1 pixel")
         if not self.leads or min(self.leads) <= 0:
             raise DchagError("--lead needs at least one positive lead time")
+        if self.tune not in TUNES:
+            raise DchagError(f"--tune {self.tune!r}", fix=f"choose one of {', '.join(TUNES)}")
+        if self.tune != "all" and self.init is None:
+            raise DchagError(f"--tune {self.tune} trains part of a pretrained model",
+                             fix="name the pretrained run with --init RUN")
 
     @property
     def tp_size(self) -> int:

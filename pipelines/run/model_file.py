@@ -21,7 +21,7 @@ import torch
 
 from pipelines.errors import DchagError
 from pipelines.model.factory import make_model
-from pipelines.model_header import read_metadata
+from pipelines.model_header import is_model_file, read_metadata
 
 
 @dataclass
@@ -92,3 +92,15 @@ def check_whole_file(path: Path) -> None:
         raise DchagError(f"its metadata does not describe a model ({exc})", path=path,
                          fix="export it again with `dchag export model`") from exc
     load_tensors(path, model.state_dict(), read=False)
+
+
+def saved_info(init: Path) -> dict:
+    """model.json of a run folder, or the copy a model file carries."""
+    if is_model_file(init):
+        return open_model_file(init).info
+    try:
+        return json.loads((init / "model.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DchagError("cannot read model.json", path=init,
+                         fix="point --init at a folder written by `dchag pretrain` or "
+                         "`dchag train`") from exc

@@ -24,6 +24,7 @@ from pipelines.data.channels import is_constant
 from pipelines.data.datasets import SampleReader, batch_buffer
 from pipelines.data.era5_stats import mean_std
 from pipelines.data.forcings import FORCINGS
+from pipelines.data.sensor_bands import SensorMap
 from pipelines.data.zarr_store import open_artifact
 from pipelines.errors import DchagError
 from pipelines.notes import note
@@ -71,6 +72,9 @@ class Artifact:
     # (`resolve.tendency_table`), then read from its model.json
     tendency_std: dict[int, list[float]] | None = None
     forcings: tuple[str, ...] = ()  # forecast: computed inputs appended after the channels
+    # another instrument's cubes, read in their bands and lifted to the model's
+    # (`sensor_data`: fine-tuning a pretrained MAE with --init on them)
+    sensor: SensorMap | None = None
 
     @property
     def model_channels(self) -> int:
@@ -164,8 +168,13 @@ def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
         mean = np.asarray(group["mean"][:], dtype=np.float64)[index]
         std = np.asarray(group["std"][:], dtype=np.float64)[index]
     forcings = FORCINGS if cfg.uses_forcings else ()
-    return Artifact(kind, path, list(wanted), index, img, (h, w), mean, std, out_index,
-                    periods, None, forcings)
+    art = Artifact(kind, path, list(wanted), index, img, (h, w), mean, std, out_index,
+                   periods, None, forcings)
+    if kind == "appl" and cfg.task == "mae" and cfg.init:
+        from pipelines.train.sensor_data import through_init_bands
+
+        return through_init_bands(art, cfg)
+    return art
 
 
 def _training_statistics(group: zarr.Group, periods: Periods, times: np.ndarray,

@@ -50,7 +50,9 @@ from pipelines.train.optim import build_optimizer, clear_grads, clip_grads, lr_a
 from pipelines.train.preempt import StopRequest, exit_rank_quietly
 from pipelines.train.resolve import init_task, saved_tendency
 from pipelines.train.rollout import rollout_loss
+from pipelines.train.sensor_data import lift_batch
 from pipelines.train.trackers import Tracker, open_tracker
+from pipelines.train.tune import freeze_for_tuning
 
 
 class TrainProgress(Protocol):
@@ -137,12 +139,14 @@ class _Trainer:
         self.model = build_parallel_model(cfg, self.art, ctx)
         attach_spectral_prior(self.model, json.loads((self.run_dir / "model.json").read_text()),
                               cfg.channel_dropout)
+        self.tuned = freeze_for_tuning(self.model, cfg.tune)
         self.opt = build_optimizer(self.model, cfg.lr, cfg.weight_decay)
         self.tp_group = ctx.tp_mesh.get_group() if ctx.tp_mesh.size() > 1 else None
         self.tp_local = tp_local_names(self.model, ctx.tp_mesh.size())
         dev = ctx.device
         self.norm = Normalizer(torch.from_numpy(self.art.mean), torch.from_numpy(self.art.std)
                                ).to(dev)
+        self.lift = lift_batch(self.art.sensor, dev)  # another sensor's bands → the model's
         out = self.art.out_index
         self.target_norm = Normalizer(torch.from_numpy(self.art.mean[out]),
                                       torch.from_numpy(self.art.std[out])).to(dev)
@@ -170,7 +174,7 @@ class _Trainer:
     # -- one step ------------------------------------------------------------------
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         dev = self.ctx.device
-        x = self.norm(batch["x"].to(dev, non_blocking=True))
+        x = self.norm(self.lift(batch["x"].to(dev, non_blocking=True)))
         keep = self.kept(int(batch["step"])) if self.model.training else None
         if self.cfg.task == "mae":  # dropped bands are reconstructed whole (`full`)
             loss, _, _ = self.model(x if keep is None else x[:, keep], channel_ids=keep,
@@ -243,7 +247,8 @@ class _Trainer:
         if resume_from is not None:
             start = load_checkpoint(resume_from, self.model, self.opt)
         elif cfg.init:
-            whole = init_task(Path(cfg.init)) == "forecast"  # else: a pretrained encoder
+            # a model of this task is taken whole; a forecaster takes an MAE's encoder
+            whole = init_task(Path(cfg.init)) == cfg.task
             if is_model_file(Path(cfg.init)):
                 load_encoder_file(Path(cfg.init), self.model, whole)
             else:

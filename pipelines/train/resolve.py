@@ -30,11 +30,12 @@ from pipelines.run.config import (
     read_config_file,
     save_config,
 )
-from pipelines.run.model_file import check_whole_file, open_model_file
+from pipelines.run.model_file import check_whole_file, open_model_file, saved_info
 from pipelines.run.tendency import table_from_json, table_to_json, tendency_std
 from pipelines.train.build import model_config
 from pipelines.train.data import Artifact, describe_artifact, split_samples
 from pipelines.train.distributed import check_devices, launcher_world
+from pipelines.train.sensor_data import sensor_record
 from pipelines.train.spectral_prior import training_basis
 
 # Model fields the encoder's weights depend on (what `--init` must agree on).
@@ -134,6 +135,13 @@ def prepare(cfg: TrainConfig, *, resume: bool, overwrite: bool,
         raise DchagError("no training samples", path=cfg.data,
                          fix="use more data, shorter --lead or a smaller --val-fraction")
     note_validation_leads(art, cfg)
+    if art.sensor is not None:
+        note(f"{Path(cfg.data).name}'s {len(art.channel_index)} bands are not the pretrained "
+             f"run's {len(art.channel_names)}: each batch is read through their spectral "
+             f"response into the run's bands (lifted by {art.sensor.method})")
+    if cfg.tune == "channels":
+        note("--tune channels: only each band's patch embedding and decoder output train; "
+             "the backbone stays as pretrained")
     mcfg = model_config(cfg, art)
     cfg = choose_tp(cfg, mcfg, tp_given)
     if cfg.init is not None:
@@ -200,7 +208,7 @@ def check_init(init: Path, mcfg: ModelConfig, art: Artifact, target: str) -> Non
         raise DchagError("no intact checkpoint to initialise from", path=init,
                          fix="point --init at a finished `dchag pretrain` run or a model "
                          "file of `dchag export model`")
-    saved = _saved_info(init)
+    saved = saved_info(init)
     if init_task(init) == "forecast":  # fine-tuning a forecaster (rollout training)
         _check_whole_forecaster(init, saved, mcfg, art, target)
         return
@@ -221,24 +229,12 @@ def _forcings_for_init(init: Path) -> bool:
     for them: fine-tuning one leaves them off unless --forcings says otherwise."""
     try:
         if init_task(init) == "forecast":
-            return bool(_saved_info(init).get("forcings"))
+            return bool(saved_info(init).get("forcings"))
     except DchagError:
         return True  # check_init names what is wrong with --init
     note("--init is an encoder pretrained without forcings: training without them "
          "(--forcings needs an encoder pretrained with as many input channels)")
     return False
-
-
-def _saved_info(init: Path) -> dict:
-    """model.json of a run folder, or the copy a model file carries."""
-    if is_model_file(init):
-        return open_model_file(init).info
-    try:
-        return json.loads((init / "model.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise DchagError("cannot read model.json", path=init,
-                         fix="point --init at a folder written by `dchag pretrain` or "
-                         "`dchag train`") from exc
 
 
 def tendency_table(art: Artifact, cfg: TrainConfig) -> dict[int, list[float]] | None:
@@ -249,7 +245,7 @@ def tendency_table(art: Artifact, cfg: TrainConfig) -> dict[int, list[float]] | 
     if cfg.task != "forecast" or cfg.target != "tendency":
         return None
     if cfg.init and init_task(Path(cfg.init)) == "forecast":
-        table = table_from_json(_saved_info(Path(cfg.init)).get("tendency_std")) or {}
+        table = table_from_json(saved_info(Path(cfg.init)).get("tendency_std")) or {}
         missing = sorted(set(cfg.leads) - set(table))
         if missing:
             raise DchagError(f"the forecaster to fine-tune has no tendency scale for lead(s) "
@@ -266,7 +262,7 @@ def tendency_table(art: Artifact, cfg: TrainConfig) -> dict[int, list[float]] | 
 
 def saved_tendency(run: Path) -> dict[int, list[float]] | None:
     """The σ table a run was made with (None: state targets, or an older run)."""
-    return table_from_json(_saved_info(Path(run)).get("tendency_std"))
+    return table_from_json(saved_info(Path(run)).get("tendency_std"))
 
 
 def init_task(init: Path) -> str:
@@ -315,10 +311,19 @@ def create_run(cfg: TrainConfig, art: Artifact, mcfg: ModelConfig, overwrite: bo
              "tendency_std": table_to_json(table),
              "forcings": list(art.forcings),
              "grid": zarr.open_group(str(art.path), mode="r").attrs.get("grid"),
-             "spectral_basis": training_basis(art, cfg),
-             "channel_measures": _measures(art)}
+             **_bands_of(art, cfg)}
     (run / "model.json").write_text(json.dumps(model, indent=2))
     return run
+
+
+def _bands_of(art: Artifact, cfg: TrainConfig) -> dict:
+    """The run's spectral prior and what its channels measure: its own, or (a run on
+    another sensor's cubes) the pretrained model's, with the sensor it is trained through."""
+    if art.sensor is None:
+        return {"spectral_basis": training_basis(art, cfg), "channel_measures": _measures(art)}
+    init = saved_info(Path(cfg.init or ""))
+    return {"spectral_basis": init.get("spectral_basis"),
+            "channel_measures": init.get("channel_measures"), "sensor": sensor_record(art)}
 
 
 def _measures(art: Artifact) -> dict:

@@ -4,24 +4,27 @@ response, and a store holding its bands in another order scores exactly the same
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 import zarr
 
 from pipelines.data.sensor_bands import band_widths, response
+from pipelines.run.load import load_run
 from tests.conftest import REPO
 from tests.runner import app, one_error_line, runner
 from tests.store_edit import permuted_copy
 
 
-def _predict_and_score(run: Path, data: Path, out: Path,
-                       *extra: str) -> tuple[xr.Dataset, str]:
+def _predict_and_score(run: Path, data: Path, out: Path, *extra: str,
+                       samples: str = "all") -> tuple[xr.Dataset, str]:
     out.mkdir(exist_ok=True)
     r = runner.invoke(app, ["predict", "masks", "--run", str(run), "--data", str(data),
-                            "--samples", "all", "--out", str(out / "rec.zarr"), *extra])
+                            "--samples", samples, "--out", str(out / "rec.zarr"), *extra])
     assert r.exit_code == 0, r.output
     e = runner.invoke(app, ["eval", "masks", "--recon", str(out / "rec.zarr"), "--data",
                             str(data), "--out", str(out / "ev")])
@@ -86,3 +89,49 @@ def test_shuffling_the_stores_bands_changes_no_score(tmp_path, mae_run, sample_a
     assert "another order: matched by name" in said
     for name in a.data_vars:
         assert np.array_equal(a[name].values, b[name].values, equal_nan=True), name
+
+
+FAST = ["--steps", "4", "--workers", "0", "--batch-size", "2", "--ckpt-every", "4",
+        "--val-every", "4"]
+
+
+def _weights(run: Path) -> dict:
+    return load_run(run, "mae", torch.device("cpu")).model.state_dict()
+
+
+@pytest.mark.slow(seconds=20)
+def test_tuning_the_channels_on_another_sensor_leaves_the_backbone_as_pretrained(
+        tmp_path, mae_run, other_sensor):
+    tuned = tmp_path / "tuned"
+    r = runner.invoke(app, ["pretrain", "--data", str(other_sensor), "--init", str(mae_run),
+                            "--tune", "channels", "--out", str(tuned), "--gpus", "2", *FAST])
+    assert r.exit_code == 0, r.output
+    assert "read through their spectral response" in r.output
+    info = json.loads((tuned / "model.json").read_text())
+    pretrained = json.loads((mae_run / "model.json").read_text())
+    for key in ("channel_names", "mean", "std", "spectral_basis", "channel_measures"):
+        assert info[key] == pretrained[key], key
+    assert info["sensor"]["wavelength_nm"] == list(np.linspace(450, 850, 41))
+    before, after = _weights(mae_run), _weights(tuned)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("encoder.tokenizers.", "decoder_pred."))
+                           for k in changed)
+    assert any(k.startswith("encoder.tokenizers.") for k in changed)
+    assert "decoder_pred.weight" in changed  # on both tensor-parallel ranks' groups
+    assert {k.split(".")[2] for k in changed if k.startswith("encoder.tokenizers.")} == \
+        {str(g) for g in range(8)}
+    # the run's own held-out plants, found in the sensor's store
+    scores, said = _predict_and_score(tuned, other_sensor, tmp_path / "scored", samples="val")
+    assert "read through their spectral response" in said
+    assert np.isfinite(scores.rmse_by_predictor.values).all()
+
+
+def test_tuning_needs_a_pretrained_run_and_keeps_its_bands(tmp_path, mae_run, other_sensor):
+    r = runner.invoke(app, ["pretrain", "--data", str(other_sensor), "--tune", "channels",
+                            "--out", str(tmp_path / "a"), *FAST])
+    assert r.exit_code != 0 and "--init RUN" in one_error_line(r.output)
+    r = runner.invoke(app, ["pretrain", "--data", str(other_sensor), "--init", str(mae_run),
+                            "--channels", "450-600", "--out", str(tmp_path / "b"), *FAST])
+    assert r.exit_code != 0
+    assert "keeps the pretrained model's bands" in one_error_line(r.output)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -417,3 +417,23 @@ def test_the_library_call_scores_a_run_and_stages_every_output(tmp_path, forecas
     assert default_out(model_file) == tmp_path / "fc_eval"
     with pytest.raises(DchagError, match="either a run or a forecast file"):
         ForecastJob(sample_era5_zarr).check()
+
+
+def test_shuffling_the_stores_channels_changes_no_score(tmp_path, forecast_run, january,
+                                                         sample_era5_zarr):
+    """Channels are found by what they measure (variable × level), not by position."""
+    from tests.store_edit import permuted_copy
+
+    n = len(zarr.open_group(str(sample_era5_zarr), mode="r").attrs["channels"])
+    perm = np.random.default_rng(5).permutation(n)
+    shuffled = permuted_copy(sample_era5_zarr, tmp_path / "shuffled.zarr", "channel", perm,
+                             ("channels",))
+    out = tmp_path / "ev"
+    r = runner.invoke(app, ["eval", "forecast", "--run", str(forecast_run), "--data",
+                            str(shuffled), "--period", "2018-01", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "another order: matched by name" in r.output
+    a, b = (xr.open_zarr(p / "scores.zarr") for p in (january, out))
+    assert set(a.data_vars) == set(b.data_vars)
+    for name in a.data_vars:
+        assert np.array_equal(a[name].values, b[name].values, equal_nan=True), name
