@@ -164,8 +164,14 @@ MAE_ONLY = {
 FORECAST_ONLY = {
     "lead": _opt(list[str], "Lead times, e.g. --lead 6h,1d,3d,7d (a random one per "
                  "sample).", shown="6h,1d,3d,7d"),
-    "init": _opt(Path, "Start from this pretrained run's encoder (a run folder or its "
-                 "model file of `dchag export model`)."),
+    "init": _opt(Path, "Start from this pretrained run's encoder, or a whole trained "
+                 "forecaster (a run folder or its model file of `dchag export model`).",
+                 "--init", "--init-from"),
+    "new_channels": _opt(str, "Extend the --init forecaster by these channels, e.g. t2m: "
+                         "they get a channel group and an output layer of their own, and "
+                         "(--tune new-channels, the default) only those train."),
+    "tune": _opt(str, "With --new-channels: new-channels (only the new channels' "
+                 "parameters) or all (a full fine-tune).", shown="new-channels"),
     "out_channels": _opt(str, "Channels to predict, or all.",
                          shown="z_500,t_850,t2m,u10,v10 where present"),
     "target": _opt(str, "tendency: predict the change over the lead in units of its own "
@@ -223,7 +229,7 @@ def _flags(given: dict[str, Any]) -> dict[str, Any]:
     flags = {k: v for k, v in given.items()
              if k not in ("config", "resume", "overwrite", "dry_run", "lead", "crop",
                           "memory_check")}
-    for name in ("channels", "out_channels"):
+    for name in ("channels", "out_channels", "new_channels"):
         if flags.get(name):
             flags[name] = [c.strip() for c in flags[name].split(",") if c.strip()]
     for name in ("data", "out", "init"):

@@ -71,6 +71,17 @@ def sample_appl_zarr(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def mae_run(tmp_path_factory, sample_appl_zarr):
+    """A small MAE run on the sample cubes, shared by tests that only read it."""
+    run = tmp_path_factory.mktemp("mae") / "run"
+    r = CliRunner().invoke(app, ["pretrain", "--data", str(sample_appl_zarr), "--out", str(run),
+                            "--steps", "6", "--workers", "0", "--batch-size", "2",
+                            "--ckpt-every", "6", "--val-every", "6"])
+    assert r.exit_code == 0, r.output
+    return run
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """With several test workers (`-n auto`), each computes on its share of the cores:
     torch's default of one thread per core in every worker oversubscribes the machine, and

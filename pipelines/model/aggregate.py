@@ -35,6 +35,16 @@ def split_even(n: int, parts: int) -> list[int]:
     return bounds
 
 
+def group_bounds(cfg: ModelConfig) -> list[int]:
+    """The channel groups' boundaries: even, or the sizes an extended model records."""
+    if cfg.group_sizes is None:
+        return split_even(cfg.channels, cfg.n_groups)
+    bounds = [0]
+    for size in cfg.group_sizes:
+        bounds.append(bounds[-1] + size)
+    return bounds
+
+
 def block_assignment(n_in: int, n_out: int) -> list[int]:
     """Which output block each of `n_in` inputs belongs to."""
     bounds = split_even(n_in, n_out)
@@ -146,7 +156,7 @@ class ChannelAggregator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.variant = cfg.variant
-        self.bounds = split_even(cfg.channels, cfg.n_groups)
+        self.bounds = group_bounds(cfg)
         if cfg.variant == "baseline":
             self.full = QueryAttention(cfg.embed_dim, cfg.heads, 1, cfg.channel_impl)
         else:

@@ -43,8 +43,23 @@ class ModelConfig:
     # "none" (the pixels from nothing, as before the fill; what a saved model without the
     # field meant).
     fill: str = "none"
+    # A model extended by channels (`train forecast --new-channels`): its groups' sizes
+    # (the pretrained groups, then the new channels' own), the channel id each input
+    # position has (new channels sit after the forcings, in groups of their own), and how
+    # many of the outputs are new (predicted by a head of their own). None/0: even groups
+    # over inputs in order, as every model not extended.
+    group_sizes: tuple[int, ...] | None = None
+    input_ids: tuple[int, ...] | None = None
+    new_outputs: int = 0
 
     def __post_init__(self) -> None:
+        if self.group_sizes is not None and (sum(self.group_sizes) != self.channels
+                                             or min(self.group_sizes) < 1):
+            raise DchagError(f"group sizes {list(self.group_sizes)} do not cover "
+                             f"{self.channels} channels")
+        if self.input_ids is not None and sorted(self.input_ids) != list(range(self.channels)):
+            raise DchagError(f"input ids {list(self.input_ids)} are not a permutation of the "
+                             f"{self.channels} channels")
         for name in ("channels", "patch", "embed_dim", "heads", "decoder_dim", "decoder_heads",
                      "tree_fanout"):
             if getattr(self, name) < 1:
@@ -78,6 +93,8 @@ class ModelConfig:
 
     @property
     def n_groups(self) -> int:
+        if self.group_sizes is not None:
+            return len(self.group_sizes)
         if self.groups is not None:
             return self.groups
         return next(g for g in (8, 4, 2, 1) if g <= self.channels)
@@ -97,6 +114,9 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["img_size"] = list(self.img_size)
+        for key in ("group_sizes", "input_ids"):
+            if d[key] is not None:
+                d[key] = list(d[key])
         return d
 
     @classmethod
@@ -104,6 +124,9 @@ class ModelConfig:
         d = dict(d)
         d["img_size"] = tuple(d["img_size"])
         d.setdefault("fill", "none")
+        for key in ("group_sizes", "input_ids"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
         return cls(**d)
 
     def with_(self, **changes) -> ModelConfig:

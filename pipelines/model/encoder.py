@@ -68,6 +68,12 @@ class DCHAGEncoder(nn.Module):
     def embed(self, x: Tensor, channel_ids: Tensor | None = None,
               patch_ids: Tensor | None = None) -> Tensor:
         """x (B, c, H, W) → aggregated tokens with position embedding (B, L or L', D)."""
+        if self.cfg.input_ids is not None:  # an extended model: input positions → channel ids
+            if channel_ids is None:  # every input: put them in channel-id order
+                order = sorted(range(len(self.cfg.input_ids)), key=self.cfg.input_ids.__getitem__)
+                x = x[:, order]
+            else:
+                channel_ids = torch.tensor(self.cfg.input_ids, device=x.device)[channel_ids]
         if self.cfg.variant == "baseline":
             z = self._run_channel_stage(self.baseline_stage, x, channel_ids, patch_ids)
         else:

@@ -38,8 +38,13 @@ class Forecaster(nn.Module):
         self.cfg = cfg
         self.encoder = DCHAGEncoder(cfg)
         self.lead_embed = nn.Linear(1, cfg.embed_dim)
+        known = cfg.n_out - cfg.new_outputs
         self.head = nn.Sequential(nn.Linear(cfg.embed_dim, cfg.embed_dim), nn.GELU(),
-                                  nn.Linear(cfg.embed_dim, cfg.n_out * cfg.patch**2))
+                                  nn.Linear(cfg.embed_dim, known * cfg.patch**2))
+        # Outputs added to a trained forecaster (`--new-channels`) get a layer of their own
+        # on the head's hidden features, so they train while the rest stays as it was.
+        self.new_head = (nn.Linear(cfg.embed_dim, cfg.new_outputs * cfg.patch**2)
+                         if cfg.new_outputs else None)
         index = out_index if out_index is not None else list(range(cfg.n_out))
         if len(index) != cfg.n_out:
             raise ValueError(f"out_index has {len(index)} entries for {cfg.n_out} outputs")
@@ -83,7 +88,12 @@ class Forecaster(nn.Module):
         lead = self.lead_embed((lead_hours.to(x.dtype) / 100.0)[:, None])[:, None, :]
         z = self.encoder(x, channel_ids, add=lead)  # (B, L, D)
         b, length, _ = z.shape
-        out = self.head(z).view(b, length, self.cfg.n_out, self.cfg.patch**2)
+        if self.new_head is None:
+            out = self.head(z)
+        else:
+            hidden = self.head[1](self.head[0](z))
+            out = torch.cat([self.head[2](hidden), self.new_head(hidden)], dim=-1)
+        out = out.view(b, length, self.cfg.n_out, self.cfg.patch**2)
         out = unpatchify(out, self.cfg.patch, self.cfg.grid)
         if self.residual:
             if self.lead_scale:

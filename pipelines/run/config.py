@@ -37,7 +37,7 @@ MODEL_FIELDS = ("task", "preset", "variant", "tree", "groups", "patch", "crop", 
 LEGACY = {"target": "state", "forcings": False, "augment": "none", "fill": "none"}
 
 
-TUNES = ("all", "channels")
+TUNES = ("all", "channels", "new-channels")
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,8 @@ class TrainConfig:
     fill: str = "biharmonic"  # MAE: the decoder corrects this inpainting, or "none"
     leads: list[int] = field(default_factory=lambda: [6, 24, 72, 168])  # hours
     init: str | None = None  # start from this run: a pretrained encoder, or a whole model
-    tune: str = "all"  # with --init: train every weight, or "channels" only (MAE)
+    tune: str = "all"  # with --init: every weight, "channels" (MAE) or "new-channels"
+    new_channels: list[str] | None = None  # forecast: channels added to the --init run
     target: str = "tendency"  # forecast: "tendency" (σ_lead-scaled change) or "state"
     forcings: bool = True  # forecast: clock and insolation fields as extra inputs
     rollout_steps: int = 1  # forecast: unroll the model's own predictions this many steps
@@ -167,6 +168,13 @@ class TrainConfig:
         if self.tune != "all" and self.init is None:
             raise DchagError(f"--tune {self.tune} trains part of a pretrained model",
                              fix="name the pretrained run with --init RUN")
+        if self.tune == "channels" and self.task != "mae":
+            raise DchagError("--tune channels fine-tunes a pretrained MAE's bands",
+                             fix="extend a forecaster with --new-channels (--tune "
+                             "new-channels), or pass --tune all")
+        if self.tune == "new-channels" and not self.new_channels:
+            raise DchagError("--tune new-channels trains channels added with --new-channels",
+                             fix="name them with --new-channels, or pass --tune all")
 
     @property
     def tp_size(self) -> int:

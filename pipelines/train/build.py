@@ -52,6 +52,10 @@ class Layout:
 
 
 def model_config(cfg: TrainConfig, art: Artifact) -> ModelConfig:
+    if cfg.new_channels:  # a trained forecaster extended by channels
+        from pipelines.train.extend import extended_model
+
+        return extended_model(cfg, art)
     extra = ({"out_channels": len(art.out_index)} if cfg.task == "forecast"
              else {"fill": cfg.fill})
     return preset_config(cfg.preset, art.model_channels, variant=cfg.variant,

@@ -174,6 +174,10 @@ def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
         from pipelines.train.sensor_data import through_init_bands
 
         return through_init_bands(art, cfg)
+    if cfg.new_channels:
+        from pipelines.train.extend import with_pretrained_statistics
+
+        return with_pretrained_statistics(art, cfg)
     return art
 
 

@@ -87,7 +87,7 @@ def _drop_folded_patch_gradients(counts: dict[str, float], mcfg: ModelConfig, ro
                                  tokens: int) -> None:
     """The folded attention's logits einsum reads the patches directly; its patch gradient
     (as many FLOPs as its forward, 2·N·S·p²·H·Q) exists only in this count."""
-    from pipelines.model.aggregate import GroupAggregator, split_even
+    from pipelines.model.aggregate import GroupAggregator, group_bounds
 
     if mcfg.channel_impl != "folded" or mcfg.variant == "L":
         return
@@ -95,7 +95,7 @@ def _drop_folded_patch_gradients(counts: dict[str, float], mcfg: ModelConfig, ro
     if mcfg.variant == "baseline":
         extra = {f"{enc}.aggregator.full": 2.0 * tokens * mcfg.channels * k * mcfg.heads}
     else:
-        bounds = split_even(mcfg.channels, mcfg.n_groups)
+        bounds = group_bounds(mcfg)
         extra = {}
         for g in range(mcfg.n_groups):
             size = bounds[g + 1] - bounds[g]
@@ -116,7 +116,7 @@ def _totals(counter: FlopCounterMode) -> dict[str, float]:
 def rank_flops(mcfg: ModelConfig, task: str, batch: int, mask_ratio: float, tp: int,
                split_aggregation: bool = True) -> dict[str, float]:
     """FLOPs of one step on the busiest tensor-parallel rank, per component (and `total`)."""
-    from pipelines.model.aggregate import split_even
+    from pipelines.model.aggregate import group_bounds
     from pipelines.parallel.tensor_parallel import owned_groups
 
     counts, root = _whole_model_flops(mcfg, task, batch, mask_ratio)
@@ -131,7 +131,7 @@ def rank_flops(mcfg: ModelConfig, task: str, batch: int, mask_ratio: float, tp: 
         tokenizer = f("<tokens>")
         channel_agg = f("aggregator.full") * share
     else:  # tokenization work is proportional to the channels a rank owns
-        bounds = split_even(mcfg.channels, mcfg.n_groups)
+        bounds = group_bounds(mcfg)
         busiest = max((owned_groups(mcfg.n_groups, tp, r) for r in range(tp)),
                       key=lambda mine: sum(bounds[g + 1] - bounds[g] for g in mine))
         owned = sum(bounds[g + 1] - bounds[g] for g in busiest)

@@ -44,6 +44,7 @@ from pipelines.train.build import build_parallel_model, compute_dtype, model_con
 from pipelines.train.channel_dropout import kept_channels
 from pipelines.train.data import Artifact, StepBatches, describe_artifact, step_loader
 from pipelines.train.distributed import RankContext, init_rank, shutdown
+from pipelines.train.extend import new_groups
 from pipelines.train.flops import peak_flops, rank_flops
 from pipelines.train.metrics import MetricsLog
 from pipelines.train.optim import build_optimizer, clear_grads, clip_grads, lr_at, set_lr
@@ -139,7 +140,8 @@ class _Trainer:
         self.model = build_parallel_model(cfg, self.art, ctx)
         attach_spectral_prior(self.model, json.loads((self.run_dir / "model.json").read_text()),
                               cfg.channel_dropout)
-        self.tuned = freeze_for_tuning(self.model, cfg.tune)
+        self.tuned = freeze_for_tuning(self.model, cfg.tune, new_groups(
+            self.mcfg, len(cfg.new_channels or [])))
         self.opt = build_optimizer(self.model, cfg.lr, cfg.weight_decay)
         self.tp_group = ctx.tp_mesh.get_group() if ctx.tp_mesh.size() > 1 else None
         self.tp_local = tp_local_names(self.model, ctx.tp_mesh.size())

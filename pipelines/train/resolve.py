@@ -35,6 +35,7 @@ from pipelines.run.tendency import table_from_json, table_to_json, tendency_std
 from pipelines.train.build import model_config
 from pipelines.train.data import Artifact, describe_artifact, split_samples
 from pipelines.train.distributed import check_devices, launcher_world
+from pipelines.train.extend import extension_settings, pretrained_scales
 from pipelines.train.sensor_data import sensor_record
 from pipelines.train.spectral_prior import training_basis
 
@@ -73,6 +74,8 @@ def resolve(task: str, flags: dict[str, Any], config_file: Path | None,
     for key in ("data", "init"):
         if settings.get(key):
             settings[key] = str(Path(settings[key]).expanduser().absolute())
+    if settings.get("new_channels") and resume is None:
+        settings = extension_settings(settings)
     cfg = TrainConfig.from_dict(settings)
     if resume is not None:
         check_same_model(cfg, saved, "the run being resumed", resume)
@@ -144,7 +147,10 @@ def prepare(cfg: TrainConfig, *, resume: bool, overwrite: bool,
              "the backbone stays as pretrained")
     mcfg = model_config(cfg, art)
     cfg = choose_tp(cfg, mcfg, tp_given)
-    if cfg.init is not None:
+    if cfg.new_channels:
+        mcfg = model_config(cfg, art)  # the new channels' groups follow the chosen --tp
+        check_intact_init(Path(cfg.init or ""))
+    elif cfg.init is not None:
         check_init(Path(cfg.init), mcfg, art, cfg.target)
     run = Path(cfg.out)
     if resume:
@@ -200,14 +206,19 @@ def check_resume_data(run: Path, art: Artifact) -> None:
                          path=art.path, fix="resume on the artifact the run was trained on")
 
 
-def check_init(init: Path, mcfg: ModelConfig, art: Artifact, target: str) -> None:
-    """`--init` (a pretraining run, or its model file) must hold this encoder."""
+def check_intact_init(init: Path) -> None:
+    """`--init` holds weights to start from: a whole model file or an intact checkpoint."""
     if is_model_file(init):
         check_whole_file(init)
     elif intact_checkpoint(init)[0] is None:
         raise DchagError("no intact checkpoint to initialise from", path=init,
                          fix="point --init at a finished `dchag pretrain` run or a model "
                          "file of `dchag export model`")
+
+
+def check_init(init: Path, mcfg: ModelConfig, art: Artifact, target: str) -> None:
+    """`--init` (a pretraining run, or its model file) must hold this encoder."""
+    check_intact_init(init)
     saved = saved_info(init)
     if init_task(init) == "forecast":  # fine-tuning a forecaster (rollout training)
         _check_whole_forecaster(init, saved, mcfg, art, target)
@@ -244,6 +255,9 @@ def tendency_table(art: Artifact, cfg: TrainConfig) -> dict[int, list[float]] | 
     command read it back from model.json (`saved_tendency`)."""
     if cfg.task != "forecast" or cfg.target != "tendency":
         return None
+    if cfg.new_channels:
+        return pretrained_scales(cfg, _measured_scales(art, cfg),
+                                 len(art.out_index) - len(cfg.new_channels))
     if cfg.init and init_task(Path(cfg.init)) == "forecast":
         table = table_from_json(saved_info(Path(cfg.init)).get("tendency_std")) or {}
         missing = sorted(set(cfg.leads) - set(table))
@@ -252,6 +266,10 @@ def tendency_table(art: Artifact, cfg: TrainConfig) -> dict[int, list[float]] | 
                              f"{', '.join(map(format_lead, missing))}", path=cfg.init,
                              fix="fine-tune with --lead among its trained leads")
         return {lead: table[lead] for lead in cfg.leads}
+    return _measured_scales(art, cfg)
+
+
+def _measured_scales(art: Artifact, cfg: TrainConfig) -> dict[int, list[float]]:
     group = zarr.open_group(str(art.path), mode="r")
     times = np.asarray(group["time"][:], np.int64)
     measured = tendency_std(group, times, art.periods.contains("train", times),

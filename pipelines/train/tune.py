@@ -1,4 +1,5 @@
-"""`--tune channels`: fine-tune only what is per channel, the pretrained backbone frozen.
+"""`--tune channels` / `new-channels`: fine-tune only what is per channel, the pretrained
+backbone frozen.
 
 Every channel has its own patch embedding (weights, bias and channel embedding, in the
 tokenizer of its group) and its own rows of the MAE decoder's output layer; the
@@ -17,12 +18,23 @@ from pipelines.model.init import clean_name
 PER_CHANNEL = ("encoder.tokenizers.", "decoder_pred.")
 
 
-def freeze_for_tuning(model: nn.Module, tune: str) -> tuple[int, int]:
-    """Freeze what `tune` leaves alone; returns (trainable, total) parameter counts of
-    this rank's shards."""
+def trainable_prefixes(tune: str, groups: list[int] | None = None) -> tuple[str, ...]:
+    """What trains: per-channel weights (`channels`), or the new channels' groups and
+    output layer (`new-channels`, `train.extend`)."""
+    if tune == "channels":
+        return PER_CHANNEL
+    return (*(f"encoder.{part}.{g}." for g in groups or []
+              for part in ("tokenizers", "aggregator.groups")), "new_head.")
+
+
+def freeze_for_tuning(model: nn.Module, tune: str, groups: list[int] | None = None
+                      ) -> tuple[int, int]:
+    """Freeze what `tune` leaves alone (`groups`: the new channels' groups, for
+    `new-channels`); returns (trainable, total) parameter counts of this rank's shards."""
     trainable = total = 0
+    keep_prefixes = trainable_prefixes(tune, groups)
     for name, p in model.named_parameters():
-        keep = tune == "all" or clean_name(name).startswith(PER_CHANNEL)
+        keep = tune == "all" or clean_name(name).startswith(keep_prefixes)
         if not keep:
             p.requires_grad_(False)
         n = p.numel()
