@@ -40,7 +40,9 @@ def band_widths(centres: np.ndarray, fwhm: np.ndarray | None = None) -> np.ndarr
 def store_bands(group: object) -> tuple[np.ndarray, np.ndarray]:
     """(centres, FWHM) of an appl.zarr's bands, in nm."""
     nm = np.asarray(group["wavelength"][:], np.float64)  # type: ignore[index]
-    fwhm = group["fwhm"][:] if "fwhm" in group else None  # type: ignore[index, operator]
+    fwhm = np.asarray(group["fwhm"][:], np.float64) if "fwhm" in group else None  # type: ignore[index, operator]
+    if fwhm is not None and not (np.isfinite(fwhm).all() and (fwhm > 0).all()):
+        fwhm = None  # not widths: the grid's spacing, as for stores without them
     return nm, band_widths(nm, fwhm)
 
 

@@ -135,3 +135,22 @@ def test_tuning_needs_a_pretrained_run_and_keeps_its_bands(tmp_path, mae_run, ot
     assert r.exit_code != 0
     assert "keeps the pretrained model's bands" in one_error_line(r.output)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_runs_and_stores_from_before_recorded_widths_still_work(tmp_path, mae_run,
+                                                                 other_sensor):
+    """A run without `channel_measures` is known by its band names; a store without
+    `fwhm` by its band spacing (the width prep resampled with)."""
+    import shutil
+
+    run = tmp_path / "old_run"
+    shutil.copytree(mae_run, run)
+    info = json.loads((run / "model.json").read_text())
+    del info["channel_measures"]
+    (run / "model.json").write_text(json.dumps(info))
+    store = tmp_path / "old.zarr"
+    shutil.copytree(other_sensor, store)
+    del zarr.open_group(str(store), mode="r+")["fwhm"]
+    old, _ = _predict_and_score(run, store, tmp_path / "old")
+    new, _ = _predict_and_score(mae_run, other_sensor, tmp_path / "new")
+    assert np.allclose(old.rmse_by_predictor.values, new.rmse_by_predictor.values, rtol=1e-4)
