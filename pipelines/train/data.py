@@ -10,7 +10,6 @@ its slice. Samples stay in their stored dtype; normalisation happens on the devi
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +23,12 @@ from pipelines.data.channels import is_constant
 from pipelines.data.datasets import SampleReader, batch_buffer
 from pipelines.data.era5_stats import mean_std
 from pipelines.data.forcings import FORCINGS
-from pipelines.data.sensor_bands import SensorMap
 from pipelines.data.zarr_store import open_artifact
 from pipelines.errors import DchagError
 from pipelines.notes import note
 from pipelines.run.config import TrainConfig
 from pipelines.run.periods import Periods, make_periods, named_periods
-from pipelines.run.tendency import normalised_scale
+from pipelines.train.artifact import Artifact
 from pipelines.train.preempt import init_loader_worker
 
 # The forecast targets of the D-CHAG authors' ERA5 run, when present in the artifact.
@@ -52,37 +50,6 @@ def stream_positions(n: int, batch: int, step: int, seed: int) -> list[int]:
             perms[epoch] = torch.randperm(n, generator=step_generator(seed, epoch, stream=1))
         out.append(int(perms[epoch][offset]))
     return out
-
-
-@dataclass
-class Artifact:
-    """What the model needs to know about a data artifact."""
-
-    kind: str  # "era5" or "appl"
-    path: Path
-    channel_names: list[str]  # the run's channels, in model order
-    channel_index: list[int]  # their positions in the artifact
-    img_size: tuple[int, int]  # what the model sees (the crop, if any)
-    full_size: tuple[int, int]  # as stored
-    mean: np.ndarray  # per run channel
-    std: np.ndarray
-    out_index: list[int]  # forecast: positions (in run channels) of the targets
-    periods: Periods | None = None  # weather: train / validation / test periods
-    # forecast: σ per lead (physical), the run's own: measured once when the run is made
-    # (`resolve.tendency_table`), then read from its model.json
-    tendency_std: dict[int, list[float]] | None = None
-    forcings: tuple[str, ...] = ()  # forecast: computed inputs appended after the channels
-    # another instrument's cubes, read in their bands and lifted to the model's
-    # (`sensor_data`: fine-tuning a pretrained MAE with --init on them)
-    sensor: SensorMap | None = None
-
-    @property
-    def model_channels(self) -> int:
-        return len(self.channel_names) + len(self.forcings)
-
-    def lead_scale(self) -> dict[int, list[float]] | None:
-        """σ_lead in units of the targets' state std, as the model uses it."""
-        return normalised_scale(self.tendency_std, self.std[self.out_index])
 
 
 def _artifact_kind(path: Path) -> str:

@@ -33,7 +33,7 @@ from pipelines.run.model_file import open_model_file, saved_info
 
 if TYPE_CHECKING:
     from pipelines.run.config import TrainConfig
-    from pipelines.train.data import Artifact
+    from pipelines.train.artifact import Artifact
 
 # What the extended run takes from the forecaster it extends (its model and targets).
 INHERITED = ("preset", "variant", "tree", "groups", "patch", "crop", "channel_impl",

@@ -27,7 +27,7 @@ from pipelines.run.model_file import saved_info
 
 if TYPE_CHECKING:
     from pipelines.run.config import TrainConfig
-    from pipelines.train.data import Artifact
+    from pipelines.train.artifact import Artifact
 
 
 def prior_in_reflectance(info: dict) -> tuple[np.ndarray, np.ndarray] | None:
