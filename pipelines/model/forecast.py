@@ -22,6 +22,12 @@ def lat_weighted_mse(pred: Tensor, target: Tensor, lat_deg: Tensor) -> Tensor:
     return (((pred.float() - target.float()) ** 2) * w).mean()
 
 
+class NewOutputsHead(nn.Linear):
+    """The output layer of channels added to a trained forecaster. It starts at zero
+    (`init.py`), so a new channel's first forecast is persistence, the baseline it must
+    beat, and training moves it from there rather than from a random field."""
+
+
 class Forecaster(nn.Module):
     """(B, C, H, W) at t and lead hours (B,) → (B, C_out, H, W) at t + lead.
 
@@ -43,7 +49,7 @@ class Forecaster(nn.Module):
                                   nn.Linear(cfg.embed_dim, known * cfg.patch**2))
         # Outputs added to a trained forecaster (`--new-channels`) get a layer of their own
         # on the head's hidden features, so they train while the rest stays as it was.
-        self.new_head = (nn.Linear(cfg.embed_dim, cfg.new_outputs * cfg.patch**2)
+        self.new_head = (NewOutputsHead(cfg.embed_dim, cfg.new_outputs * cfg.patch**2)
                          if cfg.new_outputs else None)
         index = out_index if out_index is not None else list(range(cfg.n_out))
         if len(index) != cfg.n_out:

@@ -11,7 +11,7 @@ single parameter, never the model.
 The rules are the layers' usual defaults: `nn.Linear` uniform in ±1/√fan_in (PyTorch's
 kaiming-uniform with a = √5), LayerNorm ones and zeros, per-channel patch embeddings
 uniform in ±1/√(p²), learned queries, channel embeddings and the mask token N(0, 0.02²),
-a D-CHAG-L level the mean of its members.
+a D-CHAG-L level the mean of its members, a forecaster's added outputs zero.
 """
 
 from __future__ import annotations
@@ -62,10 +62,13 @@ def _constant(value: float) -> Rule:
 def _rules(module: nn.Module) -> dict[str, Rule]:
     """How to fill each of `module`'s own parameters (not its children's)."""
     from pipelines.model.aggregate import LinearLevel
+    from pipelines.model.forecast import NewOutputsHead
     from pipelines.model.layers import QueryAttention
     from pipelines.model.mae import MAE
     from pipelines.model.tokenizer import ChannelTokenizer
 
+    if isinstance(module, NewOutputsHead):
+        return {"weight": _constant(0.0), "bias": _constant(0.0)}
     if isinstance(module, nn.Linear):
         bound = 1 / math.sqrt(module.in_features)
         return {"weight": _uniform(bound), "bias": _uniform(bound)}

@@ -95,3 +95,21 @@ def test_what_cannot_be_extended_is_refused_in_one_line(tmp_path, base_run, samp
         assert r.exit_code != 0, extra
         assert said in one_error_line(r.output), (extra, r.output)
         assert not out.exists()
+
+
+def test_an_added_channel_starts_as_persistence():
+    """The added output layer starts at zero: before any step, the new channel's forecast
+    is its input state (the baseline it must beat), while known outputs stay the model's."""
+    from pipelines.model.config import preset_config
+    from pipelines.model.forecast import Forecaster
+    from pipelines.train.build import Layout, build_sharded
+
+    cfg = preset_config("tiny", 5, img_size=(16, 32), patch=4, out_channels=3,
+                        new_outputs=1, group_sizes=(2, 2, 1))
+    layout = Layout(None, None, torch.device("cpu"), compute_dtype=torch.float32, fsdp=False)
+    model = build_sharded(lambda: Forecaster(cfg, out_index=[0, 1, 4]), layout, seed=3)
+    x = torch.randn(2, 5, 16, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x, torch.full((2,), 6.0))
+    assert torch.equal(y[:, 2], x[:, 4])
+    assert not torch.allclose(y[:, 0], x[:, 0])
