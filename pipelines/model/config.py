@@ -46,11 +46,13 @@ class ModelConfig:
     # A model extended by channels (`train forecast --new-channels`): its groups' sizes
     # (the pretrained groups, then the new channels' own), the channel id each input
     # position has (new channels sit after the forcings, in groups of their own), and how
-    # many of the outputs are new (predicted by a head of their own). None/0: even groups
-    # over inputs in order, as every model not extended.
+    # many of the outputs are new (predicted by a head of their own, which also reads the
+    # inputs at positions `new_head_inputs`: the new channels and the forcings). None/0:
+    # even groups over inputs in order, as every model not extended.
     group_sizes: tuple[int, ...] | None = None
     input_ids: tuple[int, ...] | None = None
     new_outputs: int = 0
+    new_head_inputs: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.group_sizes is not None and (sum(self.group_sizes) != self.channels
@@ -114,7 +116,7 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["img_size"] = list(self.img_size)
-        for key in ("group_sizes", "input_ids"):
+        for key in ("group_sizes", "input_ids", "new_head_inputs"):
             if d[key] is not None:
                 d[key] = list(d[key])
         return d
@@ -124,7 +126,7 @@ class ModelConfig:
         d = dict(d)
         d["img_size"] = tuple(d["img_size"])
         d.setdefault("fill", "none")
-        for key in ("group_sizes", "input_ids"):
+        for key in ("group_sizes", "input_ids", "new_head_inputs"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
         return cls(**d)

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from pipelines.model.config import ModelConfig
 from pipelines.model.encoder import DCHAGEncoder
+from pipelines.model.new_outputs import NewOutputsHead
 from pipelines.model.tokenizer import unpatchify
 
 
@@ -20,12 +21,6 @@ def lat_weighted_mse(pred: Tensor, target: Tensor, lat_deg: Tensor) -> Tensor:
     """Mean over batch, channels and grid of the latitude-weighted squared error."""
     w = latitude_weights(lat_deg).to(pred.device)[:, None]  # (H, 1)
     return (((pred.float() - target.float()) ** 2) * w).mean()
-
-
-class NewOutputsHead(nn.Linear):
-    """The output layer of channels added to a trained forecaster. It starts at zero
-    (`init.py`), so a new channel's first forecast is persistence, the baseline it must
-    beat, and training moves it from there rather than from a random field."""
 
 
 class Forecaster(nn.Module):
@@ -47,9 +42,10 @@ class Forecaster(nn.Module):
         known = cfg.n_out - cfg.new_outputs
         self.head = nn.Sequential(nn.Linear(cfg.embed_dim, cfg.embed_dim), nn.GELU(),
                                   nn.Linear(cfg.embed_dim, known * cfg.patch**2))
-        # Outputs added to a trained forecaster (`--new-channels`) get a layer of their own
-        # on the head's hidden features, so they train while the rest stays as it was.
-        self.new_head = (NewOutputsHead(cfg.embed_dim, cfg.new_outputs * cfg.patch**2)
+        # Outputs added to a trained forecaster (`--new-channels`) get a head of their own
+        # (`new_outputs.py`), so they train while the rest stays as it was.
+        self.new_head = (NewOutputsHead(cfg.embed_dim, len(cfg.new_head_inputs or ()),
+                                        cfg.new_outputs, cfg.patch)
                          if cfg.new_outputs else None)
         index = out_index if out_index is not None else list(range(cfg.n_out))
         if len(index) != cfg.n_out:
@@ -97,8 +93,8 @@ class Forecaster(nn.Module):
         if self.new_head is None:
             out = self.head(z)
         else:
-            hidden = self.head[1](self.head[0](z))
-            out = torch.cat([self.head[2](hidden), self.new_head(hidden)], dim=-1)
+            local = self.inputs_at(x, channel_ids, list(self.cfg.new_head_inputs or ()))
+            out = torch.cat([self.head(z), self.new_head(z, local)], dim=-1)
         out = out.view(b, length, self.cfg.n_out, self.cfg.patch**2)
         out = unpatchify(out, self.cfg.patch, self.cfg.grid)
         if self.residual:
@@ -110,11 +106,18 @@ class Forecaster(nn.Module):
     def residual_base(self, x: Tensor, channel_ids: Tensor | None) -> Tensor:
         """The state each output's change is added to. With a channel subset, an output
         whose input is absent starts from 0 — the training mean, in normalised units."""
+        return self.inputs_at(x, channel_ids, self.out_index)
+
+    def inputs_at(self, x: Tensor, channel_ids: Tensor | None,
+                  index: Tensor | list[int]) -> Tensor:
+        """The inputs at full-input positions `index`; with a channel subset, 0 for those
+        absent."""
+        index = torch.as_tensor(index, dtype=torch.long, device=x.device)
         if channel_ids is None:
-            return x[:, self.out_index]
+            return x[:, index]
         where = torch.full((self.cfg.channels,), -1, dtype=torch.long, device=x.device)
         where[channel_ids] = torch.arange(channel_ids.numel(), device=x.device)
-        pos = where[self.out_index]
+        pos = where[index]
         present = (pos >= 0).to(x.dtype)[None, :, None, None]
         return x[:, pos.clamp(min=0)] * present
 

@@ -62,12 +62,12 @@ def _constant(value: float) -> Rule:
 def _rules(module: nn.Module) -> dict[str, Rule]:
     """How to fill each of `module`'s own parameters (not its children's)."""
     from pipelines.model.aggregate import LinearLevel
-    from pipelines.model.forecast import NewOutputsHead
     from pipelines.model.layers import QueryAttention
     from pipelines.model.mae import MAE
+    from pipelines.model.new_outputs import ZeroStartLinear
     from pipelines.model.tokenizer import ChannelTokenizer
 
-    if isinstance(module, NewOutputsHead):
+    if isinstance(module, ZeroStartLinear):
         return {"weight": _constant(0.0), "bias": _constant(0.0)}
     if isinstance(module, nn.Linear):
         bound = 1 / math.sqrt(module.in_features)

@@ -107,7 +107,8 @@ def extended_model(cfg: TrainConfig, art: Artifact) -> ModelConfig:
     new_out = len(art.out_index) - (base.n_out)
     return base.with_(channels=base.channels + n, group_sizes=tuple(sizes),
                       input_ids=tuple(ids), out_channels=len(art.out_index),
-                      new_outputs=new_out, groups=None)
+                      new_outputs=new_out, groups=None,
+                      new_head_inputs=tuple(range(c_old, base.channels + n)))
 
 
 def with_pretrained_statistics(art: Artifact, cfg: TrainConfig) -> Artifact:

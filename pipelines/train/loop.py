@@ -140,8 +140,11 @@ class _Trainer:
         self.model = build_parallel_model(cfg, self.art, ctx)
         attach_spectral_prior(self.model, json.loads((self.run_dir / "model.json").read_text()),
                               cfg.channel_dropout)
-        self.tuned = freeze_for_tuning(self.model, cfg.tune, new_groups(
+        trainable, total = freeze_for_tuning(self.model, cfg.tune, new_groups(
             self.mcfg, len(cfg.new_channels or [])))
+        if cfg.tune != "all" and ctx.rank == 0:
+            note(f"--tune {cfg.tune}: {trainable:,} of {total:,} parameters train "
+                 f"({100 * trainable / max(total, 1):.1f} %, rank 0's shards)")
         self.opt = build_optimizer(self.model, cfg.lr, cfg.weight_decay)
         self.tp_group = ctx.tp_mesh.get_group() if ctx.tp_mesh.size() > 1 else None
         self.tp_local = tp_local_names(self.model, ctx.tp_mesh.size())

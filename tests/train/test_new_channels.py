@@ -44,6 +44,7 @@ def test_only_the_new_channels_parameters_train_and_it_is_forecast(tmp_path, bas
     ext = tmp_path / "ext"
     r = _extend(base_run, sample_era5_zarr, ext)
     assert r.exit_code == 0, r.output
+    assert "--tune new-channels: " in r.output and " parameters train (" in r.output
     before, after = _weights(base_run), _weights(ext)
     assert {k for k in before if not torch.equal(before[k], after[k])} == set()
     new = set(after) - set(before)
@@ -105,7 +106,7 @@ def test_an_added_channel_starts_as_persistence():
     from pipelines.train.build import Layout, build_sharded
 
     cfg = preset_config("tiny", 5, img_size=(16, 32), patch=4, out_channels=3,
-                        new_outputs=1, group_sizes=(2, 2, 1))
+                        new_outputs=1, group_sizes=(2, 2, 1), new_head_inputs=(3, 4))
     layout = Layout(None, None, torch.device("cpu"), compute_dtype=torch.float32, fsdp=False)
     model = build_sharded(lambda: Forecaster(cfg, out_index=[0, 1, 4]), layout, seed=3)
     x = torch.randn(2, 5, 16, 32, generator=torch.Generator().manual_seed(0))
