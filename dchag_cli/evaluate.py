@@ -191,7 +191,9 @@ def print_forecast_tables(res: ForecastScores) -> None:
 def predict_masks_cmd(
     run: Path = typer.Option(Path("runs/pretrain"), help="A run of `dchag pretrain` on "
                              "appl.zarr, or its model file (`dchag export model`)."),
-    data: Path = typer.Option(Path("appl.zarr"), help="appl.zarr with the run's bands."),
+    data: Path = typer.Option(Path("appl.zarr"), help="appl.zarr with the run's bands, or "
+                              "another sensor's: read through their spectral response, "
+                              "reconstructed in the data's bands."),
     mask_ratio: float = typer.Option(0.75, help="Share of patches hidden from the model."),
     samples: str = typer.Option("val", help="val (the run's held-out plants) or all."),
     seed: int = typer.Option(0, help="Seed of the masks (draw d uses seed + d)."),
@@ -214,6 +216,8 @@ def predict_masks_cmd(
 
     Without the near infrared: [cyan]dchag predict masks --run runs/pretrain --drop-channels
     750-900[/]
+
+    Another sensor's bands: [cyan]dchag predict masks --run runs/pretrain --data b100.zarr[/]
     """
     from pipelines.data.zarr_store import check_writable_target
     from pipelines.eval.masks import absent_bands, predict_masks

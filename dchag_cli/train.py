@@ -145,9 +145,14 @@ MAE_ONLY = {
     "init": _opt(Path, "Fine-tune this pretrained MAE (a run folder or its model file), "
                  "e.g. on another sensor's cubes: a store without the run's bands is read "
                  "through their spectral response, in the run's bands."),
-    "tune": _opt(str, "With --init: all (every weight) or channels (each band's patch "
-                 "embedding and decoder output only; the backbone stays frozen).",
-                 shown=_dflt("tune")),
+    "tune": _opt(str, "With --init: all (every weight), channels (each band's patch "
+                 "embedding and decoder output only; the backbone stays frozen) or, with "
+                 "--new-channels, new-channels (only the new bands').",
+                 shown="all; new-channels with --new-channels"),
+    "new_channels": _opt(str, "Extend the --init MAE by bands outside its range, e.g. "
+                         "400-449,851-900 (nm, or band names) of a store that also holds "
+                         "the run's bands: they get channel groups and decoder rows of "
+                         "their own."),
     "mask_ratio": _opt(float, "Fraction of patches masked.", shown=_dflt("mask_ratio")),
     "norm_pix_loss": _opt(bool, "Reconstruct per-patch normalised pixels.",
                           "--norm-pix-loss/--no-norm-pix-loss", shown="no-norm-pix-loss"),
@@ -274,6 +279,9 @@ def pretrain(**given: Any) -> None:
 
     Another sensor: [cyan]dchag pretrain --data other.zarr --init runs/pretrain --tune channels
     --out runs/other[/]
+
+    Bands outside the run's range: [cyan]dchag pretrain --data wide.zarr --init runs/pretrain
+    --new-channels 400-449,851-900 --out runs/wide[/]
     """
     _run("mae", given)
 

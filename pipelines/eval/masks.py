@@ -148,7 +148,7 @@ def held_out_picks(run: TrainedRun, group: zarr.Group, data: Path, samples: str)
         return list(range(group["cube"].shape[0]))
     if samples != "val":
         raise DchagError(f"--samples {samples!r}: choose val or all")
-    cfg = run.cfg.with_(init=None, tune="all")  # the split alone, in the data's bands
+    cfg = run.cfg.with_(init=None, tune="all", new_channels=None)  # the split alone
     picks = split_positions(describe_artifact(data, cfg), cfg, "val")
     if not picks:
         raise DchagError("the data has no validation plants for this run", path=data,

@@ -22,6 +22,7 @@ from pipelines.model.encoder import DCHAGEncoder
 from pipelines.model.fill import biharmonic_fill
 from pipelines.model.layers import Block, sincos_2d
 from pipelines.model.low_rank import fit_absent
+from pipelines.model.new_outputs import ZeroStartLinear
 from pipelines.model.tokenizer import mask_pixels, patchify
 
 
@@ -56,7 +57,12 @@ class MAE(nn.Module):
         self.decoder_blocks = nn.ModuleList(Block(dd, cfg.decoder_heads, cfg.mlp_ratio)
                                             for _ in range(cfg.decoder_depth))
         self.decoder_norm = nn.LayerNorm(dd)
-        self.decoder_pred = nn.Linear(dd, cfg.channels * cfg.patch**2)
+        known = cfg.channels - cfg.new_outputs
+        self.decoder_pred = nn.Linear(dd, known * cfg.patch**2)
+        # Bands added to a pretrained MAE (`pretrain --new-channels`): decoder rows of their
+        # own, starting at zero, so a new band starts at the first guess (the inpainting).
+        self.new_pred = (ZeroStartLinear(dd, cfg.new_outputs * cfg.patch**2)
+                         if cfg.new_outputs else None)
         # Whether the decoder learned to correct channels absent from the input where a
         # patch is visible (training with `--channel-dropout` scores them there); without
         # that its output there was never trained, and the first guess stands alone.
@@ -76,8 +82,13 @@ class MAE(nn.Module):
         x = x + self.decoder_pos.to(x.dtype)
         for block in self.decoder_blocks:
             x = block(x)
-        pred = self.decoder_pred(self.decoder_norm(x))
+        x = self.decoder_norm(x)
+        pred = self.decoder_pred(x)
+        if self.new_pred is not None:
+            pred = torch.cat([pred, self.new_pred(x)], dim=-1)
         pred = pred.view(b, length, self.cfg.channels, self.cfg.patch**2)
+        if self.cfg.input_ids is not None:  # rows in channel-id order → input order
+            pred = pred[:, :, list(self.cfg.input_ids)]
         return pred
 
     def set_spectral_prior(self, mean: Tensor, components: Tensor,

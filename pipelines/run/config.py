@@ -83,7 +83,7 @@ class TrainConfig:
     leads: list[int] = field(default_factory=lambda: [6, 24, 72, 168])  # hours
     init: str | None = None  # start from this run: a pretrained encoder, or a whole model
     tune: str = "all"  # with --init: every weight, "channels" (MAE) or "new-channels"
-    new_channels: list[str] | None = None  # forecast: channels added to the --init run
+    new_channels: list[str] | None = None  # channels (variables, bands) added to the --init run
     target: str = "tendency"  # forecast: "tendency" (σ_lead-scaled change) or "state"
     forcings: bool = True  # forecast: clock and insolation fields as extra inputs
     rollout_steps: int = 1  # forecast: unroll the model's own predictions this many steps
@@ -172,6 +172,9 @@ class TrainConfig:
             raise DchagError("--tune channels fine-tunes a pretrained MAE's bands",
                              fix="extend a forecaster with --new-channels (--tune "
                              "new-channels), or pass --tune all")
+        if self.tune == "channels" and self.new_channels:
+            raise DchagError("--tune channels with --new-channels",
+                             fix="pass --tune new-channels (only the new bands train) or all")
         if self.tune == "new-channels" and not self.new_channels:
             raise DchagError("--tune new-channels trains channels added with --new-channels",
                              fix="name them with --new-channels, or pass --tune all")

@@ -137,7 +137,7 @@ def describe_artifact(path: Path, cfg: TrainConfig) -> Artifact:
     forcings = FORCINGS if cfg.uses_forcings else ()
     art = Artifact(kind, path, list(wanted), index, img, (h, w), mean, std, out_index,
                    periods, None, forcings)
-    if kind == "appl" and cfg.task == "mae" and cfg.init:
+    if kind == "appl" and cfg.task == "mae" and cfg.init and not cfg.new_channels:
         from pipelines.train.sensor_data import through_init_bands
 
         return through_init_bands(art, cfg)

@@ -1,10 +1,12 @@
-"""`train forecast --init RUN --new-channels VARS`: a trained forecaster extended by
-channels it was not trained on, training only what the new channels need.
+"""`--init RUN --new-channels ...`: a trained forecaster (`train forecast`) or a
+pretrained MAE (`pretrain`) extended by channels it was not trained on (a variable; bands
+outside its range), training only what the new channels need.
 
 The pretrained channels keep their groups, their weights and their normalisation; the
 new channels form a channel group of their own (its tokenizer and partial aggregation
-fresh), whose partial joins the shared final cross-attention like any other, and a new
-output layer on the head's hidden features predicts the new variables. With
+fresh), whose partial joins the shared final cross-attention like any other, and a head
+of their own (`model/new_outputs.py`: the encoder's features plus the new channels' state
+and the forcings at each patch) predicts the new variables. With
 `--tune new-channels` (the default here) nothing else trains: the pretrained forecasts
 change only through the new group's partial in the final aggregation, and the cost is
 that of the new parameters' gradients and optimizer state.
@@ -12,7 +14,8 @@ that of the new parameters' gradients and optimizer state.
 The channel groups are contiguous ranges of channel ids, and a forecaster's inputs end
 with its computed forcings; the new channels therefore take ids after the forcings
 (`ModelConfig.input_ids` maps each input position to its id), so no pretrained channel
-moves.
+moves. An extended MAE reads its bands in wavelength order, the new ones with ids after
+the pretrained, and its decoder's rows for them are a layer of their own.
 """
 
 from __future__ import annotations
@@ -35,9 +38,14 @@ if TYPE_CHECKING:
     from pipelines.run.config import TrainConfig
     from pipelines.train.artifact import Artifact
 
-# What the extended run takes from the forecaster it extends (its model and targets).
+# What the extended run takes from the run it extends (its model, and a forecaster's
+# targets and inputs).
 INHERITED = ("preset", "variant", "tree", "groups", "patch", "crop", "channel_impl",
-             "aggregation", "target", "forcings")
+             "aggregation")
+INHERITED_BY_TASK = {"forecast": ("target", "forcings"), "mae": ("fill", "norm_pix_loss")}
+# (what --new-channels extends, the command that makes one, what else --init may be)
+WHAT = {"forecast": ("a trained forecaster", "dchag train forecast", "a pretraining run"),
+        "mae": ("a pretrained MAE", "dchag pretrain", "a forecaster")}
 
 
 def _init_settings(init: Path) -> dict[str, Any]:
@@ -46,24 +54,62 @@ def _init_settings(init: Path) -> dict[str, Any]:
     return load_run_config(init).to_dict()
 
 
+def _new_bands(settings: dict[str, Any], known: list[str]) -> list[str]:
+    """--new-channels of an MAE: band names or wavelength ranges of the store's bands,
+    which must also hold every band the pretrained run knows."""
+    import zarr
+
+    from pipelines.data.bands import band_names, select_bands
+
+    data = Path(settings["data"])
+    try:
+        wavelengths = np.asarray(zarr.open_group(str(data), mode="r")["wavelength"][:])
+    except Exception as exc:  # zarr raises several types for non-stores
+        raise DchagError("not a hyperspectral store (no wavelength array)", path=data,
+                         fix="extend on a store of `dchag prep appl`") from exc
+    names = band_names(wavelengths)
+    lacking = [b for b in known if b not in names]
+    if lacking:
+        raise DchagError(f"the store lacks {len(lacking)} of the pretrained run's "
+                         f"{len(known)} bands (e.g. {lacking[0]})", path=data,
+                         fix="prepare it on the run's band grid (`prep appl --bands/--range` "
+                         "extending the run's range at the same spacing)")
+    picked = [names[i] for i in select_bands(names, wavelengths, settings["new_channels"],
+                                             data, flag="--new-channels")]
+    return [b for b in picked if b not in known]
+
+
 def extension_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The run's settings with the extended forecaster's model, channels and targets."""
-    new = list(dict.fromkeys(settings["new_channels"]))
+    """The run's settings with the extended run's model, channels and (forecast) targets:
+    the pretrained channels and the new ones (a forecaster's after its own; an MAE's
+    bands in the store's wavelength order)."""
+    task = settings["task"]
+    what, command, other = WHAT[task]
     if not settings.get("init"):
-        raise DchagError("--new-channels extends a trained forecaster",
-                         fix="name it with --init RUN (a run of `dchag train forecast`)")
+        raise DchagError(f"--new-channels extends {what}",
+                         fix=f"name it with --init RUN (a run of `{command}`)")
     init = Path(settings["init"])
     saved = _init_settings(init)
-    if saved.get("task") != "forecast":
-        raise DchagError("--new-channels extends a forecaster, not a pretraining run",
-                         path=init, fix="pass --init a run of `dchag train forecast`")
+    if saved.get("task") != task:
+        raise DchagError(f"--new-channels extends {what}, not {other}", path=init,
+                         fix=f"pass --init a run of `{command}`")
     info = saved_info(init)
     known = list(info["channel_names"])
-    again = [c for c in new if c in known]
-    if again:
-        raise DchagError(f"--new-channels {', '.join(again)}: already an input of the run",
-                         path=init, fix="name only channels the run was trained without")
-    for key in INHERITED:
+    if task == "mae":
+        new = _new_bands(settings, known)
+        if not new:
+            raise DchagError(f"--new-channels {','.join(settings['new_channels'])}: every "
+                             "band it names is already one of the run's", path=init,
+                             fix="name bands outside the run's range")
+    else:
+        new = list(dict.fromkeys(settings["new_channels"]))
+        again = [c for c in new if c in known]
+        if again:
+            raise DchagError(f"--new-channels {', '.join(again)}: already an input of the "
+                             "run", path=init, fix="name only channels the run was trained "
+                             "without")
+    inherited = (*INHERITED, *INHERITED_BY_TASK[task])
+    for key in inherited:
         if settings.get(key) is not None and settings[key] != saved.get(key):
             raise DchagError(f"--{key.replace('_', '-')} {settings[key]!r} differs from the "
                              f"extended run's {saved.get(key)!r}", path=init,
@@ -77,16 +123,17 @@ def extension_settings(settings: dict[str, Any]) -> dict[str, Any]:
         raise DchagError("--channel-dropout with --new-channels",
                          fix="extend without it (the pretrained groups are fixed)")
     out = dict(settings)
-    out.update({k: saved.get(k) for k in INHERITED}, channels=known + new,
-               out_channels=list(info["out_channels"]) + [c for c in new if not is_constant(c)],
-               new_channels=new)
+    out.update({k: saved.get(k) for k in inherited}, channels=known + new, new_channels=new)
+    if task == "forecast":
+        out["out_channels"] = (list(info["out_channels"])
+                               + [c for c in new if not is_constant(c)])
     out.setdefault("tune", "new-channels")
     return out
 
 
 def extended_model(cfg: TrainConfig, art: Artifact) -> ModelConfig:
-    """The extended forecaster's model: the pretrained one's groups, then the new
-    channels' own group (under tensor parallelism: as many as make the groups divide)."""
+    """The extended model: the pretrained one's groups, then the new channels' own
+    (under tensor parallelism: as many groups as make the total divide)."""
     info = saved_info(Path(cfg.init or ""))
     base = ModelConfig.from_dict(info["model"])
     n = len(cfg.new_channels or [])
@@ -104,6 +151,12 @@ def extended_model(cfg: TrainConfig, art: Artifact) -> ModelConfig:
     forcings = base.channels - c_old
     ids = list(range(c_old)) + [base.channels + j for j in range(n)] + \
         [c_old + f for f in range(forcings)]
+    if cfg.task == "mae":  # bands in wavelength order, the new ones' ids after the known
+        known = {name: i for i, name in enumerate(info["channel_names"])}
+        new = iter(range(c_old, c_old + n))
+        ids = [known[b] if b in known else next(new) for b in art.channel_names]
+        return base.with_(channels=c_old + n, group_sizes=tuple(sizes), new_outputs=n,
+                          input_ids=tuple(ids), groups=None)
     new_out = len(art.out_index) - (base.n_out)
     return base.with_(channels=base.channels + n, group_sizes=tuple(sizes),
                       input_ids=tuple(ids), out_channels=len(art.out_index),

@@ -20,11 +20,12 @@ PER_CHANNEL = ("encoder.tokenizers.", "decoder_pred.")
 
 def trainable_prefixes(tune: str, groups: list[int] | None = None) -> tuple[str, ...]:
     """What trains: per-channel weights (`channels`), or the new channels' groups and
-    output layer (`new-channels`, `train.extend`)."""
+    output layers (`new-channels`, `train.extend`: a forecaster's head, an MAE's decoder
+    rows)."""
     if tune == "channels":
         return PER_CHANNEL
     return (*(f"encoder.{part}.{g}." for g in groups or []
-              for part in ("tokenizers", "aggregator.groups")), "new_head.")
+              for part in ("tokenizers", "aggregator.groups")), "new_head.", "new_pred.")
 
 
 def freeze_for_tuning(model: nn.Module, tune: str, groups: list[int] | None = None
