@@ -46,6 +46,11 @@ def make_gather(group: dist.ProcessGroup):
     """The `gather_partials` hook of `DCHAGEncoder` for a tensor-parallel group."""
 
     def gather(partials: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and not partials.requires_grad:
+            # This rank's groups are frozen while another rank's train (new channels):
+            # the backward through the shared layers holds collectives, so it must run
+            # here too, or the ranks would wait on each other forever.
+            partials = partials.detach().requires_grad_()
         return GatherPartials.apply(partials, group)
 
     return gather

@@ -90,6 +90,8 @@ def grad_norm(named: Iterable[tuple[str, nn.Parameter]], tp_group: dist.ProcessG
             g = g.to_local()
         families[kind].append(g)
     total = torch.zeros((), dtype=torch.float64)
+    here: Tensor | None = None  # held by this TP rank only: the others hold other groups
+    device = torch.device("cpu")
     for kind, grads in families.items():
         device = grads[0].device
         sq = torch.stack([torch.linalg.vector_norm(g, dtype=torch.float32) ** 2
@@ -99,9 +101,16 @@ def grad_norm(named: Iterable[tuple[str, nn.Parameter]], tp_group: dist.ProcessG
             for dim, placement in enumerate(ref.placements):
                 if placement.is_shard():
                     dist.all_reduce(sq, group=ref.device_mesh.get_group(dim))
-        if kind[1]:  # held by this TP rank only: the other ranks hold the other groups
-            dist.all_reduce(sq, group=tp_group)
-        total += sq.double().cpu()
+        if kind[1]:
+            here = sq.double() if here is None else here + sq.double()
+        else:
+            total += sq.double().cpu()
+    if tp_group is not None:
+        # One reduction on every rank, also one whose own groups have no gradient (frozen
+        # while another rank's new channels train): a skipped collective would hang.
+        here = torch.zeros((), dtype=torch.float64, device=device) if here is None else here
+        dist.all_reduce(here, group=tp_group)
+        total += here.cpu()
     return total.sqrt()
 
 

@@ -29,18 +29,28 @@ def inner_run(tmp_path_factory, sample_appl_zarr) -> Path:
     return run
 
 
+def _extend(data: Path, init: Path, out: Path, *extra: str):
+    return runner.invoke(app, ["pretrain", "--data", str(data), "--out", str(out), "--init",
+                               str(init), "--new-channels", NEW, *FAST, *extra])
+
+
+@pytest.fixture(scope="module")
+def ext_run(tmp_path_factory, inner_run, sample_appl_zarr) -> Path:
+    ext = tmp_path_factory.mktemp("ext") / "run"
+    r = _extend(sample_appl_zarr, inner_run, ext)
+    assert r.exit_code == 0, r.output
+    assert "--tune new-channels: " in r.output
+    return ext
+
+
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_run(run, "mae", torch.device("cpu")).model.state_dict()
 
 
 @pytest.mark.slow(seconds=25)
-def test_only_the_new_bands_train_and_every_band_is_reconstructed(tmp_path, inner_run,
+def test_only_the_new_bands_train_and_every_band_is_reconstructed(tmp_path, inner_run, ext_run,
                                                                    sample_appl_zarr):
-    ext = tmp_path / "ext"
-    r = runner.invoke(app, ["pretrain", "--data", str(sample_appl_zarr), "--out", str(ext),
-                            "--init", str(inner_run), "--new-channels", NEW, *FAST])
-    assert r.exit_code == 0, r.output
-    assert "--tune new-channels: " in r.output
+    ext = ext_run
     before, after = _weights(inner_run), _weights(ext)
     assert {k for k in before if not torch.equal(before[k], after[k])} == set()
     new = set(after) - set(before)
@@ -118,3 +128,16 @@ def test_what_cannot_extend_an_mae_is_refused_in_one_line(tmp_path, inner_run, m
         assert r.exit_code != 0, extra
         assert said in one_error_line(r.output), (extra, r.output)
         assert not out.exists()
+
+
+@pytest.mark.slow(seconds=25)
+def test_under_tensor_parallelism_it_trains_as_on_one_rank(tmp_path, inner_run, ext_run,
+                                                           sample_appl_zarr):
+    """tp 2: one rank holds only frozen groups, the other the new bands' groups; both run
+    the backward through the shared layers (its collectives), and the losses are the
+    single process's."""
+    out = tmp_path / "tp2"
+    r = _extend(sample_appl_zarr, inner_run, out, "--gpus", "2", "--tp", "2")
+    assert r.exit_code == 0, r.output
+    one, two = (xr.open_zarr(run / "metrics.zarr") for run in (ext_run, out))
+    np.testing.assert_allclose(two.loss.values, one.loss.values, rtol=1e-4)
