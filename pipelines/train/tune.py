@@ -15,7 +15,7 @@ from torch import nn
 
 from pipelines.model.init import clean_name
 
-PER_CHANNEL = ("encoder.tokenizers.", "decoder_pred.")
+PER_CHANNEL = ("encoder.tokenizers.", "decoder_pred.", "new_pred.")  # new_pred: added bands
 
 
 def trainable_prefixes(tune: str, groups: list[int] | None = None) -> tuple[str, ...]:
