@@ -20,6 +20,7 @@ from pipelines.data.options import REGRID_BACKENDS as BACKENDS
 from pipelines.data.options import REGRID_METHODS as METHODS
 from pipelines.data.options import parse_years
 from pipelines.errors import DchagError
+from pipelines.limits import MAX_RETRIES, check_at_most
 
 app = typer.Typer(help="Prepare raw data as zarr artifacts.", no_args_is_help=True)
 
@@ -161,6 +162,7 @@ def source_list(sources: list[str], timeout: float, retries: int) -> list:
 
     if timeout <= 0 or retries < 0:
         raise DchagError(f"--timeout {timeout:g} must be > 0 and --retries {retries} ≥ 0")
+    check_at_most(retries, MAX_RETRIES, "--retries", "with backoff, hours of waiting already")
     return [RemoteZarr(s, timeout_s=timeout, retries=retries) if is_url(s) else Path(s)
             for s in sources]
 

@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pipelines", "pipelines.errors", "pipelines.extras", "pipelines.notes",
      "pipelines.progress", "pipelines.fsops", "pipelines.locks", "pipelines.faults",
      "pipelines.provenance", "pipelines.model_header", "pipelines.guard",
-     "pipelines.figures"),
+     "pipelines.figures", "pipelines.limits"),
     ("pipelines.data",),
     ("pipelines.metrics",),
     ("pipelines.sample",),

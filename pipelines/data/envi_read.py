@@ -129,8 +129,22 @@ def open_cube(source: CubeSource, wavelengths: np.ndarray | None = None,
     if wavelengths.size != bands:
         raise DchagError(f"{wavelengths.size} wavelengths for {bands} bands", path=header,
                          fix="give exactly one wavelength per band")
+    bad_nm = np.flatnonzero(~(np.isfinite(wavelengths) & (wavelengths > 0)))
+    if bad_nm.size:
+        raise DchagError(f"wavelength of band {bad_nm[0]} is {wavelengths[bad_nm[0]]:g} "
+                         f"({bad_nm.size} not a positive number)", path=header,
+                         fix="correct the header's wavelength list (or the --wavelengths "
+                         "file)")
     if scale is None:
-        scale = float(img.metadata.get("reflectance scale factor", 1.0))
+        try:
+            scale = float(img.metadata.get("reflectance scale factor", 1.0))
+        except ValueError:
+            scale = float("nan")
+    if not (np.isfinite(scale) and scale > 0):
+        raise DchagError(f"reflectance scale factor {scale:g}: reflectance is the stored "
+                         "number divided by a positive, finite scale", path=header,
+                         fix="correct `reflectance scale factor` in the header, or pass "
+                         "--scale (e.g. 10000)")
     fwhm = _per_band(img.metadata, "fwhm", bands, header)
     if fwhm is not None:
         fwhm = fwhm * to_nm

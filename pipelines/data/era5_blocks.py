@@ -122,10 +122,6 @@ class BlockReader:
                 raw = raw[:, None]  # (t, members, rows, lon)
             fields = self._regrid(raw, packing, regridder, f.units[var], members, f.path,
                                   plan.times[t0:t1][mask])
-            if not self.allow_out_of_range:
-                for j, c in enumerate(members):
-                    check_range(fields[:, j], var, plan.channels[c].name,
-                                f"{str(plan.times[t0:t1][mask][0])[:13]}…", f.path)
             out[np.flatnonzero(mask)[:, None], np.array(members)[None, :]] = fields
         for c in range(len(plan.channels)):
             if VARIABLES[plan.channels[c].variable].constant:
@@ -148,9 +144,6 @@ class BlockReader:
                 field = self._regrid(raw[:, None], packing, regridder, f.units[ch.variable],
                                      [c], f.path, f.times[:1] if f.times.size else
                                      np.array(["NaT"], "datetime64[ns]"))[0, 0]
-            if not self.allow_out_of_range:
-                check_range(field, ch.variable, ch.name, "its constant field",
-                            self.plan.files[fid].path)
             self.constants[c] = np.asarray(field, np.float32)
         return self.constants[c]
 
@@ -169,6 +162,11 @@ class BlockReader:
             values[bad] = np.nan
         if not after:
             values = _physical(values, packing, unit)
+        if not self.allow_out_of_range:  # the decoded inputs: a regrid would blur one away
+            decoded = (_physical(values, packing, unit) if after else values).reshape(t, m, -1)
+            for j, c in enumerate(members):
+                ch = self.plan.channels[c]
+                check_range(decoded[:, j], ch.variable, ch.name, times, path)
         if kernel is not None:
             fields = kernel.apply_points(values)
         else:

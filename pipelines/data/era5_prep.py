@@ -54,6 +54,7 @@ from pipelines.data.zarr_store import (
 from pipelines.errors import DchagError
 from pipelines.faults import fault_point
 from pipelines.guard import check_no_overlap
+from pipelines.limits import worker_processes
 from pipelines.locks import write_lock
 from pipelines.notes import note
 from pipelines.progress import NoProgress, Progress
@@ -241,7 +242,7 @@ def prep_era5(cfg: Era5PrepConfig, progress: Progress | None = None) -> PrepSumm
         raise DchagError("--append needs an existing store", path=cfg.out)
     with without_unused(needed=cfg.backend == "xesmf"), write_lock(cfg.out), \
             expand_sources(inputs) as paths, \
-            DecodePool(min(cfg.workers or auto_workers(paths), len(paths)),
+            DecodePool(min(worker_processes(cfg.workers) or auto_workers(paths), len(paths)),
                        xesmf=cfg.backend == "xesmf") as pool:
         check_no_overlap(cfg.out, paths)
         if cfg.append:

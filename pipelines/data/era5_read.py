@@ -112,6 +112,15 @@ class Packing:
     def identity(self) -> bool:
         return self.scale == 1.0 and self.offset == 0.0
 
+    def check(self, variable: str, path: Path) -> None:
+        """A scale of 0 decodes every value to the offset (a constant field that looks
+        valid); a non-finite scale or offset decodes every value to NaN or inf."""
+        if self.scale == 0 or not (np.isfinite(self.scale) and np.isfinite(self.offset)):
+            raise DchagError(f"{variable} is packed with scale_factor {self.scale:g} and "
+                             f"add_offset {self.offset:g}, which no value decodes through",
+                             path=path, fix="the file's packing attributes are damaged: "
+                             "download or write it again")
+
     def values(self, raw: np.ndarray) -> np.ndarray:
         """Raw numbers as stored (unsigned bytes seen as unsigned), not yet scaled."""
         if self.unsigned and raw.dtype.kind == "i":
@@ -189,6 +198,7 @@ class Era5File:
             if rows is not None:
                 sel["lat"] = rows
             packing = Packing.of(da.attrs)
+            packing.check(short, self.path)
             raw = np.asarray(da.isel(sel).values)
             if "expver" in da.dims:
                 axis = da.dims.index("expver")

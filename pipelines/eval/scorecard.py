@@ -105,6 +105,13 @@ def _read(path: Path) -> list[Reference]:
         if not r["source"].strip():
             raise DchagError(f"row {k} ({r['model']}) names no source", path=path,
                              fix="every reference names its paper and table")
+        value = out[-1].value
+        lo, hi = (-1.0, 1.0) if r["metric"].strip().lower() == "acc" else (0.0, np.inf)
+        if not (np.isfinite(value) and lo <= value <= hi):
+            raise DchagError(f"row {k} ({r['model']}, {r['channel']} at {r['lead_h']} h) "
+                             f"gives {r['metric']} {r['value']}, not a possible score "
+                             f"(finite, in [{lo:g}, {hi:g}])", path=path,
+                             fix="correct the value from its source")
     return out
 
 

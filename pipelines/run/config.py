@@ -20,6 +20,7 @@ import yaml
 from pipelines.data.times import parse_leads
 from pipelines.errors import DchagError
 from pipelines.fsops import write_json
+from pipelines.limits import MAX_STEPS, check_at_most
 
 TASKS = ("mae", "forecast")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -131,6 +132,7 @@ class TrainConfig:
         for name in ("tp", "groups", "stop_at"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise DchagError(f"--{_flag(name)} must be at least 1")
+        check_at_most(self.steps, MAX_STEPS, "--steps", "about 30 years at a step a second")
         for name in ("min_lr", "weight_decay", "clip", "workers", "warmup", "seed"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise DchagError(f"--{_flag(name)} must not be negative")

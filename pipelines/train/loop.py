@@ -25,6 +25,7 @@ from torch import Tensor
 
 from pipelines.data.datasets import Normalizer
 from pipelines.errors import DchagError, Interrupted
+from pipelines.limits import worker_processes
 from pipelines.model_header import is_model_file
 from pipelines.notes import note
 from pipelines.parallel.gather import all_gather_flat
@@ -275,7 +276,8 @@ class _Trainer:
         cfg, ctx = self.cfg, self.ctx
         if self.progress:
             self.progress.start(cfg.steps, start)
-        loader = step_loader(self.train_ds, start, cfg.steps, cfg.workers,
+        loader = step_loader(self.train_ds, start, cfg.steps,
+                             worker_processes(cfg.workers, quiet=self.ctx.rank != 0),
                              pin=ctx.device.type == "cuda")
         tokens = self.mcfg.channels * self.mcfg.num_patches
         if cfg.task == "mae":

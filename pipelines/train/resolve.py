@@ -21,7 +21,7 @@ from pipelines.model_header import is_model_file
 from pipelines.notes import note
 from pipelines.parallel.tensor_parallel import check_tp, splittable_tp, tp_problem
 from pipelines.run.channel_match import channel_measures
-from pipelines.run.checkpoint import intact_checkpoint
+from pipelines.run.checkpoint import checkpoint_step, intact_checkpoint
 from pipelines.run.config import (
     TrainConfig,
     check_same_model,
@@ -156,7 +156,12 @@ def prepare(cfg: TrainConfig, *, resume: bool, overwrite: bool,
     if resume:
         check_no_overlap(run, run_inputs(cfg, config_file))
         check_resume_data(run, art)
-        intact_checkpoint(run)  # a tampered checkpoint is refused before anything starts
+        ckpt = intact_checkpoint(run)[0]  # a tampered one is refused before anything starts
+        if ckpt is not None and checkpoint_step(ckpt) > cfg.steps:
+            raise DchagError(f"--steps {cfg.steps} is below step {checkpoint_step(ckpt)}, "
+                             "which the run has already reached", path=run,
+                             fix=f"pass --steps above {checkpoint_step(ckpt)} to train on, "
+                             "or evaluate the run as it is")
     elif owns_run:  # under torchrun only global rank 0 creates it (the others may see it)
         check_creatable(run)
         check_replaceable(run, ("run",), run_inputs(cfg, config_file), overwrite, RUN_HINT)

@@ -58,13 +58,45 @@ def test_values_outside_the_physical_range_are_refused_unless_allowed(tmp_path):
     data = _field().copy()
     data[2, 10, 20] = 3e38  # a fill value that leaked through: finite, and ruinous
     src = _file(tmp_path / "huge.nc", "t2m", data, "K")
-    with pytest.raises(DchagError, match=r"t2m at 2018-01-01T12… has \d+ value\(s\) outside "
+    with pytest.raises(DchagError, match=r"t2m at 2018-01-01T12:00 has \d+ value\(s\) outside "
                        r"the physical range \[150, 350\]") as err:
         _prep(src, tmp_path / "a.zarr", "t2m")
     assert "--allow-out-of-range" in str(err.value) and "huge.nc" in str(err.value)
     assert not (tmp_path / "a.zarr").exists()
     ds = _prep(src, tmp_path / "b.zarr", "t2m", allow_out_of_range=True)
     assert float(ds["data"].max()) > 1e30  # kept, as asked
+
+
+def test_one_value_just_outside_the_range_is_refused_before_the_regrid_blurs_it(tmp_path):
+    """149 K at one grid point: the 5° → 5.625° regrid would average it with neighbours
+    near 290 K into a plausible value, so the check reads the decoded inputs."""
+    data = _field().copy()
+    data[1, 10, 20] = 149.0
+    src = _file(tmp_path / "cold.nc", "t2m", data, "K")
+    with pytest.raises(DchagError, match=r"t2m at 2018-01-01T06:00 has 1 value\(s\) outside "
+                       r"the physical range \[150, 350\] \(e\.g\. 149\)"):
+        _prep(src, tmp_path / "a.zarr", "t2m")
+    assert not (tmp_path / "a.zarr").exists()
+
+
+@pytest.mark.parametrize(("scale", "offset", "said"), [
+    (0.0, 280.0, "scale_factor 0 and add_offset 280"),
+    (0.01, float("nan"), "scale_factor 0.01 and add_offset nan"),
+    (float("inf"), 0.0, "scale_factor inf"),
+])
+def test_packing_that_no_value_decodes_through_is_refused(tmp_path, scale, offset, said):
+    """scale_factor 0 would make every value the offset: a constant field that passes
+    every check; a NaN or inf one makes every value non-finite."""
+    import netCDF4
+
+    src = _file(tmp_path / "packed.nc", "t2m", _field(), "K")
+    with netCDF4.Dataset(src, "r+") as d:
+        d["t2m"].setncattr("scale_factor", np.float32(scale))
+        d["t2m"].setncattr("add_offset", np.float32(offset))
+    with pytest.raises(DchagError, match="no value decodes through") as err:
+        _prep(src, tmp_path / "a.zarr", "t2m")
+    assert said in str(err.value) and "packed.nc" in str(err.value)
+    assert not (tmp_path / "a.zarr").exists()
 
 
 def test_units_are_converted_where_unambiguous_and_refused_otherwise(tmp_path):
@@ -174,3 +206,38 @@ def test_long_paths_are_stored_whole_and_bom_manifests_are_read(tmp_path):
     r = runner.invoke(app, ["prep", "appl", str(deep / "plant_000.hdr"), "--size", "16",
                             "--out", str(out), "--append"])
     assert r.exit_code == 1 and "already in the store" in r.output
+
+
+@pytest.mark.parametrize(("edit", "said"), [
+    (("reflectance scale factor = 10000", "reflectance scale factor = inf"),
+     "reflectance scale factor inf"),
+    (("reflectance scale factor = 10000", "reflectance scale factor = 0"),
+     "reflectance scale factor 0"),
+    ((" 500.41 ,", " nan ,"), "wavelength of band 51 is nan"),
+    ((" 500.41 ,", " -500.41 ,"), "wavelength of band 51 is -500.41"),
+])
+def test_an_impossible_reflectance_scale_or_wavelength_is_refused(tmp_path, edit, said):
+    """A scale of inf makes every reflectance 0, a scale of 0 every one inf, and a NaN
+    wavelength breaks the resampling to the common grid: each is one line, nothing written."""
+    for f in SAMPLE_APPL.glob("plant_000.*"):
+        shutil.copy(f, tmp_path / f.name)
+    header = tmp_path / "plant_000.hdr"
+    text = header.read_text()
+    assert edit[0] in text
+    header.write_text(text.replace(edit[0], edit[1], 1))
+    out = tmp_path / "a.zarr"
+    r = runner.invoke(app, ["prep", "appl", str(header), "--size", "16", "--out", str(out)])
+    assert r.exit_code == 1 and said in r.output and "plant_000.hdr" in r.output
+    assert not out.exists()
+
+
+def test_absurd_counts_are_refused_or_bounded_with_a_note(tmp_path):
+    src = _file(tmp_path / "t2m.nc", "t2m", _field(), "K")
+    r = runner.invoke(app, ["prep", "era5", str(src), "--channels", "t2m", "--out",
+                            str(tmp_path / "a.zarr"), "--retries", "1000"])
+    assert r.exit_code == 1 and "--retries 1000 is more than 100" in r.output
+    assert not (tmp_path / "a.zarr").exists()
+    r = runner.invoke(app, ["prep", "era5", str(src), "--channels", "t2m", "--out",
+                            str(tmp_path / "b.zarr"), "--workers", "100000"])
+    assert r.exit_code == 0, r.output
+    assert "--workers 100000 is more than 4 × the" in r.output

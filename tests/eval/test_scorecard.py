@@ -75,6 +75,18 @@ def test_a_reference_without_a_source_is_refused(tmp_path):
         load_references(bad)
 
 
+@pytest.mark.parametrize(("metric", "value"), [("rmse", "nan"), ("rmse", "-3"),
+                                               ("rmse", "inf"), ("acc", "1.5")])
+def test_a_reference_score_that_cannot_be_is_refused(tmp_path, metric, value):
+    bad = tmp_path / "refs.csv"
+    header = next(ln for ln in REFERENCES.read_text().splitlines() if ln.startswith("model,"))
+    bad.write_text(f"{header}\nClimaX,z_500,72,{metric},{value},ViT,2017-2018,Nguyen 2023\n")
+    with pytest.raises(DchagError, match=rf"row 2 \(ClimaX, z_500 at 72 h\) gives {metric} "
+                       rf"{value}, not a possible score") as err:
+        load_references(bad)
+    assert "refs.csv" in str(err.value)
+
+
 def test_eval_forecast_writes_the_scorecard_and_says_the_data_is_synthetic(
         tmp_path, sample_era5_zarr):
     run = tmp_path / "run"

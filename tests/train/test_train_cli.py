@@ -115,6 +115,7 @@ def _first_line(output: str) -> str:
     (["--channels", "950-990"], "no band matches"),
     (["--crop", "64x64"], "larger than"),
     (["--precision", "fp8"], "--precision"),
+    (["--steps", "1000000000000"], "--steps 1000000000000 is more than 1,000,000,000"),
 ])
 def test_bad_settings_fail_before_training(tmp_path, sample_appl_zarr, args, message):
     r = runner.invoke(app, ["pretrain", "--data", str(sample_appl_zarr), "--out",
@@ -151,6 +152,9 @@ def test_existing_runs_and_other_models_are_protected(tmp_path, sample_era5_zarr
     assert r.exit_code == 1 and "another model" in r.output and "preset" in r.output
     r = runner.invoke(app, ["train", "forecast", "--resume", str(tmp_path)])
     assert r.exit_code == 1 and "not a dchag run" in r.output
+    r = runner.invoke(app, ["train", "forecast", "--resume", str(run), "--steps", "1"])
+    assert r.exit_code == 1 and "--steps 1 is below step 2, which the run has already " \
+        "reached" in r.output
 
 
 def test_more_gpus_than_present_is_refused(monkeypatch, tmp_path, sample_era5_zarr):
