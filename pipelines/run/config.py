@@ -294,11 +294,18 @@ def _parse_hw(text: str) -> tuple[int, int]:
     return h, w
 
 
+MAX_CONFIG_BYTES = 2**20  # a page of settings is a few hundred bytes
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """Settings from a TOML or YAML file, keys spelled as the flags (dashes or underscores)."""
     path = Path(path)
     if not path.is_file():
         raise DchagError("no such config file", path=path)
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise DchagError(f"{path.stat().st_size:,} bytes: larger than a config file can "
+                         f"be ({MAX_CONFIG_BYTES:,})", path=path,
+                         fix="pass the settings file, not a data file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -313,6 +320,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
             raise DchagError("config files must end in .toml, .yaml or .yml", path=path)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise DchagError(f"cannot parse: {str(exc).splitlines()[0]}", path=path) from exc
+    except RecursionError:
+        raise DchagError("nested too deeply to be a config file (settings are flat: "
+                         "`steps = 300`, `lead = [\"6h\", \"1d\"]`)", path=path,
+                         fix="write one setting per line") from None
     if not isinstance(data, dict):
         raise DchagError("expected a table of settings", path=path)
     return {str(k).replace("-", "_"): v for k, v in data.items()}

@@ -71,14 +71,16 @@ def read_metadata(ckpt: Path) -> Metadata:
     """DCP metadata of `ckpt`, unpickled with only DCP's own classes allowed."""
     path = Path(ckpt) / METADATA
     try:
-        with open(path, "rb") as fh:
-            md = _MetadataUnpickler(fh).load()
+        # From memory, not the file: a length field of 2⁶⁰ in the pickle then meets the
+        # end of the bytes (truncated) instead of asking for that much memory.
+        md = _MetadataUnpickler(io.BytesIO(path.read_bytes())).load()
     except UnsafeCheckpoint as exc:
         raise TamperedCheckpoint(f"refused to load: {exc}", path=path,
                          fix="only load checkpoints from sources you trust; this one is "
                          "not a plain dchag checkpoint") from None
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError,
-            TypeError, IndexError, KeyError) as exc:
+            TypeError, IndexError, KeyError, MemoryError, OverflowError,
+            RecursionError) as exc:
         raise DchagError(f"unreadable checkpoint metadata ({type(exc).__name__})",
                          path=path, fix="the checkpoint is damaged; use an earlier one") from exc
     if not isinstance(md, Metadata) or not isinstance(md.storage_data, dict):

@@ -148,3 +148,15 @@ def test_no_intact_checkpoint_is_one_line(tmp_path, runs, sample_era5_zarr):
     assert r.exit_code == 1
     assert "no intact checkpoint" in r.output
     assert not (tmp_path / "ev").exists()
+
+
+def test_a_metadata_length_field_of_two_to_the_sixty_is_damage_not_a_crash(tmp_path, runs):
+    """BINBYTES8 with a length of 2⁶⁰: read from a file, the unpickler would ask for that
+    much memory; dchag names the checkpoint damaged and falls back to an earlier one."""
+    run = _copy(runs["forecast"], tmp_path / "run")
+    newest = run / "checkpoints" / "step_00000008"
+    (newest / ".metadata").write_bytes(b"\x80\x04\x8e" + (2**60).to_bytes(8, "little") + b"x")
+    assert "unreadable checkpoint metadata" in checkpoint_problem(newest)
+    r = runner.invoke(app, ["train", "forecast", "--resume", str(run), "--steps", "10"])
+    assert r.exit_code == 0, r.output
+    assert "step_00000008 is damaged" in r.output and "Traceback" not in r.output

@@ -104,6 +104,20 @@ def test_config_file_then_flags(tmp_path, sample_appl_zarr):
                or ("steps" in line and " 5 " in line) for line in r.output.splitlines())
 
 
+@pytest.mark.parametrize(("name", "text", "said"), [
+    ("deep.toml", "a = " + "[" * 5000 + "]" * 5000, "nested too deeply"),
+    ("deep.yaml", "a: " + "[" * 5000 + "]" * 5000, "nested too deeply"),
+    ("big.toml", "# " + "x" * 2**20, "larger than a config file can be"),
+])
+def test_a_config_file_that_cannot_be_settings_is_one_line(tmp_path, name, text, said):
+    cfg = tmp_path / name
+    cfg.write_text(text)
+    r = runner.invoke(app, ["pretrain", "--config", str(cfg), "--dry-run", "--out",
+                            str(tmp_path / "run")])
+    assert r.exit_code == 1 and said in r.output and name in r.output
+    assert "Traceback" not in r.output
+
+
 def _first_line(output: str) -> str:
     return next(line for line in output.splitlines() if line.strip())
 
