@@ -74,6 +74,9 @@ def era5(
                                   "request is given up (and retried)."),
     retries: int = typer.Option(5, help="Remote stores: retries of a failed request (HTTP "
                                 "5xx/429, timeout, broken connection), with backoff."),
+    deadline: float = typer.Option(600.0, help="Remote stores: seconds a request may take "
+                                   "however steadily data trickles in; all attempts of one "
+                                   "request stop after 3 × this, whatever --retries says."),
     log_every: int = log_every_option("time steps"),
     append: bool = typer.Option(False, help="Add later times to an existing store."),
     overwrite: bool = typer.Option(False, help="Replace an existing store."),
@@ -97,7 +100,7 @@ def era5(
     from pipelines.data.era5_prep import Era5PrepConfig, prep_era5
 
     cfg = Era5PrepConfig(
-        sources=source_list(sources, timeout, retries), out=out_path,
+        sources=source_list(sources, timeout, retries, deadline), out=out_path,
         preset=None if channels else preset, channels=channels,
         method=method, backend=backend, weights=weights, resolution=resolution,
         region=region, train_years=parse_years(train_years), clim_window=clim_window,
@@ -156,14 +159,17 @@ def _print_dry_run(cfg) -> None:
     out.print("nothing read beyond metadata and coordinates; nothing written")
 
 
-def source_list(sources: list[str], timeout: float, retries: int) -> list:
+def source_list(sources: list[str], timeout: float, retries: int,
+                deadline: float = 600.0) -> list:
     """Local paths as `Path`, URLs as remote stores (a `Path` would fold their `//`)."""
     from pipelines.data.remote import RemoteZarr, is_url
 
-    if timeout <= 0 or retries < 0:
-        raise DchagError(f"--timeout {timeout:g} must be > 0 and --retries {retries} ≥ 0")
+    if timeout <= 0 or retries < 0 or not deadline > 0:
+        raise DchagError(f"--timeout {timeout:g} and --deadline {deadline:g} must be > 0 and "
+                         f"--retries {retries} ≥ 0")
     check_at_most(retries, MAX_RETRIES, "--retries", "with backoff, hours of waiting already")
-    return [RemoteZarr(s, timeout_s=timeout, retries=retries) if is_url(s) else Path(s)
+    return [RemoteZarr(s, timeout_s=timeout, retries=retries, deadline_s=deadline)
+            if is_url(s) else Path(s)
             for s in sources]
 
 

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import logging
 import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from zarr.storage import WrapperStore
@@ -58,11 +61,30 @@ def https_url(url: str) -> str:
 def _credentials(url: str) -> str | None:
     """The credentialled filesystem to use for a private bucket, if its environment is set."""
     if url.startswith("gs://") and os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+        check_key_file(Path(os.environ["GOOGLE_APPLICATION_CREDENTIALS"]))
         return "gcsfs"
     if url.startswith("s3://") and (os.environ.get("AWS_ACCESS_KEY_ID")
                                     or os.environ.get("AWS_PROFILE")):
         return "s3fs"
     return None
+
+
+def check_key_file(path: Path) -> None:
+    """GOOGLE_APPLICATION_CREDENTIALS names a readable JSON key: gcsfs would otherwise
+    fall back to anonymous access with a traceback in the log, and the bucket's refusal
+    would then be blamed on the bucket."""
+    fix = "point GOOGLE_APPLICATION_CREDENTIALS at the key's JSON file, or unset it " \
+          "for a public bucket"
+    env = f"GOOGLE_APPLICATION_CREDENTIALS={path}"
+    if not path.is_file():
+        raise DchagError(f"{env}: no such file", fix=fix)
+    try:
+        key = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DchagError(f"{env}: not a JSON key file ({type(exc).__name__})", fix=fix) \
+            from None
+    if not isinstance(key, dict) or "type" not in key:
+        raise DchagError(f"{env}: JSON without a credential `type`", fix=fix)
 
 
 @dataclass(frozen=True)
@@ -76,6 +98,10 @@ class RemoteZarr:
     timeout_s: float = 60.0  # no byte for this long: the request failed (then retried)
     retries: int = 5  # attempts after the first, with backoff 0.5 s, 1 s, 2 s, …
     first_wait_s: float = 0.5  # the first backoff; each later one doubles, up to 30 s
+    # A request not complete after this long failed, however steadily bytes trickle in
+    # (a byte every second never trips `timeout_s`); all attempts of one request together
+    # stop after RETRY_BUDGET × this, whatever `retries` says.
+    deadline_s: float = 600.0
 
     @property
     def name(self) -> str:
@@ -97,6 +123,9 @@ class RemoteZarr:
         if via is not None:
             require(via, f"reading the private bucket {self.url}", "cloud")
             import fsspec
+
+            # gcsfs logs each failed request with a traceback; dchag's one line says it
+            logging.getLogger("gcsfs").setLevel(logging.CRITICAL)
 
             fs = fsspec.filesystem("gs" if via == "gcsfs" else "s3", asynchronous=True)
             base = self.url.partition("://")[2].rstrip("/")
@@ -140,6 +169,16 @@ def explain(exc: BaseException, url: str, key: str) -> tuple[bool, DchagError]:
     return False, DchagError(f"could not be read ({name}: {str(exc)[:120]})", path=where)
 
 
+RETRY_BUDGET = 3  # all attempts of one request: at most this many deadlines
+
+
+def _too_slow(remote: RemoteZarr, key: str) -> DchagError:
+    return DchagError(f"a request did not complete within --deadline {remote.deadline_s:g} s "
+                      f"(data arrives, too slowly; {bytes_fetched():,} bytes fetched so far)",
+                      path=f"{remote.url}/{key}",
+                      fix="raise --deadline on a slow link, or try again later")
+
+
 class RetryingStore(WrapperStore):
     """A zarr store wrapper: retry transient failures with backoff, count bytes fetched,
     and turn what cannot succeed into a `DchagError` naming the URL."""
@@ -153,14 +192,21 @@ class RetryingStore(WrapperStore):
 
     async def _retry(self, key: str, call):
         delay = self.remote.first_wait_s
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        budget = RETRY_BUDGET * self.remote.deadline_s
         for attempt in itertools.count():
+            deadline = asyncio.timeout(self.remote.deadline_s)
             try:
-                return await call()
+                async with deadline:
+                    return await call()
             except DchagError:
                 raise
             except Exception as exc:  # aiohttp, fsspec and OS errors alike
-                transient, error = explain(exc, self.remote.url, key)
-                if not transient or attempt >= self.remote.retries:
+                transient, error = (True, _too_slow(self.remote, key)) if deadline.expired() \
+                    else explain(exc, self.remote.url, key)
+                spent = loop.time() - start
+                if not transient or attempt >= self.remote.retries or spent >= budget:
                     raise error from exc
             await asyncio.sleep(delay * (0.75 + 0.5 * random.random()))
             delay = min(delay * 2, 30.0)

@@ -1,5 +1,6 @@
 """A real HTTP server on 127.0.0.1 serving a folder (a zarr store), with faults on demand:
-5xx answers, stalls and bodies cut short — what a cloud bucket does on a bad day."""
+5xx answers, stalls, trickles and bodies cut short — what a cloud bucket does on a bad
+day."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ class Faults:
     errors_5xx: int = 0  # answered 503
     stalls: int = 0  # answered after `stall_s` (longer than the client's timeout)
     truncations: int = 0  # full Content-Length, half the body, connection closed
+    trickles: int = 0  # the body sent one byte every `trickle_s`: never silent, never done
     stall_s: float = 3.0
+    trickle_s: float = 0.5
     status: dict[str, int] = field(default_factory=dict)  # path suffix → status, always
     served_bytes: int = 0  # payload bytes of successful answers
     requests: int = 0
@@ -68,6 +71,14 @@ class _Handler(SimpleHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if chunk and f.take("trickles"):
+            with contextlib.suppress(OSError):  # the client gives up: a broken pipe
+                for k in range(len(body)):
+                    self.wfile.write(body[k:k + 1])
+                    self.wfile.flush()
+                    time.sleep(f.trickle_s)
+            self.close_connection = True
+            return
         if chunk and f.take("truncations"):
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()

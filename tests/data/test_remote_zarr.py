@@ -35,7 +35,8 @@ def local_february(wb2, tmp_path_factory) -> zarr.Group:
 
 def _remote(url: str, out: Path, **kw):
     remote = RemoteZarr(url, timeout_s=kw.pop("timeout_s", 5.0), retries=kw.pop("retries", 3),
-                        first_wait_s=kw.pop("first_wait_s", 0.5))
+                        first_wait_s=kw.pop("first_wait_s", 0.5),
+                        deadline_s=kw.pop("deadline_s", 600.0))
     return prep_era5(Era5PrepConfig(sources=[remote], out=out, channels=CHANNELS,
                                     period="2018-02", **kw))
 
@@ -78,6 +79,22 @@ def test_a_fault_that_persists_is_one_line_and_leaves_nothing(wb2, tmp_path):
     assert not list(tmp_path.iterdir())  # no store, no temporary, no lock left
 
 
+@pytest.mark.slow
+def test_a_trickling_server_ends_within_the_deadlines(wb2, tmp_path):
+    """A byte every 0.2 s never trips the 5 s read timeout; the per-request deadline (1 s)
+    does, and all attempts together stop after 3 deadlines whatever --retries says."""
+    import time
+
+    start = time.monotonic()
+    with serve(wb2.parent, Faults(trickles=10_000, trickle_s=0.2)) as (base, _), \
+            pytest.raises(DchagError, match=r"did not complete within --deadline 1 s \(data "
+                          r"arrives, too slowly; [\d,]+ bytes fetched so far\).*--deadline"):
+        _remote(f"{base}/wb2.zarr", tmp_path / "r.zarr", retries=50, first_wait_s=0.05,
+                deadline_s=1.0)
+    assert time.monotonic() - start < 30  # 3 deadlines and backoff, not 51 attempts
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(("status", "message"), [
     ({".zmetadata": 403, ".zgroup": 403}, r"access denied \(HTTP 403\).*GOOGLE_APPLICATION"),
     ({}, r"no zarr store there"),
@@ -99,6 +116,25 @@ def test_unreachable_host_from_the_cli(tmp_path):
     assert r.exit_code != 0
     assert f"http://127.0.0.1:{port}/wb2.zarr: host unreachable" in one_error_line(r.output)
     assert not (tmp_path / "r.zarr").exists()
+
+
+@pytest.mark.parametrize(("key", "said"), [
+    (None, "no such file"), ("garbage{", "not a JSON key file (JSONDecodeError)"),
+    ("[1, 2]", "JSON without a credential `type`")])
+def test_missing_or_garbage_credentials_are_one_line_before_any_request(
+        tmp_path, monkeypatch, key, said):
+    """Refused before a connection is opened (gcsfs would fall back to anonymous access
+    with a traceback in the log)."""
+    path = tmp_path / "key.json"
+    if key is not None:
+        path.write_text(key)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    r = runner.invoke(app, ["prep", "era5", "gs://a-private-bucket/era5.zarr", "--out",
+                            str(tmp_path / "r.zarr"), "--retries", "0"])
+    assert r.exit_code == 1
+    assert one_error_line(r.output).startswith(
+        f"error: GOOGLE_APPLICATION_CREDENTIALS={path}: {said}")
+    assert "Traceback" not in r.output and not (tmp_path / "r.zarr").exists()
 
 
 def test_the_cli_reports_bytes_fetched(wb2, tmp_path):
