@@ -27,9 +27,12 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing import forkserver
@@ -72,6 +75,7 @@ class RankStart:
 
     env: dict[str, str]
     server_env: dict[str, str]
+    launcher_pid: int = 0  # the process whose death ends the rank (0: none watched)
 
 
 @contextlib.contextmanager
@@ -103,7 +107,7 @@ def rank_server(preload: list[str]) -> Iterator[RankStart]:
             os.environ.clear()
             os.environ.update(launcher_env)
         # the folder stays until the launch ends: the server may still be starting up
-        yield RankStart(launcher_env, _server_env)
+        yield RankStart(launcher_env, _server_env, os.getpid())
 
 
 def enter_rank(start: RankStart) -> None:
@@ -120,3 +124,40 @@ def enter_rank(start: RankStart) -> None:
     # A process this rank starts is spawned, as from a spawned rank, not forked from a fork
     # server of the rank's own (multiprocessing's default in a fork server's child).
     multiprocessing.set_start_method("spawn", force=True)
+    if start.launcher_pid:
+        watch_launcher(start.launcher_pid)
+
+
+LAUNCHER_GONE = 1  # the exit code of a rank whose launcher died
+
+
+def watch_launcher(pid: int) -> None:
+    """End this rank within a second of its launcher's death (`kill -9`, the OOM killer):
+    nobody would stop it otherwise, or read what it prints. A pidfd (Linux ≥ 5.3) wakes
+    the watcher the moment the launcher exits and cannot be fooled by a reused PID; where
+    there is none, the launcher is polled every half second."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while not gone():
+                time.sleep(0.5)
+        os._exit(LAUNCHER_GONE)
+
+    if fd is None and gone():
+        os._exit(LAUNCHER_GONE)
+    threading.Thread(target=watch, daemon=True, name="dchag-launcher-watch").start()
