@@ -7,17 +7,30 @@ names is imported (`root.py`).
 
 from __future__ import annotations
 
+import signal
 import sys
 
-INTERRUPTED = ("interrupted (Ctrl-C): stopped while starting; nothing was written\n")
+from pipelines.errors import Interrupted
+
+INTERRUPTED = "interrupted ({}): stopped while starting; nothing was written\n"
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
 
 
 def main() -> None:
+    # A scheduler's SIGTERM and a closed terminal's SIGHUP stop a command as Ctrl-C does:
+    # one line (`console.user_errors`), never a silent death or a traceback.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
     try:
         from dchag_cli.root import command_for
 
         command = command_for(sys.argv[1:])
-    except KeyboardInterrupt:
-        sys.stderr.write(INTERRUPTED)
-        raise SystemExit(130) from None
+    except (KeyboardInterrupt, Interrupted) as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        sys.stderr.write(INTERRUPTED.format("Ctrl-C" if signum == signal.SIGINT
+                                            else f"signal {signum}"))
+        raise SystemExit(128 + signum) from None
     command(args=sys.argv[1:], prog_name="dchag")

@@ -217,6 +217,8 @@ def _start_worker(xesmf: bool = False) -> None:
     """Ctrl-C is the main process's to handle; and a worker must not outlive it (a
     `kill -9` of the prep leaves no decoding process behind, Linux)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # not the main process's handler (fork)
+        signal.signal(sig, signal.SIG_DFL)
     if not xesmf:
         block_unused()  # this process lives for one prep only
     try:

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from pipelines.errors import DchagError, Interrupted
-from pipelines.train.preempt import exit_rank_quietly
+from pipelines.train.preempt import exit_rank_quietly, leave_on_stop_signals
 from pipelines.train.rank_server import RankStart, enter_rank, rank_server
 
 _RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -186,11 +186,17 @@ def launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
     early warning) would end this process by default: it is left to the ranks, which
     checkpoint on it (`preempt.py`).
     """
-    previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    # torch's agent installs handlers of its own and leaves the defaults behind: the
+    # command's own handling (one line for a stop signal) comes back after the launch.
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
+    previous = {sig: signal.getsignal(sig) for sig in stops}
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     try:
         return _launch(worker, arg, nprocs)
     finally:
-        signal.signal(signal.SIGUSR1, previous)
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def _launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
@@ -248,14 +254,16 @@ def _interruptible(worker: Callable[[Any], Any], arg: Any, start: RankStart) -> 
     130: every rank got it, and the launcher says so in one line."""
     enter_rank(start)
     try:
-        return worker(arg)
+        result = worker(arg)
     except KeyboardInterrupt:
         exit_rank_quietly(130)
+    leave_on_stop_signals()
+    return result
 
 
 def _signal_of(exitcode: int) -> int:
     """The stopping signal a worker's exit code reports (128 + n, or −n), else 0."""
-    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
     for sig in stops:
         if exitcode in (128 + sig, -sig):
             return int(sig)

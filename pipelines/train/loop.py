@@ -74,6 +74,7 @@ def train(cfg: TrainConfig, progress: TrainProgress | None = None) -> TrainResul
     """Entry point of one rank (the process group is created and torn down here)."""
     ctx = init_rank(cfg.tp_size, cfg.timeout_min)
     stop_quietly_on(signal.SIGTERM)
+    stop_quietly_on(signal.SIGHUP)
     try:
         dist.barrier()  # under torchrun, global rank 0 has prepared the run folder by now
         result = _Trainer(cfg, ctx, progress if ctx.is_main else None).run()

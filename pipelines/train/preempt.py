@@ -13,6 +13,7 @@ Loader worker processes ignore these signals: they end with their rank.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from typing import Any, NoReturn
 import torch
 import torch.distributed as dist
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
 
 
 class StopRequest:
@@ -35,7 +36,7 @@ class StopRequest:
 
     @contextlib.contextmanager
     def deferred(self) -> Iterator[StopRequest]:
-        """Within the block, SIGINT, SIGTERM and SIGUSR1 are recorded, not raised."""
+        """Within the block, SIGINT, SIGTERM, SIGHUP and SIGUSR1 are recorded, not raised."""
         saved = {}
         try:
             for sig in SIGNALS:
@@ -61,7 +62,7 @@ def exit_rank_quietly(code: int) -> NoReturn:
     """Leave a rank with `code` once it has stopped for a signal: its launcher forwards the
     signal to the ranks again, and a second one must not interrupt this exit with a
     traceback."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(ValueError):  # only the main thread may
             signal.signal(sig, signal.SIG_IGN)
     raise SystemExit(code) from None
@@ -83,3 +84,15 @@ def init_loader_worker(_worker_id: int = 0) -> None:
             default(kind, value, tb)
 
     sys.excepthook = quiet_lost_peer
+
+
+def leave_on_stop_signals() -> None:
+    """A rank whose work is done (its result handed to the launcher) leaves at once on a
+    stop signal, with 128 + the signal: nothing is left to save, and multiprocessing,
+    which it is waiting in, would print a traceback for an exception raised there."""
+    def leave(sig: int, frame: Any) -> None:
+        os._exit(128 + sig)
+
+    for sig in SIGNALS:
+        with contextlib.suppress(ValueError):  # only the main thread may
+            signal.signal(sig, leave)

@@ -12,7 +12,7 @@ but for what torch and the preloaded code read from the environment as they are 
 Signals. The server must outlive a stop signal sent to every process of the job (SLURM,
 `timeout`, a terminal's Ctrl-C): the launcher learns each rank's exit status from it, and
 would read a dead server as every rank failing while they are still writing their
-checkpoint. It ignores SIGINT itself, ignores SIGTERM and SIGUSR1 here, and exits when
+checkpoint. It ignores SIGINT itself, ignores SIGTERM, SIGHUP and SIGUSR1 here, and exits when
 this process does. A rank gets Python's default handling back as it enters (`enter_rank`).
 A Ctrl-C while the server imports torch ends it quietly with 130 (`_SERVER_STARTUP`): the
 launcher, which got the same Ctrl-C, says so in one line. A rank forked just as its
@@ -46,6 +46,7 @@ import importlib.machinery, importlib.util, os, signal, sys
 if os.environ.pop("DCHAG_RANK_SERVER", None):
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
     def _quiet_when_the_launcher_is_gone(kind, exc, tb, _default=sys.excepthook):
@@ -100,6 +101,7 @@ def rank_server(preload: list[str]) -> Iterator[RankStart]:
         os.environ["DCHAG_RANK_SERVER"] = "1"
         try:
             multiprocessing.set_forkserver_preload(preload)
+            _start_resource_tracker()
             forkserver.ensure_running()
             if getattr(server, "_forkserver_pid", None) != running:  # started just now
                 _started_for, _server_env = state, dict(os.environ)
@@ -108,6 +110,19 @@ def rank_server(preload: list[str]) -> Iterator[RankStart]:
             os.environ.update(launcher_env)
         # the folder stays until the launch ends: the server may still be starting up
         yield RankStart(launcher_env, _server_env, os.getpid())
+
+
+def _start_resource_tracker() -> None:
+    """multiprocessing's resource tracker, started ignoring SIGHUP as it already ignores
+    SIGINT and SIGTERM: a SIGHUP to the job (a closed terminal) would otherwise end it,
+    and the ranks' semaphores would be reported, each with a traceback, at their exit."""
+    from multiprocessing import resource_tracker
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()  # the ignored SIGHUP survives its exec
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def enter_rank(start: RankStart) -> None:
@@ -121,6 +136,7 @@ def enter_rank(start: RankStart) -> None:
     os.environ.update(for_this_rank)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     # A process this rank starts is spawned, as from a spawned rank, not forked from a fork
     # server of the rank's own (multiprocessing's default in a fork server's child).
     multiprocessing.set_start_method("spawn", force=True)

@@ -46,7 +46,8 @@ def _signal_mid_run(data: Path, run: Path, gpus: int, sig: int, steps: int
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-@pytest.mark.parametrize(("gpus", "sig"), [(1, signal.SIGTERM), (2, signal.SIGUSR1)])
+@pytest.mark.parametrize(("gpus", "sig"), [(1, signal.SIGTERM), (2, signal.SIGUSR1),
+                                         (2, signal.SIGHUP)])
 @pytest.mark.slow
 def test_a_signal_checkpoints_the_step_reached_and_resume_continues(tmp_path, gpus, sig,
                                                                     sample_era5_zarr):
@@ -131,7 +132,8 @@ def test_a_loader_worker_whose_rank_was_killed_prints_nothing():
 @pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs /proc (Linux)")
 @pytest.mark.parametrize("moment", ["while importing", "while the rank server starts",
                                     "as the ranks start"])
-def test_ctrl_c_during_start_up_is_one_line(tmp_path, sample_era5_zarr, moment):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_during_start_up_is_one_line(tmp_path, sample_era5_zarr, moment, sig):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "dchag_cli", "train", "forecast", "--data",
            str(sample_era5_zarr), "--out", str(run), "--gpus", "2", "--steps", "50", *FAST]
@@ -152,10 +154,11 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path, sample_era5_zarr, moment):
     while not reached() and time.monotonic() < deadline:
         time.sleep(0.005)
     assert reached(), f"never reached: {moment}"
-    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+    os.killpg(proc.pid, sig)  # a terminal's Ctrl-C, a scheduler's stop: the whole group
     out, err = proc.communicate(timeout=120)
     lines = [ln for ln in (out + err).splitlines() if ln.strip()]
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == 128 + sig, out + err
     assert "Traceback" not in out + err
-    assert lines[-1].startswith("interrupted (Ctrl-C)")
+    name = "Ctrl-C" if sig == signal.SIGINT else f"signal {int(sig)}"
+    assert lines[-1].startswith(f"interrupted ({name})")
     assert sum(ln.startswith("interrupted") for ln in lines) == 1
