@@ -27,7 +27,7 @@ from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from pipelines.errors import DchagError, Interrupted
 from pipelines.train.preempt import exit_rank_quietly, leave_on_stop_signals
-from pipelines.train.rank_server import RankStart, enter_rank, rank_server
+from pipelines.train.rank_server import RankStart, enter_rank, rank_server, server_died
 
 _RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -241,6 +241,11 @@ def _launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
         stopped = {_signal_of(f.exitcode) for f in exc.failures.values()}
         if 0 not in stopped:  # the workers were stopped by a signal, not broken
             raise Interrupted(min(stopped)) from None
+        if server_died():  # the ranks' exit status went with it: say what happened
+            raise DchagError("the rank server that started the ranks died (killed from "
+                             "outside?), and the ranks were stopped with it",
+                             fix="--resume the run: its last finished checkpoint is "
+                             "intact") from None
         raise DchagError(_failure_summary(exc)) from None
     except SignalException as exc:  # the agent's own handler for SIGINT/SIGTERM
         raise Interrupted(int(exc.sigval)) from None

@@ -112,6 +112,19 @@ def rank_server(preload: list[str]) -> Iterator[RankStart]:
         yield RankStart(launcher_env, _server_env, os.getpid())
 
 
+def server_died() -> bool:
+    """Whether this process's rank server has died (`kill -9`): read from /proc, without
+    reaping it (multiprocessing reaps and replaces it on the next launch)."""
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if pid is None:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return Path("/proc/self").exists()  # gone (where /proc can tell)
+    return state in ("Z", "X")
+
+
 def _start_resource_tracker() -> None:
     """multiprocessing's resource tracker, started ignoring SIGHUP as it already ignores
     SIGINT and SIGTERM: a SIGHUP to the job (a closed terminal) would otherwise end it,

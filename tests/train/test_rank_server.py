@@ -5,6 +5,7 @@ exit status from it)."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -122,3 +123,38 @@ def test_a_rank_forked_as_its_launcher_ends_prints_nothing():
     assert "FileNotFoundError" in plain.stderr and plain.stdout == "1"
     ours = run("rank server")
     assert ours.stdout == "1" and ours.stderr == "", ours.stderr  # the rank did not start
+
+
+def test_a_killed_rank_server_is_one_line_and_the_run_resumes(tmp_path, sample_era5_zarr):
+    """`kill -9` of the rank server mid-run: its ranks' exit statuses die with it; the
+    launcher says so in one line, and the run resumes from its checkpoint."""
+    from tests.train import processes
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dchag_cli", "train", "forecast", "--data",
+         str(sample_era5_zarr), "--out", str(run), "--gpus", "2", "--steps", "100000",
+         "--lead", "6h", "--workers", "0", "--batch-size", "2", "--log-every", "1",
+         "--ckpt-every", "5", "--val-every", "1000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (run / "checkpoints" / "latest").exists():  # a checkpoint is written
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        server = processes.rank_server(proc.pid)
+        assert server is not None
+        os.kill(server, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    lines = [ln for ln in (out + err).splitlines() if ln.startswith(("error", "interrupted"))]
+    assert proc.returncode == 1 and "Traceback" not in out + err, out + err
+    assert len(lines) == 1 and "the rank server that started the ranks died" in lines[0]
+    reached = int((run / "checkpoints" / "latest").read_text().removeprefix("step_"))
+    r = subprocess.run([sys.executable, "-m", "dchag_cli", "train", "forecast", "--resume",
+                        str(run), "--steps", str(reached + 2), "--gpus", "1"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (run / "checkpoints" / f"step_{reached + 2:08d}").is_dir()
