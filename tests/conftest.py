@@ -50,6 +50,14 @@ def era5_like(path: Path, lat: np.ndarray, lon: np.ndarray, times: np.ndarray,
                         {"valid_time": times, "latitude": lat, "longitude": lon})
 
 
+@pytest.fixture(autouse=True)
+def _in_a_folder_of_its_own(tmp_path_factory, monkeypatch):
+    """Every test runs in an empty folder of its own: what a command reads or writes by
+    default (runs/forecast, era5.zarr, quickstart/) is never the checkout's — where the
+    README's commands may have left those very outputs."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture(scope="session")
 def sample_era5_zarr(tmp_path_factory) -> Path:
     """The shipped ERA5 sample (8 days, 6-hourly, 14 channels) prepared as era5.zarr."""
