@@ -20,9 +20,10 @@ def _stop(signum: int, frame: object) -> None:
 
 
 def main() -> None:
-    # A scheduler's SIGTERM and a closed terminal's SIGHUP stop a command as Ctrl-C does:
-    # one line (`console.user_errors`), never a silent death or a traceback.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # A scheduler's SIGTERM (or SLURM's SIGUSR1 warning) and a closed terminal's SIGHUP
+    # stop a command as Ctrl-C does: one line (`console.user_errors`), never a silent
+    # death or a traceback. Training defers them to a step boundary (`preempt.py`).
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(sig, _stop)
     try:
         from dchag_cli.root import command_for

@@ -158,7 +158,8 @@ def explain(exc: BaseException, url: str, key: str) -> tuple[bool, DchagError]:
             fix="try again later, or raise --retries")
     name = type(exc).__name__
     if isinstance(exc, asyncio.TimeoutError | TimeoutError) or "Timeout" in name:
-        return True, DchagError("timed out (no data for the whole --timeout)", path=where,
+        return True, DchagError(f"timed out (no data for the whole --timeout; "
+                                f"{bytes_fetched():,} bytes fetched so far)", path=where,
                                 fix="check the network, or raise --timeout")
     if "Payload" in name or "Disconnected" in name or isinstance(exc, ConnectionError):
         return True, DchagError(f"the connection broke off ({name})", path=where,

@@ -79,6 +79,25 @@ def test_one_value_just_outside_the_range_is_refused_before_the_regrid_blurs_it(
     assert not (tmp_path / "a.zarr").exists()
 
 
+@pytest.mark.parametrize(("var", "level", "value", "said"), [
+    ("t", 850.0, 149.0, "t_850"), ("t", 850.0, 400.0, "t_850"),
+    ("z", 500.0, 1.0e6, "z_500"), ("q", 500.0, 0.2, "q_500")])
+def test_impossible_upper_air_values_are_refused_naming_channel_time_and_value(
+        tmp_path, var, level, value, said):
+    base = {"t": 250.0, "z": 5.5e4, "q": 0.002}[var]
+    data = np.full((4, 1, 37, 72), base, np.float32)
+    data[3, 0, 20, 30] = value
+    src = tmp_path / "pl.nc"
+    write_netcdf(src, {var: (("valid_time", "pressure_level", "latitude", "longitude"), data)},
+                 {"valid_time": TIMES, "pressure_level": np.array([level]), "latitude": LAT,
+                  "longitude": LON})
+    with pytest.raises(DchagError, match=rf"{said} at 2018-01-01T18:00 has 1 value\(s\) "
+                       r"outside the physical range") as err:
+        _prep(src, tmp_path / "a.zarr", said)
+    assert f"(e.g. {value:.4g})" in str(err.value) and "--allow-out-of-range" in str(err.value)
+    assert not (tmp_path / "a.zarr").exists()
+
+
 @pytest.mark.parametrize(("scale", "offset", "said"), [
     (0.0, 280.0, "scale_factor 0 and add_offset 280"),
     (0.01, float("nan"), "scale_factor 0.01 and add_offset nan"),
