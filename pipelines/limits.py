@@ -23,12 +23,13 @@ def cores_here() -> int:
 
 def worker_processes(asked: int, flag: str = "--workers", quiet: bool = False) -> int:
     """`asked`, or at most WORKERS_PER_CORE × the cores here (with a note saying so)."""
-    cap = WORKERS_PER_CORE * cores_here()
+    cores = cores_here()
+    cap = WORKERS_PER_CORE * cores
     if asked <= cap:
         return asked
     if not quiet:
-        note(f"{flag} {asked} is more than {WORKERS_PER_CORE} × the {cores_here()} cores "
-             f"here: using {cap}")
+        note(f"{flag} {asked} is more than {WORKERS_PER_CORE} × the {cores} cores here: "
+             f"using {cap}")
     return cap
 
 

@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from pipelines.errors import DchagError, Interrupted
+from pipelines.train.preempt import SIGNALS as STOP_SIGNALS
 from pipelines.train.preempt import exit_rank_quietly, leave_on_stop_signals
 from pipelines.train.rank_server import RankStart, enter_rank, rank_server, server_died
 
@@ -188,8 +189,7 @@ def launch(worker: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
     """
     # torch's agent installs handlers of its own and leaves the defaults behind: the
     # command's own handling (one line for a stop signal) comes back after the launch.
-    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
-    previous = {sig: signal.getsignal(sig) for sig in stops}
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     try:
         return _launch(worker, arg, nprocs)
@@ -268,8 +268,7 @@ def _interruptible(worker: Callable[[Any], Any], arg: Any, start: RankStart) -> 
 
 def _signal_of(exitcode: int) -> int:
     """The stopping signal a worker's exit code reports (128 + n, or −n), else 0."""
-    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
-    for sig in stops:
+    for sig in STOP_SIGNALS:
         if exitcode in (128 + sig, -sig):
             return int(sig)
     return 0
